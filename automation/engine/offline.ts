@@ -1,0 +1,147 @@
+import * as pulumi from "@pulumi/pulumi";
+
+/**
+ * The offline engine: runs a stack program on Pulumi's mock runtime and records every resource it
+ * registers, creating nothing. It answers "what would this stack create?" without a Pulumi CLI,
+ * credentials or a cluster. It is never a deployment.
+ *
+ * Pulumi keeps its runtime state on globalThis, so one process evaluates one program at a time.
+ */
+
+/** One resource the program registered. */
+export interface Registration {
+  /** Type token, e.g. "kubernetes:core/v1:Namespace". */
+  type: string;
+  /** Pulumi (logical) name. */
+  name: string;
+  /** False for component resources. */
+  custom: boolean;
+  /** Reference to the explicit provider ("<provider urn>::<provider id>"), if any. */
+  provider?: string;
+  /** Inputs as the engine would receive them; secret values keep Pulumi's secret envelope. */
+  inputs: Record<string, unknown>;
+}
+
+/** Values a real provider would compute after creating a resource (ids, endpoints), by resource. */
+export type ComputedOutputs = (resource: pulumi.runtime.MockResourceArgs) => Record<string, unknown>;
+
+/** Mocks that record registrations and refuse invokes nobody has answered. */
+export class RecordingMocks implements pulumi.runtime.Mocks {
+  readonly registrations: Registration[] = [];
+
+  constructor(private readonly computed: ComputedOutputs = () => ({})) {}
+
+  newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
+    this.registrations.push({
+      type: args.type,
+      name: args.name,
+      custom: args.custom ?? true,
+      ...(args.provider ? { provider: args.provider } : {}),
+      inputs: args.inputs as Record<string, unknown>,
+    });
+    // `id` is set only when a resource is read by id; new resources arrive with an empty one.
+    const id = args.id === undefined || args.id === "" ? `${args.name}-id` : args.id;
+    return { id, state: { ...(args.inputs as Record<string, unknown>), ...this.computed(args) } };
+  }
+
+  call(args: pulumi.runtime.MockCallArgs): pulumi.runtime.MockCallResult {
+    throw new Error(`offline engine: no answer for the invoke "${args.token}"; this program needs a real provider`);
+  }
+}
+
+export interface OfflineOptions {
+  /** Stack config, keys fully qualified ("switch-vaas:sites"), values as `pulumi config` stores them (JSON for objects). */
+  config?: Record<string, string>;
+  /** Which config keys are secrets. */
+  secretKeys?: string[];
+  /** Stack name. Defaults to "offline". */
+  stack?: string;
+  /**
+   * Evaluate as a preview: provider-computed values stay unknown and code depending on them does not
+   * run. Defaults to true, the honest picture when nothing exists.
+   */
+  preview?: boolean;
+  /** The mocks to record with; pass your own to read registrations after a failure. Defaults to fresh RecordingMocks. */
+  mocks?: RecordingMocks;
+}
+
+export interface OfflineResult<T> {
+  registrations: Registration[];
+  /** What the program returned: its stack outputs, still as Outputs. */
+  outputs: T;
+}
+
+export const PROJECT = "switch-vaas";
+const DEFAULT_STACK = "offline";
+
+/** Runs `program` on the mock runtime and waits until every registration it started has finished. */
+export async function evaluateOffline<T>(program: () => Promise<T>, options: OfflineOptions = {}): Promise<OfflineResult<T>> {
+  const mocks = options.mocks ?? new RecordingMocks();
+  pulumi.runtime.setAllConfig(options.config ?? {}, options.secretKeys ?? []);
+  await pulumi.runtime.setMocks(mocks, PROJECT, options.stack ?? DEFAULT_STACK, options.preview ?? true);
+  try {
+    const outputs = await program();
+    return { registrations: mocks.registrations, outputs };
+  } finally {
+    // Drains the registrations still in flight; the next evaluation installs a fresh monitor.
+    await pulumi.runtime.disconnect();
+  }
+}
+
+/** Pulumi's envelope for secret values on the wire (sdk/nodejs/runtime/rpc.ts: specialSigKey, specialSecretSig). */
+const SIGNATURE_KEY = "4dabf18193072939515e22adb298388d";
+const SECRET_SIGNATURE = "1b47061264138c4ac30d75fd1eb44270";
+/** How a preview passes a value that is not known yet. */
+const UNKNOWN_KEY = "__pulumiUnknown";
+
+export const SECRET_PLACEHOLDER = "[secret]";
+export const UNKNOWN_PLACEHOLDER = "(known after up)";
+
+/** True if `value` is a secret in Pulumi's wire envelope. */
+export function isSecretEnvelope(value: unknown): value is { value: unknown } {
+  return typeof value === "object" && value !== null && (value as Record<string, unknown>)[SIGNATURE_KEY] === SECRET_SIGNATURE;
+}
+
+/** Registration inputs made fit to print: secrets masked, unknowns named. */
+export function displayInputs(value: unknown): unknown {
+  if (isSecretEnvelope(value)) {
+    return SECRET_PLACEHOLDER;
+  }
+  if (Array.isArray(value)) {
+    return value.map(displayInputs);
+  }
+  if (typeof value === "object" && value !== null) {
+    if ((value as Record<string, unknown>)[UNKNOWN_KEY] === true) {
+      return UNKNOWN_PLACEHOLDER;
+    }
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, displayInputs(inner)]));
+  }
+  return value;
+}
+
+/**
+ * Stack outputs made fit to print: secrets masked, values that are not known name themselves.
+ * Call after {@link evaluateOffline} returned, when every Output that can resolve has resolved.
+ */
+export async function displayOutputs(value: unknown): Promise<unknown> {
+  if (pulumi.Output.isInstance(value)) {
+    if (await pulumi.isSecret(value)) {
+      return SECRET_PLACEHOLDER;
+    }
+    // An unknown Output never calls apply; everything known has settled by now (the RPC queue is
+    // drained), so a turn of the event loop is long enough to wait.
+    const resolved = await Promise.race([
+      new Promise<{ value: unknown }>((resolve) => value.apply((inner) => resolve({ value: inner }))),
+      new Promise<undefined>((resolve) => setImmediate(() => resolve(undefined))),
+    ]);
+    return resolved === undefined ? UNKNOWN_PLACEHOLDER : displayOutputs(resolved.value);
+  }
+  if (Array.isArray(value)) {
+    return Promise.all(value.map(displayOutputs));
+  }
+  if (typeof value === "object" && value !== null && !pulumi.Resource.isInstance(value)) {
+    const entries = await Promise.all(Object.entries(value).map(async ([key, inner]) => [key, await displayOutputs(inner)] as const));
+    return Object.fromEntries(entries);
+  }
+  return value;
+}

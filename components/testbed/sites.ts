@@ -1,0 +1,200 @@
+import { z } from "zod";
+import { parseOrThrow } from "../validation.ts";
+
+/** How a cluster makes a conference's web and media ports reachable from the internet. */
+export type Exposure = "loadBalancer" | "nodePort";
+
+/**
+ * vCPUs and memory of the GCE machine types we know, so that a site's capacity follows from its
+ * machine type. GCE quotes memory in binary gigabytes ("3.75 GB" = 3840 MiB):
+ * https://cloud.google.com/compute/docs/general-purpose-machines
+ */
+export const KNOWN_MACHINE_TYPES: Readonly<Record<string, { vcpu: number; memoryGiB: number }>> = {
+  "n1-standard-1": { vcpu: 1, memoryGiB: 3.75 },
+  "n1-standard-2": { vcpu: 2, memoryGiB: 7.5 },
+  "n1-standard-4": { vcpu: 4, memoryGiB: 15 },
+  "e2-standard-2": { vcpu: 2, memoryGiB: 8 },
+  "e2-standard-4": { vcpu: 4, memoryGiB: 16 },
+};
+
+/** The paper's machine: 1 vCPU, 3.75 GB (seed 000, "Evaluation"). */
+export const DEFAULT_MACHINE_TYPE = "n1-standard-1";
+/** The paper ran the conference on one node and the load generator on another. */
+export const DEFAULT_NODE_COUNT = 2;
+/** The paper's nodes had 80 or 100 GB of network-attached disk. */
+export const DEFAULT_DISK_SIZE_GB = 100;
+/** Standard persistent disk: the paper's disks were "hard disks shared over network". */
+export const DEFAULT_DISK_TYPE = "pd-standard";
+export const DEFAULT_RELEASE_CHANNEL = "REGULAR";
+/** A testbed is torn down often; GKE's own default (true) would make `pulumi destroy` fail. */
+export const DEFAULT_DELETION_PROTECTION = false;
+export const DEFAULT_NETWORK = "default";
+/** Participants join from anywhere, so media is open to the internet, and only media. */
+export const DEFAULT_MEDIA_SOURCE_RANGES: readonly string[] = ["0.0.0.0/0"];
+/** GKE gets cloud load balancers; existing clusters (flannel, no cloud LB) use node ports. */
+export const DEFAULT_EXPOSURE: Readonly<Record<"gke" | "kubeconfig", Exposure>> = {
+  gke: "loadBalancer",
+  kubeconfig: "nodePort",
+};
+
+const MAX_SITE_NAME_LENGTH = 30;
+const DNS_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+
+const siteName = z
+  .string({ error: "is required; name the site with a DNS label, e.g. \"gcp-us-west1\"" })
+  .max(MAX_SITE_NAME_LENGTH, {
+    error: `is longer than ${MAX_SITE_NAME_LENGTH} characters; shorten it (GKE cluster names are limited to 40 including Pulumi's suffix)`,
+  })
+  .regex(DNS_LABEL, {
+    error: "is not a DNS label; use lowercase letters, digits and '-', starting with a letter, e.g. \"gcp-us-west1\"",
+  });
+
+const coordinate = (axis: string, limit: number) =>
+  z
+    .number({ error: `is required; give the site's ${axis} in decimal degrees` })
+    .refine((degrees) => Math.abs(degrees) <= limit, {
+      error: (issue) => `${String(issue.input)} is out of range; use decimal degrees between -${limit} and ${limit}`,
+    });
+
+const location = z.strictObject(
+  {
+    city: z.string({ error: "is required; give the city the cluster is in" }).min(1),
+    country: z.string({ error: "is required; give the country the cluster is in" }).min(1),
+    lat: coordinate("latitude (degrees north)", 90),
+    lon: coordinate("longitude (degrees east)", 180),
+  },
+  { error: "is required; give { city, country, lat, lon }" },
+);
+
+const nodeCount = z
+  .number({ error: "must be a number; give the number of nodes, e.g. 2" })
+  .int({ error: (issue) => `${String(issue.input)} is not a whole number; give a whole number of nodes of at least 1` })
+  .min(1, { error: (issue) => `${String(issue.input)} is not allowed; give a whole number of nodes of at least 1` });
+
+const perNode = (what: string) =>
+  z
+    .number({
+      error: (issue) =>
+        issue.input === undefined ? `is required; give the ${what} of one node` : `must be a number; give the ${what} of one node`,
+    })
+    .positive({ error: `must be positive; give the ${what} of one node` });
+
+const exposure = z.enum(["loadBalancer", "nodePort"], {
+  error: (issue) => `${JSON.stringify(issue.input)} is not an exposure mode; use "loadBalancer" or "nodePort"`,
+});
+
+const gkeSite = z
+  .strictObject({
+    name: siteName,
+    provider: z.literal("gke"),
+    location,
+    exposure: exposure.default(DEFAULT_EXPOSURE.gke),
+    region: z.string({ error: "is required for a gke site; set the GCP region, e.g. \"us-west1\"" }).min(1),
+    zone: z.string().optional(),
+    regional: z.boolean().default(false),
+    nodes: nodeCount.default(DEFAULT_NODE_COUNT),
+    machineType: z.string().default(DEFAULT_MACHINE_TYPE),
+    vcpuPerNode: perNode("vCPU count").optional(),
+    memoryGiBPerNode: perNode("memory in GiB").optional(),
+    diskSizeGb: z.number().int().min(10, { error: "must be at least 10 (GKE's minimum boot disk)" }).default(DEFAULT_DISK_SIZE_GB),
+    diskType: z.enum(["pd-standard", "pd-balanced", "pd-ssd"]).default(DEFAULT_DISK_TYPE),
+    logging: z.boolean().default(false),
+    monitoring: z.boolean().default(false),
+    releaseChannel: z.enum(["RAPID", "REGULAR", "STABLE", "EXTENDED"]).default(DEFAULT_RELEASE_CHANNEL),
+    deletionProtection: z.boolean().default(DEFAULT_DELETION_PROTECTION),
+    network: z.string().min(1).default(DEFAULT_NETWORK),
+    mediaSourceRanges: z.array(z.string()).min(1).default([...DEFAULT_MEDIA_SOURCE_RANGES]),
+  })
+  .superRefine((site, ctx) => {
+    if (site.regional && site.zone !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["zone"], message: "must not be set for a regional cluster; remove it or set regional: false" });
+    }
+    if (!site.regional && site.zone === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["zone"],
+        message: `is required for a zonal gke site; set a zone of ${site.region}, e.g. "${site.region}-b", or set regional: true`,
+      });
+    }
+    if (site.zone !== undefined && !site.zone.startsWith(`${site.region}-`)) {
+      ctx.addIssue({ code: "custom", path: ["zone"], message: `"${site.zone}" is not in region "${site.region}"; use a zone such as "${site.region}-b"` });
+    }
+    const known = KNOWN_MACHINE_TYPES[site.machineType];
+    if (known === undefined && (site.vcpuPerNode === undefined || site.memoryGiBPerNode === undefined)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["machineType"],
+        message: `"${site.machineType}" is not a machine type this program knows; set vcpuPerNode and memoryGiBPerNode for it`,
+      });
+    }
+  })
+  .transform((site) => {
+    const known = KNOWN_MACHINE_TYPES[site.machineType];
+    return {
+      ...site,
+      capacity: {
+        nodes: site.nodes,
+        vcpuPerNode: site.vcpuPerNode ?? known?.vcpu ?? 0,
+        memoryGiBPerNode: site.memoryGiBPerNode ?? known?.memoryGiB ?? 0,
+      },
+    };
+  });
+
+const kubeconfigSite = z
+  .strictObject({
+    name: siteName,
+    provider: z.literal("kubeconfig"),
+    location,
+    exposure: exposure.default(DEFAULT_EXPOSURE.kubeconfig),
+    nodes: nodeCount.default(DEFAULT_NODE_COUNT),
+    vcpuPerNode: perNode("vCPU count"),
+    memoryGiBPerNode: perNode("memory in GiB"),
+    context: z.string().min(1).optional(),
+  })
+  .transform((site) => ({
+    ...site,
+    capacity: { nodes: site.nodes, vcpuPerNode: site.vcpuPerNode, memoryGiBPerNode: site.memoryGiBPerNode },
+  }));
+
+const site = z.discriminatedUnion("provider", [gkeSite, kubeconfigSite], {
+  error: (issue) => {
+    const given = (issue.input as { provider?: unknown } | undefined)?.provider;
+    return given === undefined
+      ? `is required; set provider to "gke" or "kubeconfig"`
+      : `${JSON.stringify(given)} is not a known provider kind; use "gke" or "kubeconfig"`;
+  },
+});
+
+const sites = z
+  .array(site, { error: "must be a list of sites" })
+  .min(1, { error: "is empty; give at least one site" })
+  .superRefine((list, ctx) => {
+    const firstIndex = new Map<string, number>();
+    list.forEach((entry, index) => {
+      const earlier = firstIndex.get(entry.name);
+      if (earlier === undefined) {
+        firstIndex.set(entry.name, index);
+      } else {
+        ctx.addIssue({
+          code: "custom",
+          path: [index, "name"],
+          message: `"${entry.name}" is already the name of sites[${earlier}]; give every site a unique name`,
+        });
+      }
+    });
+  });
+
+/** A site as written in config: optional fields may be left out. */
+export type SiteInput = z.input<typeof site>;
+/** A validated site with every default applied and its capacity worked out. */
+export type Site = z.output<typeof site>;
+export type GkeSite = Extract<Site, { provider: "gke" }>;
+export type KubeconfigSite = Extract<Site, { provider: "kubeconfig" }>;
+
+/**
+ * Validates a site list and applies defaults. Throws an InvalidArgumentsError naming each bad key
+ * under `keyPrefix` (e.g. `switch-vaas:sites[2].region`) and how to fix it.
+ */
+export function parseSites(value: unknown, keyPrefix: string): Site[] {
+  return parseOrThrow(sites, value, keyPrefix);
+}

@@ -1,0 +1,42 @@
+import type { z } from "zod";
+
+/**
+ * Invalid plain arguments or stack config. Thrown before any resource is registered, with one
+ * line per problem, each naming the key and saying how to fix it.
+ */
+export class InvalidArgumentsError extends Error {
+  override readonly name = "InvalidArgumentsError";
+
+  constructor(readonly problems: readonly string[]) {
+    super(problems.join("\n"));
+  }
+}
+
+/**
+ * Parses `value` with `schema`; on failure throws an {@link InvalidArgumentsError} whose lines
+ * start with the full key of the offending field, e.g. `switch-vaas:sites[2].region`.
+ *
+ * Schemas carry their own fix-it messages; this only prefixes the key, so the same schema serves
+ * a stack (prefix `switch-vaas:sites`) and a component (prefix `sites`).
+ */
+export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, keyPrefix: string): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) {
+    return result.data;
+  }
+  throw new InvalidArgumentsError(result.error.issues.map((issue) => describeIssue(keyPrefix, issue)));
+}
+
+function describeIssue(keyPrefix: string, issue: z.core.$ZodIssue): string {
+  const key = keyPrefix + formatPath(issue.path);
+  if (issue.code === "unrecognized_keys") {
+    return issue.keys
+      .map((unknown) => `${key} has an unknown key "${unknown}"; remove it or correct its spelling`)
+      .join("\n");
+  }
+  return `${key} ${issue.message}`;
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  return path.map((part) => (typeof part === "number" ? `[${part}]` : `.${String(part)}`)).join("");
+}

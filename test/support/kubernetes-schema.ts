@@ -1,0 +1,32 @@
+import type { Registration } from "../../automation/engine/offline.ts";
+
+interface Model {
+  validate(): void;
+}
+type ModelClass = new (data: unknown) => Model;
+
+/** True for registrations of Kubernetes objects (not providers, not components). */
+export function isKubernetesObject(registration: Registration): boolean {
+  return registration.custom && registration.type.startsWith("kubernetes:");
+}
+
+/**
+ * Validates a registered Kubernetes object against the Kubernetes OpenAPI schema of its kind
+ * (kubernetes-models), throwing with the schema's complaint if it does not conform.
+ * "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole" → kubernetes-models/rbac.authorization.k8s.io/v1.
+ */
+export async function validateKubernetesObject(registration: Registration): Promise<void> {
+  const [, groupVersion = "", kind = ""] = registration.type.split(":");
+  const [group, version] = groupVersion.split("/");
+  const modulePath = group === "core" ? `kubernetes-models/${version}` : `kubernetes-models/${group}/${version}`;
+  const models = (await import(modulePath)) as Record<string, ModelClass | undefined>;
+  const ModelOfKind = models[kind];
+  if (ModelOfKind === undefined) {
+    throw new Error(`kubernetes-models has no ${kind} in ${modulePath}`);
+  }
+  try {
+    new ModelOfKind(registration.inputs).validate();
+  } catch (error) {
+    throw new Error(`${registration.type} "${registration.name}" does not match the Kubernetes schema: ${(error as Error).message}`);
+  }
+}
