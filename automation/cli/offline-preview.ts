@@ -1,0 +1,90 @@
+/**
+ * `npm start -- [stack] [--json]`: what a stack would create, evaluated by the offline engine from
+ * its stacks/Pulumi.<stack>.yaml (default: the testbed). Needs no Pulumi CLI, cloud or cluster;
+ * creates nothing.
+ */
+import { existsSync, readdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { parseSites } from "../../components/testbed/sites.ts";
+import { InvalidArgumentsError } from "../../components/validation.ts";
+import { DEFAULT_SITES } from "../../stacks/testbed.ts";
+import { type Registration, displayInputs, displayOutputs, evaluateOffline } from "../engine/offline.ts";
+import { ENCRYPTED_PLACEHOLDER, type StackConfig, readStackConfig } from "../engine/stack-config.ts";
+
+const STACKS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "stacks");
+const DEFAULT_STACK = "testbed";
+
+const { values, positionals } = parseArgs({ options: { json: { type: "boolean", default: false } }, allowPositionals: true });
+const stack = positionals[0] ?? DEFAULT_STACK;
+
+try {
+  const configPath = join(STACKS_DIR, `Pulumi.${stack}.yaml`);
+  if (!existsSync(configPath)) {
+    const known = readdirSync(STACKS_DIR).flatMap((file) => /^Pulumi\.(.+)\.yaml$/.exec(file)?.[1] ?? []);
+    throw new InvalidArgumentsError([`stack "${stack}" has no stacks/Pulumi.${stack}.yaml; use one of ${known.join(", ")}`]);
+  }
+  const { config, secretKeys } = readStackConfig(configPath);
+  const stoodIn = standInForMissingKubeconfigs(config, secretKeys);
+
+  const { registrations, outputs } = await evaluateOffline(async () => (await import("../../stacks/index.ts")).default(), {
+    stack,
+    config,
+    secretKeys,
+  });
+  const shownOutputs = await displayOutputs(outputs);
+
+  if (values.json) {
+    const shown = registrations.map((registration) => ({ ...registration, inputs: displayInputs(registration.inputs) }));
+    console.log(JSON.stringify({ stack, registrations: shown, outputs: shownOutputs }, null, 2));
+  } else {
+    printPlan(stack, registrations, shownOutputs, stoodIn);
+  }
+} catch (error) {
+  console.error(error instanceof InvalidArgumentsError ? error.message : error);
+  process.exitCode = 1;
+}
+
+/**
+ * Kubeconfigs are secrets an operator sets per stack, so an example stack file has none. Offline,
+ * where no cluster is contacted, a placeholder stands in for each missing one, and the plan says so.
+ */
+function standInForMissingKubeconfigs(config: StackConfig["config"], secretKeys: string[]): string[] {
+  if ((config["switch-vaas:program"] ?? DEFAULT_STACK) !== "testbed") {
+    return [];
+  }
+  const sites = parseSites(JSON.parse(config["switch-vaas:sites"] ?? JSON.stringify(DEFAULT_SITES)), "switch-vaas:sites");
+  const kubeconfigs = z.record(z.string(), z.string()).parse(JSON.parse(config["switch-vaas:kubeconfigs"] ?? "{}"));
+  const missing = sites.filter((site) => site.provider === "kubeconfig" && !(site.name in kubeconfigs)).map((site) => site.name);
+  for (const name of missing) {
+    kubeconfigs[name] = ENCRYPTED_PLACEHOLDER;
+  }
+  config["switch-vaas:kubeconfigs"] = JSON.stringify(kubeconfigs);
+  secretKeys.push("switch-vaas:kubeconfigs");
+  return missing;
+}
+
+function printPlan(stackName: string, registrations: Registration[], outputs: unknown, stoodIn: string[]): void {
+  console.log(`Offline preview of stack "${stackName}" (stacks/Pulumi.${stackName}.yaml).`);
+  console.log("Nothing was created: this is what `pulumi up` would register. Values only a deployment knows read (known after up).");
+  if (stoodIn.length > 0) {
+    console.log(`No kubeconfig is set for ${stoodIn.join(", ")}; a placeholder stood in (pulumi up needs the real ones).`);
+  }
+  console.log(`\nResources (${registrations.length}):`);
+  const width = Math.max(...registrations.map((registration) => registration.type.length));
+  for (const registration of registrations) {
+    const via = registration.provider === undefined ? "" : `  (provider ${registration.provider.split("::").at(-2) ?? "?"})`;
+    console.log(`  + ${registration.type.padEnd(width)}  ${registration.name}${via}`);
+  }
+  const byType = new Map<string, number>();
+  for (const registration of registrations) {
+    byType.set(registration.type, (byType.get(registration.type) ?? 0) + 1);
+  }
+  console.log(`\nBy type:`);
+  for (const [type, count] of [...byType].sort(([a], [b]) => a.localeCompare(b))) {
+    console.log(`  ${String(count).padStart(4)}  ${type}`);
+  }
+  console.log(`\nOutputs:\n${JSON.stringify(outputs, null, 2)}`);
+}

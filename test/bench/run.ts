@@ -1,0 +1,21 @@
+/**
+ * `npm run bench`: runs every benchmark in test/bench in a process of its own (Pulumi's mock
+ * runtime is process-global) and prints their figures.
+ */
+import { spawnSync } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+
+const here = import.meta.dirname;
+const only = process.argv.slice(2);
+const benches = readdirSync(here)
+  .filter((file) => file.endsWith(".ts") && file !== "run.ts")
+  .filter((file) => only.length === 0 || only.some((name) => file.startsWith(name)));
+
+let failed = false;
+for (const bench of benches) {
+  console.log(`\n== ${bench}`);
+  const result = spawnSync(process.execPath, ["--import", "tsx", join(here, bench)], { stdio: "inherit" });
+  failed ||= result.status !== 0;
+}
+process.exitCode = failed ? 1 : 0;

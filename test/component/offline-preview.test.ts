@@ -1,0 +1,63 @@
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+
+const root = join(import.meta.dirname, "..", "..");
+const run = promisify(execFile);
+
+/** Runs the offline preview the way `npm start -- <args>` does. */
+async function preview(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, ["--import", "tsx", "automation/cli/offline-preview.ts", ...args], { cwd: root });
+    return { stdout, stderr, code: 0 };
+  } catch (error) {
+    const failed = error as { stdout: string; stderr: string; code: number };
+    return { stdout: failed.stdout, stderr: failed.stderr, code: failed.code };
+  }
+}
+
+interface Plan {
+  registrations: { type: string; name: string; inputs: Record<string, unknown> }[];
+  outputs: { clusters: Record<string, { kubeconfig: unknown; exposure: string }> };
+}
+
+describe("offline preview (npm start)", () => {
+  it("plans the paper's testbed from its embedded defaults, secrets masked", async () => {
+    const { stdout, code } = await preview("testbed", "--json");
+    expect(code).toBe(0);
+    const plan = JSON.parse(stdout) as Plan;
+    expect(plan.registrations).toHaveLength(72);
+    expect(plan.registrations.filter((r) => r.type === "gcp:container/cluster:Cluster")).toHaveLength(5);
+    expect(Object.keys(plan.outputs.clusters)).toHaveLength(7);
+    for (const cluster of Object.values(plan.outputs.clusters)) {
+      expect(cluster.kubeconfig).toBe("[secret]");
+    }
+    for (const provider of plan.registrations.filter((r) => r.type === "pulumi:providers:kubernetes")) {
+      expect(provider.inputs.kubeconfig, provider.name).toMatch(/^\[secret\]$|^\(known after up\)$/);
+    }
+    expect(stdout).not.toContain("not readable offline");
+  });
+
+  it("says which kubeconfigs it stood in for, in the human-readable plan", async () => {
+    const { stdout, code } = await preview();
+    expect(code).toBe(0);
+    expect(stdout).toContain("Nothing was created");
+    expect(stdout).toContain("No kubeconfig is set for flexiops-edinburgh, arnes-ljubljana");
+    expect(stdout).toContain("Resources (72):");
+  });
+
+  it("plans the one-machine stack", async () => {
+    const { stdout, code } = await preview("local", "--json");
+    expect(code).toBe(0);
+    const plan = JSON.parse(stdout) as Plan;
+    expect(Object.keys(plan.outputs.clusters)).toEqual(["local"]);
+    expect(plan.outputs.clusters.local?.exposure).toBe("nodePort");
+  });
+
+  it("fails with a clear message, and a non-zero exit, for a stack that does not exist", async () => {
+    const { stderr, code } = await preview("nope");
+    expect(code).toBe(1);
+    expect(stderr.trim()).toBe('stack "nope" has no stacks/Pulumi.nope.yaml; use one of local, testbed');
+  });
+});

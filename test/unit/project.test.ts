@@ -1,0 +1,90 @@
+import { execFileSync } from "node:child_process";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { DEFAULT_PROGRAM } from "../../stacks/index.ts";
+
+const root = join(import.meta.dirname, "..", "..");
+const read = (path: string) => readFileSync(join(root, path), "utf8");
+
+interface ConfigDeclaration {
+  type?: string;
+  description?: string;
+  default?: unknown;
+}
+const project = parse(read("Pulumi.yaml")) as {
+  name: string;
+  main: string;
+  stackConfigDir: string;
+  runtime: { name: string; options: Record<string, unknown> };
+  config: Record<string, ConfigDeclaration>;
+};
+
+describe("Pulumi.yaml", () => {
+  it("declares the switch-vaas project, run by tsx from stacks/index.ts, with stack configs in stacks/", () => {
+    expect(project).toMatchObject({
+      name: "switch-vaas",
+      main: "stacks/index.ts",
+      stackConfigDir: "stacks",
+      runtime: { name: "nodejs", options: { typescript: false, nodeargs: "--import tsx" } },
+    });
+  });
+
+  it("documents every config key, and every typed key has a default", () => {
+    for (const [key, declaration] of Object.entries(project.config)) {
+      expect(declaration.description?.length, key).toBeGreaterThan(20);
+      if (declaration.type !== undefined) {
+        expect(declaration.default, key).toBeDefined();
+      }
+    }
+    expect(project.config.program?.default).toBe(DEFAULT_PROGRAM);
+  });
+
+  it("declares every config key a stack program reads", () => {
+    const stackSources = readdirSync(join(root, "stacks")).filter((file) => file.endsWith(".ts"));
+    const read = new Set<string>();
+    for (const file of stackSources) {
+      for (const match of readFileSync(join(root, "stacks", file), "utf8").matchAll(/\.(?:get|require)\w*(?:<[^>]*>)?\("([\w-]+)"\)/g)) {
+        read.add(match[1]!);
+      }
+    }
+    expect(read.size).toBeGreaterThan(0);
+    expect([...read].filter((key) => !(key in project.config))).toEqual([]);
+  });
+
+  it("has example stack configs that name a program and keep default Kubernetes providers off", () => {
+    for (const stack of ["testbed", "local"]) {
+      const file = parse(read(`stacks/Pulumi.${stack}.yaml`)) as { config: Record<string, unknown> };
+      expect(file.config["switch-vaas:program"], stack).toBe("testbed");
+      expect(file.config["pulumi:disable-default-providers"], stack).toContain("kubernetes");
+    }
+  });
+});
+
+describe("package", () => {
+  it("holds exactly one copy of @pulumi/pulumi (a second one breaks inline programs)", () => {
+    const paths = execFileSync("npm", ["ls", "@pulumi/pulumi", "--all", "--parseable"], { cwd: root, encoding: "utf8" })
+      .split("\n")
+      .filter((line) => line.endsWith("@pulumi/pulumi"));
+    expect(new Set(paths).size).toBe(1);
+  });
+
+  it("runs on Node 20 and later and has the scripts the README names", () => {
+    const pkg = JSON.parse(read("package.json")) as { name: string; engines: { node: string }; scripts: Record<string, string> };
+    expect(pkg.name).toBe("switch-vaas");
+    expect(pkg.engines.node).toBe(">=20");
+    expect(Object.keys(pkg.scripts)).toEqual(expect.arrayContaining(["build", "typecheck", "lint", "test", "bench", "start"]));
+  });
+});
+
+describe("CI", () => {
+  it("runs exactly the README's test command after a clean install", () => {
+    const testCommand = /<!-- test-command -->\s*```sh\n(.+)\n```/.exec(read("README.md"))?.[1];
+    expect(testCommand).toBe("npm ci && npm test");
+    const steps = read(".ci/run")
+      .split("\n")
+      .filter((line) => line.trim() !== "" && !line.startsWith("#") && !line.startsWith("set ") && !line.startsWith("cd "));
+    expect(steps.at(-1)).toBe(testCommand);
+  });
+});
