@@ -12,7 +12,9 @@ export function isKubernetesObject(registration: Registration): boolean {
 
 /**
  * Validates a registered Kubernetes object against the Kubernetes OpenAPI schema of its kind
- * (kubernetes-models), throwing with the schema's complaint if it does not conform.
+ * (kubernetes-models), throwing with the schema's complaint if it does not conform: required
+ * fields, types, formats. The schemas admit unknown fields; those are caught earlier, by tsc,
+ * because every object literal is checked against @pulumi/kubernetes's input types.
  * "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole" → kubernetes-models/rbac.authorization.k8s.io/v1.
  */
 export async function validateKubernetesObject(registration: Registration): Promise<void> {
