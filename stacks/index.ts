@@ -4,6 +4,7 @@ import { InvalidArgumentsError } from "../components/validation.ts";
 /** Stack programs by the value of config `switch-vaas:program`. */
 const PROGRAMS = {
   testbed: () => import("./testbed.ts"),
+  conference: () => import("./conference.ts"),
 } as const satisfies Record<string, () => Promise<{ default: () => Promise<object> }>>;
 
 /** Matches the default declared for `program` in Pulumi.yaml. */

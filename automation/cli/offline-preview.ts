@@ -7,15 +7,25 @@ import { existsSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { stringify } from "yaml";
 import { z } from "zod";
 import { parseSites } from "../../components/testbed/sites.ts";
 import { InvalidArgumentsError } from "../../components/validation.ts";
 import { DEFAULT_SITES } from "../../stacks/testbed.ts";
 import { type Registration, displayInputs, displayOutputs, evaluateOffline } from "../engine/offline.ts";
-import { ENCRYPTED_PLACEHOLDER, type StackConfig, readStackConfig } from "../engine/stack-config.ts";
+import { type StackConfig, readStackConfig } from "../engine/stack-config.ts";
 
 const STACKS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "stacks");
 const DEFAULT_STACK = "testbed";
+/** Stands in for a kubeconfig the stack file does not set; its server name says so wherever it shows. */
+const PLACEHOLDER_KUBECONFIG = stringify({
+  apiVersion: "v1",
+  kind: "Config",
+  clusters: [{ name: "placeholder", cluster: { server: "https://kubeconfig-not-set.invalid" } }],
+  contexts: [{ name: "placeholder", context: { cluster: "placeholder", user: "placeholder" } }],
+  users: [{ name: "placeholder", user: {} }],
+  "current-context": "placeholder",
+});
 
 const { values, positionals } = parseArgs({ options: { json: { type: "boolean", default: false } }, allowPositionals: true });
 const stack = positionals[0] ?? DEFAULT_STACK;
@@ -59,7 +69,7 @@ function standInForMissingKubeconfigs(config: StackConfig["config"], secretKeys:
   const kubeconfigs = z.record(z.string(), z.string()).parse(JSON.parse(config["switch-vaas:kubeconfigs"] ?? "{}"));
   const missing = sites.filter((site) => site.provider === "kubeconfig" && !(site.name in kubeconfigs)).map((site) => site.name);
   for (const name of missing) {
-    kubeconfigs[name] = ENCRYPTED_PLACEHOLDER;
+    kubeconfigs[name] = PLACEHOLDER_KUBECONFIG;
   }
   config["switch-vaas:kubeconfigs"] = JSON.stringify(kubeconfigs);
   secretKeys.push("switch-vaas:kubeconfigs");

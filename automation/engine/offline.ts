@@ -25,13 +25,21 @@ export interface Registration {
 /** Values a real provider would compute after creating a resource (ids, endpoints), by resource. */
 export type ComputedOutputs = (resource: pulumi.runtime.MockResourceArgs) => Record<string, unknown>;
 
-/** Mocks that record registrations and refuse invokes nobody has answered. */
+const STACK_REFERENCE = "pulumi:pulumi:StackReference";
+
+/** Mocks that record registrations and refuse invokes and stack references nobody has answered. */
 export class RecordingMocks implements pulumi.runtime.Mocks {
   readonly registrations: Registration[] = [];
 
   constructor(private readonly computed: ComputedOutputs = () => ({})) {}
 
   newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
+    const computed = this.computed(args);
+    if (args.type === STACK_REFERENCE && computed.outputs === undefined) {
+      throw new Error(
+        `offline engine: stack "${String((args.inputs as { name?: unknown }).name)}" cannot be read offline; this program needs the referenced stack's real outputs`,
+      );
+    }
     this.registrations.push({
       type: args.type,
       name: args.name,
@@ -41,7 +49,7 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
     });
     // `id` is set only when a resource is read by id; new resources arrive with an empty one.
     const id = args.id === undefined || args.id === "" ? `${args.name}-id` : args.id;
-    return { id, state: { ...(args.inputs as Record<string, unknown>), ...this.computed(args) } };
+    return { id, state: { ...(args.inputs as Record<string, unknown>), ...computed } };
   }
 
   call(args: pulumi.runtime.MockCallArgs): pulumi.runtime.MockCallResult {

@@ -1,5 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { parse } from "yaml";
 
 export interface ExistingClusterArgs {
   /** The cluster's kubeconfig (file contents). Kept secret wherever it goes. */
@@ -37,4 +38,25 @@ export class ExistingCluster extends pulumi.ComponentResource {
 
     this.registerOutputs({ kubeconfig: this.kubeconfig, provider: this.provider });
   }
+}
+
+interface Kubeconfig {
+  "current-context"?: string;
+  contexts?: { name: string; context?: { cluster?: string } }[];
+  clusters?: { name: string; cluster?: { server?: string } }[];
+}
+
+/**
+ * The host of the API server a kubeconfig points at (for `context`, or its current context).
+ * On clusters without a cloud load balancer it is usually a node's public address.
+ */
+export function apiServerHost(kubeconfig: string, context?: string): string {
+  const config = parse(kubeconfig) as Kubeconfig | null;
+  const contextName = context ?? config?.["current-context"];
+  const clusterName = config?.contexts?.find((entry) => entry.name === contextName)?.context?.cluster;
+  const server = config?.clusters?.find((entry) => entry.name === clusterName)?.cluster?.server;
+  if (server === undefined) {
+    throw new Error(`the kubeconfig has no server for context "${contextName ?? "(none)"}"`);
+  }
+  return new URL(server).hostname.replace(/^\[|\]$/g, "");
 }

@@ -75,6 +75,8 @@ export class GkeCluster extends pulumi.ComponentResource {
         networkingMode: "VPC_NATIVE",
         // An empty policy lets GKE choose the pod and service ranges of a VPC-native cluster.
         ipAllocationPolicy: {},
+        // GKE Dataplane V2 enforces NetworkPolicy, which isolates conference namespaces.
+        datapathProvider: "ADVANCED_DATAPATH",
         loggingService: args.logging ? LOGGING_ON : OFF,
         monitoringService: args.monitoring ? MONITORING_ON : OFF,
         releaseChannel: { channel: args.releaseChannel },

@@ -79,6 +79,12 @@ const perNode = (what: string) =>
     })
     .positive({ error: `must be positive; give the ${what} of one node` });
 
+/** An IPv4 address or a DNS name. */
+const HOST = /^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}|(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$/;
+const publicAddress = z.string().regex(HOST, {
+  error: (issue) => `${JSON.stringify(issue.input)} is neither an IPv4 address nor a DNS name; give the address at which the nodes are reachable`,
+});
+
 const exposure = z.enum(["loadBalancer", "nodePort"], {
   error: (issue) => `${JSON.stringify(issue.input)} is not an exposure mode; use "loadBalancer" or "nodePort"`,
 });
@@ -89,6 +95,7 @@ const gkeSite = z
     provider: z.literal("gke"),
     location,
     exposure: exposure.default(DEFAULT_EXPOSURE.gke),
+    publicAddress: publicAddress.optional(),
     region: z.string({ error: "is required for a gke site; set the GCP region, e.g. \"us-west1\"" }).min(1),
     zone: z.string().optional(),
     regional: z.boolean().default(false),
@@ -119,6 +126,13 @@ const gkeSite = z
     if (site.zone !== undefined && !site.zone.startsWith(`${site.region}-`)) {
       ctx.addIssue({ code: "custom", path: ["zone"], message: `"${site.zone}" is not in region "${site.region}"; use a zone such as "${site.region}-b"` });
     }
+    if (site.exposure === "nodePort" && site.publicAddress === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["publicAddress"],
+        message: "is required for a gke site with nodePort exposure; give an address at which its nodes are reachable from the internet",
+      });
+    }
     const known = KNOWN_MACHINE_TYPES[site.machineType];
     if (known === undefined && (site.vcpuPerNode === undefined || site.memoryGiBPerNode === undefined)) {
       ctx.addIssue({
@@ -146,6 +160,7 @@ const kubeconfigSite = z
     provider: z.literal("kubeconfig"),
     location,
     exposure: exposure.default(DEFAULT_EXPOSURE.kubeconfig),
+    publicAddress: publicAddress.optional(),
     nodes: nodeCount.default(DEFAULT_NODE_COUNT),
     vcpuPerNode: perNode("vCPU count"),
     memoryGiBPerNode: perNode("memory in GiB"),

@@ -2,7 +2,7 @@ import type * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { InvalidArgumentsError } from "../validation.ts";
 import { ClusterBootstrap } from "./cluster-bootstrap.ts";
-import { ExistingCluster } from "./existing-cluster.ts";
+import { ExistingCluster, apiServerHost } from "./existing-cluster.ts";
 import { GkeCluster } from "./gke-cluster.ts";
 import { type Exposure, type Site, type SiteInput, parseSites } from "./sites.ts";
 
@@ -34,6 +34,11 @@ export interface ClusterInfo {
   /** Secret. */
   kubeconfig: pulumi.Output<string>;
   exposure: Exposure;
+  /**
+   * nodePort clusters: where their node ports are reachable from the internet. The site's
+   * publicAddress, else (kubeconfig sites) the host of the kubeconfig's API server.
+   */
+  publicAddress?: pulumi.Output<string>;
   capacity: { nodes: number; vcpuPerNode: number; memoryGiBPerNode: number };
 }
 
@@ -118,10 +123,20 @@ export class Testbed extends pulumi.ComponentResource {
         location: { ...site.location },
         kubeconfig: cluster.kubeconfig,
         exposure: site.exposure,
+        ...(site.exposure === "nodePort" ? { publicAddress: publicAddressOf(site, cluster.kubeconfig) } : {}),
         capacity: { ...site.capacity },
       };
     }
 
     this.registerOutputs({ clusters: this.clusters, providers: this.providers });
   }
+}
+
+function publicAddressOf(site: Site, kubeconfig: pulumi.Output<string>): pulumi.Output<string> {
+  if (site.publicAddress !== undefined) {
+    return pulumi.output(site.publicAddress);
+  }
+  const context = site.provider === "kubeconfig" ? site.context : undefined;
+  // The API server's host is not a secret, though it is read from one.
+  return pulumi.unsecret(kubeconfig.apply((text) => apiServerHost(text, context)));
 }

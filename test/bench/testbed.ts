@@ -8,6 +8,7 @@ import { performance } from "node:perf_hooks";
 import { evaluateOffline } from "../../automation/engine/offline.ts";
 import type { SiteInput } from "../../components/testbed/sites.ts";
 import testbed, { DEFAULT_SITES } from "../../stacks/testbed.ts";
+import { kubeconfigFor } from "../support/kubeconfig.ts";
 
 const WARMUP = 5;
 const RUNS = 30;
@@ -15,7 +16,7 @@ const RUNS = 30;
 function sitesTimes(copies: number): { sites: SiteInput[]; kubeconfigs: Record<string, string> } {
   const sites = Array.from({ length: copies }, (_, copy) => DEFAULT_SITES.map((site) => ({ ...site, name: `${site.name}-${copy}` }))).flat();
   const kubeconfigs = Object.fromEntries(
-    sites.filter((site) => site.provider === "kubeconfig").map((site) => [site.name, "apiVersion: v1\nkind: Config\n"]),
+    sites.filter((site) => site.provider === "kubeconfig").map((site) => [site.name, kubeconfigFor("https://192.0.2.1:6443")]),
   );
   return { sites, kubeconfigs };
 }

@@ -55,9 +55,15 @@ describe("offline preview (npm start)", () => {
     expect(plan.outputs.clusters.local?.exposure).toBe("nodePort");
   });
 
+  it("says plainly that a conference stack cannot be previewed without its testbed's real outputs", async () => {
+    const { stderr, code } = await preview("conf-demo");
+    expect(code).toBe(1);
+    expect(stderr).toContain('offline engine: stack "organization/switch-vaas/testbed" cannot be read offline');
+  });
+
   it("fails with a clear message, and a non-zero exit, for a stack that does not exist", async () => {
     const { stderr, code } = await preview("nope");
     expect(code).toBe(1);
-    expect(stderr.trim()).toBe('stack "nope" has no stacks/Pulumi.nope.yaml; use one of local, testbed');
+    expect(stderr.trim()).toBe('stack "nope" has no stacks/Pulumi.nope.yaml; use one of conf-demo, local, testbed');
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { RecordingMocks, evaluateOffline } from "../../automation/engine/offline.ts";
 import { InvalidArgumentsError } from "../../components/validation.ts";
+import { kubeconfigFor } from "../support/kubeconfig.ts";
 
 const location = { city: "The Dalles", country: "US", lat: 45.59, lon: -121.18 };
 const gke = { name: "gcp-us-west1", provider: "gke", region: "us-west1", zone: "us-west1-b", location };
@@ -70,7 +71,7 @@ describe("testbed stack config errors", () => {
     [
       "a program that does not exist",
       { "switch-vaas:program": "tesbed" },
-      'switch-vaas:program "tesbed" is not a stack program; use one of "testbed"',
+      'switch-vaas:program "tesbed" is not a stack program; use one of "testbed", "conference"',
     ],
   ])("rejects %s with one message, before registering anything", async (_case, config, message) => {
     const { error, registered } = await runTestbed(config);
@@ -82,7 +83,7 @@ describe("testbed stack config errors", () => {
   it("accepts a valid configuration (the control for the table above)", async () => {
     const { error, registered } = await runTestbed({
       "switch-vaas:sites": [gke, existing],
-      "switch-vaas:kubeconfigs": { local: "apiVersion: v1" },
+      "switch-vaas:kubeconfigs": { local: kubeconfigFor("https://192.0.2.1:6443") },
     });
     expect(error).toBeUndefined();
     expect(registered).toBeGreaterThan(0);

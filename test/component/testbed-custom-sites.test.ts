@@ -19,6 +19,7 @@ beforeAll(async () => {
       vcpuPerNode: 4,
       memoryGiBPerNode: 16,
       exposure: "nodePort",
+      publicAddress: "203.0.113.50",
       logging: true,
       monitoring: true,
       deletionProtection: true,

@@ -4,11 +4,12 @@ import { parse } from "yaml";
 import { type OfflineResult, RecordingMocks, type Registration, evaluateOffline, isSecretEnvelope } from "../../automation/engine/offline.ts";
 import type { ClusterInfo } from "../../components/testbed/testbed.ts";
 import { isKubernetesObject, validateKubernetesObject } from "../support/kubernetes-schema.ts";
+import { kubeconfigFor } from "../support/kubeconfig.ts";
 import { ofType, outputOf, providerName } from "../support/pulumi.ts";
 
 const KUBECONFIGS = {
-  "flexiops-edinburgh": "apiVersion: v1\nkind: Config\n# flexiops\n",
-  "arnes-ljubljana": "apiVersion: v1\nkind: Config\n# arnes\n",
+  "flexiops-edinburgh": kubeconfigFor("https://198.51.100.10:6443", "flexiops"),
+  "arnes-ljubljana": kubeconfigFor("https://arnes-k8s.example.org:6443", "arnes"),
 };
 
 /** What GKE would report for a new cluster. */
@@ -58,6 +59,7 @@ describe("testbed stack with the paper's seven sites", () => {
         initialNodeCount: 1,
         networkingMode: "VPC_NATIVE",
         ipAllocationPolicy: {},
+        datapathProvider: "ADVANCED_DATAPATH",
         loggingService: "none",
         monitoringService: "none",
         releaseChannel: { channel: "REGULAR" },
@@ -171,7 +173,13 @@ describe("testbed stack with the paper's seven sites", () => {
   it("outputs every cluster's location, exposure and capacity, and its kubeconfig as a secret", async () => {
     const { clusters } = result.outputs;
     expect(Object.keys(clusters).sort()).toEqual(ALL_SITES);
-    const plain = Object.fromEntries(Object.entries(clusters).map(([name, { kubeconfig: _secret, ...rest }]) => [name, rest]));
+    const entries = await Promise.all(
+      Object.entries(clusters).map(async ([name, { kubeconfig: _secret, publicAddress, ...rest }]): Promise<[string, object]> => [
+        name,
+        publicAddress === undefined ? rest : { ...rest, publicAddress: await outputOf(publicAddress) },
+      ]),
+    );
+    const plain = Object.fromEntries(entries);
     const gke = (region: string, zone: string, city: string, country: string, lat: number, lon: number) => ({
       provider: "gke",
       region,
@@ -185,12 +193,14 @@ describe("testbed stack with the paper's seven sites", () => {
         provider: "kubeconfig",
         location: { city: "Edinburgh", country: "GB", lat: 55.9533, lon: -3.1883 },
         exposure: "nodePort",
+        publicAddress: "198.51.100.10",
         capacity: { nodes: 2, vcpuPerNode: 4, memoryGiBPerNode: 4 },
       },
       "arnes-ljubljana": {
         provider: "kubeconfig",
         location: { city: "Ljubljana", country: "SI", lat: 46.0569, lon: 14.5058 },
         exposure: "nodePort",
+        publicAddress: "arnes-k8s.example.org",
         capacity: { nodes: 2, vcpuPerNode: 1, memoryGiBPerNode: 4 },
       },
       "gcp-us-west1": gke("us-west1", "us-west1-b", "The Dalles", "US", 45.5946, -121.1787),

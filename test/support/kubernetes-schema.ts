@@ -1,4 +1,4 @@
-import type { Registration } from "../../automation/engine/offline.ts";
+import { type Registration, isSecretEnvelope } from "../../automation/engine/offline.ts";
 
 interface Model {
   validate(): void;
@@ -27,8 +27,22 @@ export async function validateKubernetesObject(registration: Registration): Prom
     throw new Error(`kubernetes-models has no ${kind} in ${modulePath}`);
   }
   try {
-    new ModelOfKind(registration.inputs).validate();
+    new ModelOfKind(withoutSecretEnvelopes(registration.inputs)).validate();
   } catch (error) {
     throw new Error(`${registration.type} "${registration.name}" does not match the Kubernetes schema: ${(error as Error).message}`);
   }
+}
+
+/** The object as the cluster receives it: Pulumi's secret envelopes replaced by their values. */
+function withoutSecretEnvelopes(value: unknown): unknown {
+  if (isSecretEnvelope(value)) {
+    return withoutSecretEnvelopes(value.value);
+  }
+  if (Array.isArray(value)) {
+    return value.map(withoutSecretEnvelopes);
+  }
+  if (typeof value === "object" && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, withoutSecretEnvelopes(inner)]));
+  }
+  return value;
 }

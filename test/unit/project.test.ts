@@ -3,7 +3,11 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { parseConferenceSpec } from "../../components/conference/spec.ts";
+import { parseSites } from "../../components/testbed/sites.ts";
+import { DEFAULT_TESTBED_STACK } from "../../stacks/conference.ts";
 import { DEFAULT_PROGRAM } from "../../stacks/index.ts";
+import { DEFAULT_SITES } from "../../stacks/testbed.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const read = (path: string) => readFileSync(join(root, path), "utf8");
@@ -49,7 +53,7 @@ describe("Pulumi.yaml", () => {
     const stackSources = readdirSync(join(root, "stacks")).filter((file) => file.endsWith(".ts"));
     const read = new Set<string>();
     for (const file of stackSources) {
-      for (const match of readFileSync(join(root, "stacks", file), "utf8").matchAll(/\.(?:get|require)\w*(?:<[^>]*>)?\("([\w-]+)"\)/g)) {
+      for (const match of readFileSync(join(root, "stacks", file), "utf8").matchAll(/\bconfig\.(?:get|require)\w*(?:<[^>]*>)?\("([\w-]+)"\)/g)) {
         read.add(match[1]!);
       }
     }
@@ -57,11 +61,23 @@ describe("Pulumi.yaml", () => {
     expect([...read].filter((key) => !(key in project.config))).toEqual([]);
   });
 
-  it("has example stack configs that name a program and keep default Kubernetes providers off", () => {
-    for (const stack of ["testbed", "local"]) {
-      const file = parse(read(`stacks/Pulumi.${stack}.yaml`)) as { config: Record<string, unknown> };
-      expect(file.config["switch-vaas:program"], stack).toBe("testbed");
-      expect(file.config["pulumi:disable-default-providers"], stack).toContain("kubernetes");
+  it("keeps the testbedStack default in step with the conference program", () => {
+    expect(project.config.testbedStack?.default).toBe(DEFAULT_TESTBED_STACK);
+  });
+
+  it("has example stack configs that name a program, validate, and keep default Kubernetes providers off", () => {
+    const stacks = readdirSync(join(root, "stacks")).filter((file) => /^Pulumi\..+\.yaml$/.test(file));
+    expect(stacks.sort()).toEqual(["Pulumi.conf-demo.yaml", "Pulumi.local.yaml", "Pulumi.testbed.yaml"]);
+    for (const file of stacks) {
+      const { config } = parse(read(`stacks/${file}`)) as { config: Record<string, unknown> };
+      expect(config["pulumi:disable-default-providers"], file).toContain("kubernetes");
+      const program = config["switch-vaas:program"];
+      if (program === "testbed") {
+        expect(() => parseSites(config["switch-vaas:sites"] ?? DEFAULT_SITES, "switch-vaas:sites"), file).not.toThrow();
+      } else {
+        expect(program, file).toBe("conference");
+        expect(() => parseConferenceSpec(config["switch-vaas:conference"], "switch-vaas:conference"), file).not.toThrow();
+      }
     }
   });
 });

@@ -29,6 +29,8 @@ describe("parseSites", () => {
     ["a name too long for GKE", [{ ...gke, name: "a".repeat(31) }], "sites[0].name is longer than 30 characters; shorten it (GKE cluster names are limited to 40 including Pulumi's suffix)"],
     ["a fractional node count", [{ ...gke, nodes: 1.5 }], "sites[0].nodes 1.5 is not a whole number; give a whole number of nodes of at least 1"],
     ["an unknown exposure", [{ ...gke, exposure: "ingress" }], 'sites[0].exposure "ingress" is not an exposure mode; use "loadBalancer" or "nodePort"'],
+    ["a gke node-port site without a public address", [{ ...gke, exposure: "nodePort" }], "sites[0].publicAddress is required for a gke site with nodePort exposure; give an address at which its nodes are reachable from the internet"],
+    ["a public address that is no address", [{ ...existing, publicAddress: "not an address" }], 'sites[0].publicAddress "not an address" is neither an IPv4 address nor a DNS name; give the address at which the nodes are reachable'],
     ["a kubeconfig site without capacity", [{ ...existing, vcpuPerNode: undefined }], "sites[0].vcpuPerNode is required; give the vCPU count of one node"],
     ["a missing location", [{ ...gke, location: undefined }], "sites[0].location is required; give { city, country, lat, lon }"],
     ["an empty list", [], "sites is empty; give at least one site"],

@@ -1,0 +1,480 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import { isIPv4 } from "node:net";
+import { CONFERENCE_PRIORITY_CLASS } from "../testbed/cluster-bootstrap.ts";
+import type { Exposure } from "../testbed/sites.ts";
+import { JVB_MEDIA_PORT } from "../testbed/testbed.ts";
+import {
+  type ContainerName,
+  JITSI_IMAGE_TAG,
+  PORTS,
+  PUBLIC_HTTPS_PORT,
+  XMPP,
+  customConfigJs,
+  customJvbConf,
+  javaHeap,
+  jitsiImage,
+  splitResources,
+} from "./jitsi.ts";
+import { InvalidArgumentsError } from "../validation.ts";
+import { parseConferenceSpec } from "./spec.ts";
+
+type EnvVar = k8s.types.input.core.v1.EnvVar;
+type Container = k8s.types.input.core.v1.Container;
+type Probe = k8s.types.input.core.v1.Probe;
+
+export interface JitsiConferenceArgs {
+  /** Conference id, a DNS label of at most 40 characters; the namespace is `conf-<id>`. */
+  id: string;
+  /** Name of the testbed cluster the conference runs on (labels and outputs). */
+  cluster: string;
+  /** Participants the conference is sized for; also the room's hard cap (MAX_PARTICIPANTS). */
+  expectedParticipants: number;
+  /** Video streams each participant receives, -1 for all. */
+  lastN: number;
+  /** Whether senders send several qualities (simulcast) or one. */
+  simulcast: boolean;
+  /** The whole pod's CPU and memory as Kubernetes quantities; split across the four containers. */
+  resources: { cpu: string; memory: string };
+  /** The cluster's Kubernetes provider; every object is created through it. */
+  provider: k8s.Provider;
+  /** How the cluster exposes conferences: a load balancer per conference, or node ports. */
+  exposure: Exposure;
+  /** nodePort only: an address (IPv4 or DNS name) at which the cluster's nodes are reachable from the internet. */
+  publicAddress?: string;
+  /**
+   * A certificate for `*.<domain>` (e.g. a wildcard per cluster): the conference is served at
+   * `https://<id>.<domain>` with it. Defaults to none: the web container's own self-signed
+   * certificate, at the conference's IP address, which browsers warn about.
+   */
+  tls?: { domain: string; certificate: pulumi.Input<string>; key: pulumi.Input<string> };
+  /** Tag of the four ghcr.io/jitsi images. Defaults to JITSI_IMAGE_TAG. */
+  imageTag?: string;
+  /** PriorityClass of the conference pod. Defaults to the testbed bootstrap's CONFERENCE_PRIORITY_CLASS. */
+  priorityClassName?: string;
+}
+
+/** The web container serves HTTPS itself; participants reach it on this Service port. */
+const WEB_PORT_NAME = "https";
+/** The bridge's UDP media port; named so the Service and NetworkPolicy follow JVB_PORT wherever it is. */
+const MEDIA_PORT_NAME = "media";
+/** s6-overlay refuses the world-writable /run an emptyDir gives unless told this is Kubernetes (jitsi.md §1.8). */
+const S6_KUBERNETES = { name: "S6_YES_I_WANT_A_WORLD_WRITABLE_RUN_BECAUSE_KUBERNETES", value: "1" };
+/** What HELM gives each container's /run and /tmp (jitsi.md §1.8). */
+const SCRATCH_SIZE = "16Mi";
+/** Prosody's accounts are re-created at each start (jitsi.md §1.2), so its data needs little room. */
+const PROSODY_DATA_SIZE = "64Mi";
+/** The image's uid/gid (jitsi.md §0). */
+const JITSI_UID = 1000;
+/** Quota headroom for objects other than the pod: the Service and nothing else. */
+const MAX_SERVICES = "1";
+
+/**
+ * One conference: its own namespace on the chosen cluster holding a Jitsi Meet pod (web, prosody,
+ * jicofo, jvb) with guaranteed resources, isolated by quota, limits and network policy, and exposed
+ * by the cluster's mode so that media reaches the bridge.
+ */
+export class JitsiConference extends pulumi.ComponentResource {
+  /** Where participants join: https://… */
+  readonly url: pulumi.Output<string>;
+  /** The conference's namespace. */
+  readonly namespace: string;
+  /** The testbed cluster it runs on. */
+  readonly cluster: string;
+  /** Where participants send media: udp://<address>:<port>. */
+  readonly mediaEndpoint: pulumi.Output<string>;
+
+  constructor(name: string, args: JitsiConferenceArgs, opts?: pulumi.ComponentResourceOptions) {
+    const spec = parseConferenceSpec(
+      { id: args.id, cluster: args.cluster, expectedParticipants: args.expectedParticipants, lastN: args.lastN, simulcast: args.simulcast, resources: args.resources },
+      "",
+    );
+    if (args.exposure === "nodePort" && args.publicAddress === undefined) {
+      throw new InvalidArgumentsError(["publicAddress is required with nodePort exposure; give an address at which the cluster's nodes are reachable"]);
+    }
+    super("switch-vaas:conference:JitsiConference", name, {}, opts);
+
+    const childOpts = { parent: this, provider: args.provider };
+    const id = spec.id;
+    const labels = { "app.kubernetes.io/part-of": "switch-vaas", "switch-vaas/conference": id };
+    const podLabels = { ...labels, "app.kubernetes.io/name": "jitsi-meet" };
+    const tag = args.imageTag ?? JITSI_IMAGE_TAG;
+    const parts = splitResources(spec.resources);
+
+    this.namespace = `conf-${id}`;
+    this.cluster = spec.cluster;
+
+    const namespace = new k8s.core.v1.Namespace(
+      name,
+      {
+        metadata: {
+          name: this.namespace,
+          // The pod meets the restricted Pod Security Standard; enforcing it keeps it that way.
+          labels: { ...labels, "pod-security.kubernetes.io/enforce": "restricted" },
+        },
+      },
+      childOpts,
+    );
+    const ns = namespace.metadata.name;
+
+    new k8s.core.v1.ResourceQuota(
+      name,
+      {
+        metadata: { name: `quota-${id}`, namespace: ns, labels },
+        spec: {
+          hard: {
+            "requests.cpu": spec.resources.cpu,
+            "limits.cpu": spec.resources.cpu,
+            "requests.memory": spec.resources.memory,
+            "limits.memory": spec.resources.memory,
+            // Recreate rollouts remove the old pod before starting the new one.
+            pods: "1",
+            services: MAX_SERVICES,
+            "services.loadbalancers": args.exposure === "loadBalancer" ? "1" : "0",
+          },
+        },
+      },
+      childOpts,
+    );
+
+    new k8s.core.v1.LimitRange(
+      name,
+      {
+        metadata: { name: `limits-${id}`, namespace: ns, labels },
+        spec: {
+          limits: [
+            { type: "Pod", max: { cpu: spec.resources.cpu, memory: spec.resources.memory } },
+            { type: "Container", max: { cpu: spec.resources.cpu, memory: spec.resources.memory } },
+          ],
+        },
+      },
+      childOpts,
+    );
+
+    new k8s.networking.v1.NetworkPolicy(
+      `${name}-deny-all`,
+      {
+        metadata: { name: `deny-all-${id}`, namespace: ns, labels },
+        // Selects every pod and allows nothing: all ingress not allowed below is dropped.
+        spec: { podSelector: {}, policyTypes: ["Ingress"] },
+      },
+      childOpts,
+    );
+
+    new k8s.networking.v1.NetworkPolicy(
+      `${name}-allow-public`,
+      {
+        metadata: { name: `allow-public-${id}`, namespace: ns, labels },
+        spec: {
+          podSelector: { matchLabels: podLabels },
+          policyTypes: ["Ingress"],
+          // Participants are anywhere, so the two public ports are open to any address and no
+          // other port is open to anyone, other conference namespaces included.
+          ingress: [
+            {
+              from: [{ ipBlock: { cidr: "0.0.0.0/0" } }],
+              ports: [
+                { protocol: "TCP", port: WEB_PORT_NAME },
+                { protocol: "UDP", port: MEDIA_PORT_NAME },
+              ],
+            },
+          ],
+        },
+      },
+      childOpts,
+    );
+
+    const secretName = `jitsi-auth-${id}`;
+    const password = (role: string) => new random.RandomPassword(`${name}-${role}`, { length: 32, special: false }, { parent: this }).result;
+    new k8s.core.v1.Secret(
+      name,
+      {
+        metadata: { name: secretName, namespace: ns, labels },
+        type: "Opaque",
+        stringData: { JICOFO_AUTH_PASSWORD: password("jicofo"), JVB_AUTH_PASSWORD: password("jvb") },
+      },
+      childOpts,
+    );
+    const fromSecret = (key: "JICOFO_AUTH_PASSWORD" | "JVB_AUTH_PASSWORD"): EnvVar => ({
+      name: key,
+      valueFrom: { secretKeyRef: { name: secretName, key } },
+    });
+
+    const configMapName = `jitsi-config-${id}`;
+    new k8s.core.v1.ConfigMap(
+      name,
+      {
+        metadata: { name: configMapName, namespace: ns, labels },
+        data: { "custom-config.js": customConfigJs(spec), "custom-jvb.conf": customJvbConf(spec) },
+      },
+      childOpts,
+    );
+
+    let tlsSecretName: string | undefined;
+    if (args.tls !== undefined) {
+      tlsSecretName = `jitsi-tls-${id}`;
+      new k8s.core.v1.Secret(
+        `${name}-tls`,
+        {
+          metadata: { name: tlsSecretName, namespace: ns, labels },
+          type: "kubernetes.io/tls",
+          stringData: { "tls.crt": args.tls.certificate, "tls.key": args.tls.key },
+        },
+        childOpts,
+      );
+    }
+    const hostname = args.tls === undefined ? undefined : `${id}.${args.tls.domain}`;
+
+    const service = new k8s.core.v1.Service(
+      name,
+      {
+        metadata: {
+          name: `jitsi-${id}`,
+          namespace: ns,
+          labels,
+          // Where external-dns runs, it publishes the conference's name for its address.
+          annotations: hostname === undefined ? {} : { "external-dns.alpha.kubernetes.io/hostname": hostname },
+        },
+        spec: {
+          type: args.exposure === "loadBalancer" ? "LoadBalancer" : "NodePort",
+          // Behind a load balancer only the pod's node receives traffic, and the bridge sees
+          // participants' own addresses. Node ports must work on every node's address.
+          externalTrafficPolicy: args.exposure === "loadBalancer" ? "Local" : "Cluster",
+          selector: podLabels,
+          ports: [
+            { name: WEB_PORT_NAME, protocol: "TCP", port: PUBLIC_HTTPS_PORT, targetPort: WEB_PORT_NAME },
+            { name: MEDIA_PORT_NAME, protocol: "UDP", port: JVB_MEDIA_PORT, targetPort: MEDIA_PORT_NAME },
+          ],
+        },
+      },
+      childOpts,
+    );
+
+    // Where participants reach web and media, and the port the bridge listens on: fixed behind a
+    // load balancer, the node ports Kubernetes allocated (unique in the cluster) otherwise.
+    const nodePort = (portName: string) =>
+      service.spec.ports.apply((ports) => {
+        const port = ports.find((candidate) => candidate.name === portName)?.nodePort;
+        if (port === undefined) {
+          throw new Error(`Service jitsi-${id} was given no node port for ${portName}`);
+        }
+        return port;
+      });
+    let address: pulumi.Output<string>;
+    let webPort: pulumi.Output<number>;
+    let mediaPort: pulumi.Output<number>;
+    let advertisedAddress: pulumi.Output<string>;
+    if (args.exposure === "loadBalancer") {
+      address = service.status.loadBalancer.ingress.apply((ingress) => {
+        const ip = ingress?.[0]?.ip;
+        if (ip === undefined) {
+          throw new Error(`the load balancer of Service jitsi-${id} has no IP address; the bridge can only advertise IPs`);
+        }
+        return ip;
+      });
+      webPort = pulumi.output(PUBLIC_HTTPS_PORT);
+      mediaPort = pulumi.output(JVB_MEDIA_PORT);
+      advertisedAddress = address;
+    } else {
+      const publicAddress = args.publicAddress ?? "";
+      address = pulumi.output(publicAddress);
+      webPort = nodePort(WEB_PORT_NAME);
+      mediaPort = nodePort(MEDIA_PORT_NAME);
+      // An IP is advertised as it is; for a name, STUN finds the node's public address.
+      advertisedAddress = pulumi.output(isIPv4(publicAddress) ? publicAddress : "");
+    }
+
+    const host = hostname ?? address;
+    const portSuffix = webPort.apply((port) => (port === PUBLIC_HTTPS_PORT ? "" : `:${port}`));
+    const publicUrl = pulumi.interpolate`https://${host}${portSuffix}`;
+
+    const shared: EnvVar[] = [
+      { name: "XMPP_DOMAIN", value: XMPP.domain },
+      { name: "XMPP_AUTH_DOMAIN", value: XMPP.authDomain },
+      { name: "XMPP_MUC_DOMAIN", value: XMPP.mucDomain },
+      { name: "XMPP_INTERNAL_MUC_DOMAIN", value: XMPP.internalMucDomain },
+      { name: "TZ", value: "UTC" },
+      S6_KUBERNETES,
+    ];
+    const scratch = (container: ContainerName) => [
+      { name: `${container}-run`, mountPath: "/run" },
+      { name: `${container}-tmp`, mountPath: "/tmp" },
+    ];
+    const securityContext = {
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ["ALL"] },
+    };
+    const resources = (container: ContainerName) => ({ requests: { ...parts[container] }, limits: { ...parts[container] } });
+
+    const containers: Container[] = [
+      {
+        name: "web",
+        image: jitsiImage("web", tag),
+        env: [
+          ...shared,
+          { name: "PUBLIC_URL", value: publicUrl },
+          { name: "XMPP_BOSH_URL_BASE", value: XMPP.boshUrlBase },
+          { name: "ENABLE_XMPP_WEBSOCKET", value: "1" },
+          { name: "DISABLE_HTTPS", value: "0" },
+          // Pods on IPv4-only clusters may have no IPv6; nginx would fail to listen on [::].
+          { name: "ENABLE_IPV6", value: "0" },
+        ],
+        ports: [
+          { name: "http", containerPort: PORTS.webHttp, protocol: "TCP" },
+          { name: WEB_PORT_NAME, containerPort: PORTS.webHttps, protocol: "TCP" },
+        ],
+        ...probes({ httpGet: { path: "/", port: PORTS.webHttp } }),
+        resources: resources("web"),
+        securityContext,
+        volumeMounts: [
+          ...scratch("web"),
+          // HTTPS keeps its certificate (given or self-signed) here (jitsi.md §1.4).
+          { name: "web-storage", mountPath: "/storage" },
+          { name: "config", mountPath: "/config/custom-config.js", subPath: "custom-config.js", readOnly: true },
+          ...(tlsSecretName === undefined ? [] : [{ name: "tls", mountPath: "/config/keys", readOnly: true }]),
+        ],
+      },
+      {
+        name: "prosody",
+        image: jitsiImage("prosody", tag),
+        env: [
+          ...shared,
+          { name: "PUBLIC_URL", value: publicUrl },
+          { name: "ENABLE_XMPP_WEBSOCKET", value: "1" },
+          { name: "MAX_PARTICIPANTS", value: String(spec.expectedParticipants) },
+          fromSecret("JICOFO_AUTH_PASSWORD"),
+          fromSecret("JVB_AUTH_PASSWORD"),
+        ],
+        ports: [
+          { name: "xmpp", containerPort: 5222, protocol: "TCP" },
+          { name: "prosody-http", containerPort: PORTS.prosodyHttp, protocol: "TCP" },
+        ],
+        // /health answers only loopback callers (jitsi.md §1.5); the image's script asks from inside.
+        ...probes({ exec: { command: ["/usr/local/bin/healthcheck.sh"] } }),
+        resources: resources("prosody"),
+        securityContext,
+        volumeMounts: [...scratch("prosody"), { name: "prosody-data", mountPath: "/var/lib/prosody" }],
+      },
+      {
+        name: "jicofo",
+        image: jitsiImage("jicofo", tag),
+        env: [
+          ...shared,
+          { name: "XMPP_SERVER", value: XMPP.server },
+          { name: "JVB_BREWERY_MUC", value: XMPP.breweryMuc },
+          // Binds the REST port beyond loopback, so the kubelet's TCP probe reaches it.
+          { name: "JICOFO_ENABLE_REST", value: "1" },
+          { name: "JICOFO_MAX_MEMORY", value: javaHeap(parts.jicofo.memory) },
+          fromSecret("JICOFO_AUTH_PASSWORD"),
+        ],
+        ports: [{ name: "jicofo-rest", containerPort: PORTS.jicofoRest, protocol: "TCP" }],
+        // /about/health exists only with health checks on, and then fails until a bridge joins (jitsi.md §1.6).
+        ...probes({ tcpSocket: { port: PORTS.jicofoRest } }),
+        resources: resources("jicofo"),
+        securityContext,
+        volumeMounts: scratch("jicofo"),
+      },
+      {
+        name: "jvb",
+        image: jitsiImage("jvb", tag),
+        env: [
+          ...shared,
+          { name: "XMPP_SERVER", value: XMPP.server },
+          { name: "JVB_BREWERY_MUC", value: XMPP.breweryMuc },
+          { name: "JVB_PORT", value: pulumi.interpolate`${mediaPort}` },
+          { name: "JVB_ADVERTISE_IPS", value: advertisedAddress },
+          // With the address given, STUN would only report the node's egress address instead.
+          { name: "JVB_DISABLE_STUN", value: advertisedAddress.apply((ip) => (ip === "" ? "false" : "true")) },
+          { name: "VIDEOBRIDGE_MAX_MEMORY", value: javaHeap(parts.jvb.memory) },
+          fromSecret("JVB_AUTH_PASSWORD"),
+        ],
+        ports: [
+          { name: MEDIA_PORT_NAME, containerPort: mediaPort, protocol: "UDP" },
+          { name: "jvb-http", containerPort: PORTS.jvbHttp, protocol: "TCP" },
+        ],
+        ...probes({ httpGet: { path: "/about/health", port: PORTS.jvbHttp } }),
+        resources: resources("jvb"),
+        securityContext,
+        volumeMounts: [
+          ...scratch("jvb"),
+          { name: "config", mountPath: "/config/custom-jvb.conf", subPath: "custom-jvb.conf", readOnly: true },
+        ],
+      },
+    ];
+
+    const scratchVolumes = (["web", "prosody", "jicofo", "jvb"] as const).flatMap((container) => [
+      { name: `${container}-run`, emptyDir: { sizeLimit: SCRATCH_SIZE } },
+      { name: `${container}-tmp`, emptyDir: { sizeLimit: SCRATCH_SIZE } },
+    ]);
+
+    new k8s.apps.v1.Deployment(
+      name,
+      {
+        metadata: { name: `jitsi-${id}`, namespace: ns, labels },
+        spec: {
+          replicas: 1,
+          // One bridge per conference: never two pods at once (the quota allows one, and both would want the media port).
+          strategy: { type: "Recreate" },
+          selector: { matchLabels: podLabels },
+          template: {
+            metadata: { labels: podLabels },
+            spec: {
+              priorityClassName: args.priorityClassName ?? CONFERENCE_PRIORITY_CLASS,
+              automountServiceAccountToken: false,
+              enableServiceLinks: false,
+              securityContext: {
+                runAsUser: JITSI_UID,
+                runAsGroup: JITSI_UID,
+                runAsNonRoot: true,
+                fsGroup: JITSI_UID,
+                seccompProfile: { type: "RuntimeDefault" },
+              },
+              containers,
+              volumes: [
+                ...scratchVolumes,
+                { name: "web-storage", emptyDir: { sizeLimit: SCRATCH_SIZE } },
+                { name: "prosody-data", emptyDir: { sizeLimit: PROSODY_DATA_SIZE } },
+                { name: "config", configMap: { name: configMapName } },
+                ...(tlsSecretName === undefined
+                  ? []
+                  : [
+                      {
+                        name: "tls",
+                        secret: {
+                          secretName: tlsSecretName,
+                          defaultMode: 0o440,
+                          items: [
+                            { key: "tls.crt", path: "cert.crt" },
+                            { key: "tls.key", path: "cert.key" },
+                          ],
+                        },
+                      },
+                    ]),
+              ],
+            },
+          },
+        },
+      },
+      childOpts,
+    );
+
+    this.url = publicUrl;
+    this.mediaEndpoint = pulumi.interpolate`udp://${address}:${mediaPort}`;
+    this.registerOutputs({ url: this.url, namespace: this.namespace, cluster: this.cluster, mediaEndpoint: this.mediaEndpoint });
+  }
+}
+
+/**
+ * The same check three ways: generous while the JVMs start on a small CPU share, then readiness
+ * (traffic) and liveness (restart) once running.
+ */
+function probes(handler: Pick<Probe, "httpGet" | "exec" | "tcpSocket">): { startupProbe: Probe; readinessProbe: Probe; livenessProbe: Probe } {
+  return {
+    startupProbe: { ...handler, periodSeconds: 5, failureThreshold: 36, timeoutSeconds: 5 },
+    readinessProbe: { ...handler, periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 5 },
+    livenessProbe: { ...handler, periodSeconds: 20, failureThreshold: 3, timeoutSeconds: 5 },
+  };
+}

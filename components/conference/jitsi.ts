@@ -1,0 +1,131 @@
+/**
+ * The facts of a single-conference Jitsi Meet pod that do not depend on Pulumi: images, ports,
+ * XMPP names, how the conference's size is split across the four containers, and the custom
+ * config files. Sources: ../shared/reference/jitsi.md (cited by section) and
+ * jitsi/docker-jitsi-meet at the pinned tag.
+ */
+import { formatBytes, formatMillicores, parseCpuMillicores, parseMemoryBytes } from "../quantity.ts";
+
+/** One tag for all four images (jitsi.md §0: the rootless images, registry ghcr.io, from stable-11146). */
+export const JITSI_IMAGE_TAG = "stable-11146-2";
+export const JITSI_REGISTRY = "ghcr.io/jitsi";
+
+export const CONTAINERS = ["web", "prosody", "jicofo", "jvb"] as const;
+export type ContainerName = (typeof CONTAINERS)[number];
+
+export function jitsiImage(container: ContainerName, tag: string): string {
+  return `${JITSI_REGISTRY}/${container}:${tag}`;
+}
+
+/** Ports the containers listen on (jitsi.md §1.1). */
+export const PORTS = {
+  webHttp: 8000,
+  webHttps: 8443,
+  prosodyHttp: 5280,
+  jicofoRest: 8888,
+  jvbHttp: 8080,
+} as const;
+
+/** The public HTTPS port a load balancer offers for the web container. */
+export const PUBLIC_HTTPS_PORT = 443;
+
+/**
+ * Logical XMPP names; they need not resolve (jitsi.md §1.3) and are the same on every container.
+ * Everything else reaches prosody over the pod's loopback, by address rather than "localhost",
+ * which a JVM may resolve to ::1 first.
+ */
+export const XMPP = {
+  domain: "meet.jitsi",
+  authDomain: "auth.meet.jitsi",
+  mucDomain: "muc.meet.jitsi",
+  internalMucDomain: "internal-muc.meet.jitsi",
+  server: "127.0.0.1",
+  boshUrlBase: "http://127.0.0.1:5280",
+  breweryMuc: "jvbbrewery",
+} as const;
+
+export interface ContainerResources {
+  /** requests = limits, so the pod gets Guaranteed QoS. */
+  cpu: string;
+  memory: string;
+}
+
+/**
+ * How a conference's CPU and memory are split, in per mille of the total; the bridge gets the
+ * rest. The bridge forwards every media packet and dominates CPU (jitsi.md §2.3: HPI gave it 8
+ * cores against 0.3-0.4 for each of the others); jicofo is a JVM and needs memory but little CPU;
+ * prosody uses one core at most; web is nginx serving static files.
+ */
+const SHARE_PER_MILLE: Record<Exclude<ContainerName, "jvb">, { cpu: number; memory: number }> = {
+  web: { cpu: 100, memory: 100 },
+  prosody: { cpu: 150, memory: 150 },
+  jicofo: { cpu: 150, memory: 250 },
+};
+
+/**
+ * Splits a conference's total resources across the containers. The parts add up exactly to the
+ * total (rounding remainders go to the bridge).
+ */
+export function splitResources(total: { cpu: string; memory: string }): Record<ContainerName, ContainerResources> {
+  const millicores = parseCpuMillicores(total.cpu);
+  const bytes = parseMemoryBytes(total.memory);
+  if (millicores === undefined || bytes === undefined) {
+    throw new Error(`splitResources: ${JSON.stringify(total)} are not Kubernetes quantities`);
+  }
+  const parts = {} as Record<ContainerName, ContainerResources>;
+  let cpuLeft = millicores;
+  let memoryLeft = bytes;
+  for (const [container, share] of Object.entries(SHARE_PER_MILLE) as [keyof typeof SHARE_PER_MILLE, { cpu: number; memory: number }][]) {
+    const cpu = Math.floor((millicores * share.cpu) / 1000);
+    const memory = Math.floor((bytes * share.memory) / 1000);
+    parts[container] = { cpu: formatMillicores(cpu), memory: formatBytes(memory) };
+    cpuLeft -= cpu;
+    memoryLeft -= memory;
+  }
+  parts.jvb = { cpu: formatMillicores(cpuLeft), memory: formatBytes(memoryLeft) };
+  return parts;
+}
+
+/**
+ * Share of a JVM container's memory limit given to the heap. Both images default to -Xmx3072m
+ * whatever the limit (jitsi.md §1.6, §1.7), which gets them OOM-killed; the rest of the limit is
+ * for metaspace, code cache, thread stacks and the bridge's direct packet buffers.
+ */
+export const HEAP_SHARE_OF_LIMIT = 0.6;
+
+/** -Xmx for a JVM container, in the images' "<n>m" form. */
+export function javaHeap(containerMemory: string): string {
+  const bytes = parseMemoryBytes(containerMemory) ?? 0;
+  return `${Math.floor((bytes * HEAP_SHARE_OF_LIMIT) / (1024 * 1024))}m`;
+}
+
+export interface MediaSettings {
+  /** Video streams each participant receives; -1 for all. */
+  lastN: number;
+  /** Whether senders send several qualities for the bridge to choose from. */
+  simulcast: boolean;
+}
+
+/** Appended to the web container's config.js (jitsi.md §1.4, §2.1). */
+export function customConfigJs(settings: MediaSettings): string {
+  return [
+    "// Written by switch-vaas for this conference.",
+    `config.channelLastN = ${settings.lastN};`,
+    `config.startLastN = ${settings.lastN};`,
+    `config.disableSimulcast = ${!settings.simulcast};`,
+    "",
+  ].join("\n");
+}
+
+/**
+ * Included by the bridge's jvb.conf (jitsi.md §2.2): the bridge-wide last-N caps every endpoint's
+ * own value, and the initial value applies before clients signal theirs.
+ */
+export function customJvbConf(settings: MediaSettings): string {
+  return [
+    "# Written by switch-vaas for this conference.",
+    `videobridge.cc.jvb-last-n = ${settings.lastN}`,
+    `videobridge.cc.initial-last-n = ${settings.lastN}`,
+    "",
+  ].join("\n");
+}

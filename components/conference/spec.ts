@@ -1,0 +1,61 @@
+import { z } from "zod";
+import { formatBytes, formatMillicores, parseCpuMillicores, parseMemoryBytes } from "../quantity.ts";
+import { parseOrThrow } from "../validation.ts";
+
+/** The smallest pod that runs four containers, two of them JVMs, without being killed for memory. */
+export const MIN_CONFERENCE_MILLICORES = 500;
+export const MIN_CONFERENCE_BYTES = 1024 * 1024 * 1024;
+
+/** Conference ids become namespace and stack names: `conf-<id>` must stay a DNS label (63 characters). */
+const MAX_ID_LENGTH = 40;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+const quantity = (kind: "cpu" | "memory") => {
+  const parse = kind === "cpu" ? parseCpuMillicores : parseMemoryBytes;
+  const minimum = kind === "cpu" ? MIN_CONFERENCE_MILLICORES : MIN_CONFERENCE_BYTES;
+  const shownMinimum = kind === "cpu" ? formatMillicores(minimum) : formatBytes(minimum);
+  const example = kind === "cpu" ? '"1500m" or "2"' : '"2Gi" or "1500Mi"';
+  return z.string({ error: `is required; give a Kubernetes quantity, e.g. ${example}` }).superRefine((text, ctx) => {
+    const amount = parse(text);
+    if (amount === undefined) {
+      ctx.addIssue({ code: "custom", message: `${JSON.stringify(text)} is not a Kubernetes quantity; use e.g. ${example}` });
+    } else if (amount < minimum) {
+      ctx.addIssue({ code: "custom", message: `${JSON.stringify(text)} is below the ${shownMinimum} a Jitsi pod needs; give at least ${shownMinimum}` });
+    }
+  });
+};
+
+const conferenceSpec = z.strictObject(
+  {
+    id: z
+      .string({ error: 'is required; give the conference a DNS label, e.g. "physics-101"' })
+      .max(MAX_ID_LENGTH, { error: `is longer than ${MAX_ID_LENGTH} characters; shorten it` })
+      .regex(DNS_LABEL, {
+        error: (issue) =>
+          `${JSON.stringify(issue.input)} is not a DNS label; use lowercase letters, digits and '-', starting and ending with a letter or digit`,
+      }),
+    cluster: z.string({ error: "is required; name the testbed cluster to run on" }).min(1, { error: "is empty; name the testbed cluster to run on" }),
+    expectedParticipants: z
+      .number({ error: "is required; give the number of participants the conference is sized for" })
+      .int({ error: (issue) => `${String(issue.input)} is not a whole number; give a number of participants of at least 1` })
+      .min(1, { error: (issue) => `${String(issue.input)} is too few; a conference needs at least 1 participant` }),
+    lastN: z
+      .number({ error: "is required; give the last-N value (-1 for unlimited)" })
+      .int({ error: (issue) => `${String(issue.input)} is not a whole number; give -1 (unlimited) or a number of video streams` })
+      .min(-1, { error: (issue) => `${String(issue.input)} is below -1; use -1 for unlimited or a number of video streams` }),
+    simulcast: z.boolean({ error: "is required; true to let senders send several qualities, false for one" }),
+    resources: z.strictObject(
+      { cpu: quantity("cpu"), memory: quantity("memory") },
+      { error: 'is required; give { cpu, memory } as Kubernetes quantities, e.g. { cpu: "2", memory: "3Gi" }' },
+    ),
+  },
+  { error: "is required; give { id, cluster, expectedParticipants, lastN, simulcast, resources }" },
+);
+
+/** What the service decided about one conference (ARCHITECTURE.md "Stack contracts"). */
+export type ConferenceSpec = z.output<typeof conferenceSpec>;
+
+/** Validates a conference spec; errors name each bad field under `keyPrefix` and say how to fix it. */
+export function parseConferenceSpec(value: unknown, keyPrefix: string): ConferenceSpec {
+  return parseOrThrow(conferenceSpec, value, keyPrefix);
+}

@@ -1,0 +1,98 @@
+import type * as pulumi from "@pulumi/pulumi";
+import { type OfflineResult, RecordingMocks, evaluateOffline } from "../../automation/engine/offline.ts";
+import { kubeconfigFor } from "./kubeconfig.ts";
+
+/** What a testbed stack's `clusters` output holds, for the clusters the conference tests use. */
+export const TESTBED_CLUSTERS = {
+  "gcp-europe-west1": {
+    provider: "gke",
+    region: "europe-west1",
+    zone: "europe-west1-b",
+    location: { city: "St. Ghislain", country: "BE", lat: 50.4542, lon: 3.8183 },
+    kubeconfig: kubeconfigFor("https://35.0.0.1", "gke-europe"),
+    exposure: "loadBalancer",
+    capacity: { nodes: 2, vcpuPerNode: 1, memoryGiBPerNode: 3.75 },
+  },
+  "arnes-ljubljana": {
+    provider: "kubeconfig",
+    location: { city: "Ljubljana", country: "SI", lat: 46.0569, lon: 14.5058 },
+    kubeconfig: kubeconfigFor("https://193.2.1.10:6443", "arnes"),
+    exposure: "nodePort",
+    publicAddress: "193.2.1.10",
+    capacity: { nodes: 2, vcpuPerNode: 1, memoryGiBPerNode: 4 },
+  },
+  "flexiops-edinburgh": {
+    provider: "kubeconfig",
+    location: { city: "Edinburgh", country: "GB", lat: 55.9533, lon: -3.1883 },
+    kubeconfig: kubeconfigFor("https://k8s.flexiops.example:6443", "flexiops"),
+    exposure: "nodePort",
+    publicAddress: "k8s.flexiops.example",
+    capacity: { nodes: 2, vcpuPerNode: 4, memoryGiBPerNode: 4 },
+  },
+} as const;
+
+export const LOAD_BALANCER_IP = "203.0.113.7";
+
+/** Hands out node ports the way one cluster's API server does: each one once. */
+export interface NodePortAllocator {
+  allocate(): number;
+}
+
+export function nodePortAllocator(): NodePortAllocator {
+  let next = 30000;
+  return { allocate: () => next++ };
+}
+
+/**
+ * Mocks answering what the engine and the cluster would: the testbed's outputs (a secret, as the
+ * nested kubeconfigs make them), generated passwords, a load balancer's address and node ports
+ * from Kubernetes' allocator (distinct across every Service these mocks see, as in one cluster).
+ */
+export function conferenceMocks(
+  cluster: NodePortAllocator = nodePortAllocator(),
+  testbed: { clusters?: unknown } = { clusters: TESTBED_CLUSTERS },
+): RecordingMocks {
+  return new RecordingMocks((resource: pulumi.runtime.MockResourceArgs) => {
+    switch (resource.type) {
+      case "pulumi:pulumi:StackReference":
+        return {
+          outputs:
+            testbed.clusters === undefined
+              ? {}
+              : { clusters: { "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", value: testbed.clusters } },
+        };
+      case "random:index/randomPassword:RandomPassword":
+        return { result: `password-of-${resource.name}` };
+      case "kubernetes:core/v1:Service": {
+        const inputs = resource.inputs as { spec: { type: string; ports: Record<string, unknown>[] } };
+        const ports = inputs.spec.ports.map((port) => ({ ...port, nodePort: cluster.allocate() }));
+        const loadBalancer = inputs.spec.type === "LoadBalancer" ? { ingress: [{ ip: LOAD_BALANCER_IP }] } : {};
+        return { spec: { ...inputs.spec, ports }, status: { loadBalancer } };
+      }
+      default:
+        return {};
+    }
+  });
+}
+
+export type ConferenceOutputs = Record<"url" | "namespace" | "cluster" | "mediaEndpoint", pulumi.Output<string> | string>;
+
+/** Evaluates the conference stack program for `conference` (and optional tls) with `mocks`. */
+export function runConference(
+  conference: unknown,
+  options: { mocks?: RecordingMocks; tls?: unknown; testbedStack?: string } = {},
+): Promise<OfflineResult<ConferenceOutputs>> {
+  const config: Record<string, string> = { "switch-vaas:conference": JSON.stringify(conference) };
+  if (options.tls !== undefined) {
+    config["switch-vaas:tls"] = JSON.stringify(options.tls);
+  }
+  if (options.testbedStack !== undefined) {
+    config["switch-vaas:testbedStack"] = options.testbedStack;
+  }
+  return evaluateOffline(async () => (await import("../../stacks/conference.ts")).default() as Promise<ConferenceOutputs>, {
+    preview: false,
+    mocks: options.mocks ?? conferenceMocks(),
+    config,
+    secretKeys: options.tls === undefined ? [] : ["switch-vaas:tls"],
+  });
+}
