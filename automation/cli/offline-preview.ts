@@ -53,7 +53,8 @@ try {
     printPlan(stack, registrations, shownOutputs, stoodIn);
   }
 } catch (error) {
-  console.error(error instanceof InvalidArgumentsError ? error.message : error);
+  // Messages, not stack traces: every error here names what to fix.
+  console.error(error instanceof Error ? error.message : error);
   process.exitCode = 1;
 }
 

@@ -27,6 +27,13 @@ export type ComputedOutputs = (resource: pulumi.runtime.MockResourceArgs) => Rec
 
 const STACK_REFERENCE = "pulumi:pulumi:StackReference";
 
+/** Something the offline engine cannot answer. */
+export class OfflineEngineError extends Error {
+  override readonly name = "OfflineEngineError";
+  /** The SDK reports a failed invoke with the gRPC error's `details`, not its message. */
+  readonly details = this.message;
+}
+
 /** Mocks that record registrations and refuse invokes and stack references nobody has answered. */
 export class RecordingMocks implements pulumi.runtime.Mocks {
   readonly registrations: Registration[] = [];
@@ -36,7 +43,7 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
   newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
     const computed = this.computed(args);
     if (args.type === STACK_REFERENCE && computed.outputs === undefined) {
-      throw new Error(
+      throw new OfflineEngineError(
         `offline engine: stack "${String((args.inputs as { name?: unknown }).name)}" cannot be read offline; this program needs the referenced stack's real outputs`,
       );
     }
@@ -53,7 +60,7 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
   }
 
   call(args: pulumi.runtime.MockCallArgs): pulumi.runtime.MockCallResult {
-    throw new Error(`offline engine: no answer for the invoke "${args.token}"; this program needs a real provider`);
+    throw new OfflineEngineError(`offline engine: no answer for the invoke "${args.token}"; this program needs a real provider`);
   }
 }
 
@@ -82,17 +89,34 @@ export interface OfflineResult<T> {
 export const PROJECT = "switch-vaas";
 const DEFAULT_STACK = "offline";
 
-/** Runs `program` on the mock runtime and waits until every registration it started has finished. */
+/**
+ * Runs `program` on the mock runtime and waits until every registration it started has finished.
+ * Rejects with the program's error, or with the first error that surfaced outside it (a failed
+ * registration, a throwing `apply`), which Pulumi's runtime would otherwise leave unhandled.
+ */
 export async function evaluateOffline<T>(program: () => Promise<T>, options: OfflineOptions = {}): Promise<OfflineResult<T>> {
   const mocks = options.mocks ?? new RecordingMocks();
+  const stray: unknown[] = [];
+  const collect = (reason: unknown) => stray.push(reason);
+  process.on("unhandledRejection", collect);
   pulumi.runtime.setAllConfig(options.config ?? {}, options.secretKeys ?? []);
   await pulumi.runtime.setMocks(mocks, PROJECT, options.stack ?? DEFAULT_STACK, options.preview ?? true);
   try {
     const outputs = await program();
-    return { registrations: mocks.registrations, outputs };
-  } finally {
     // Drains the registrations still in flight; the next evaluation installs a fresh monitor.
     await pulumi.runtime.disconnect();
+    // Node reports unhandled rejections after the current turn; let it.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (stray.length > 0) {
+      throw stray[0];
+    }
+    return { registrations: mocks.registrations, outputs };
+  } catch (error) {
+    await pulumi.runtime.disconnect();
+    await new Promise((resolve) => setImmediate(resolve));
+    throw error;
+  } finally {
+    process.off("unhandledRejection", collect);
   }
 }
 

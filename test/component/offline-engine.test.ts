@@ -1,0 +1,61 @@
+import * as pulumi from "@pulumi/pulumi";
+import { describe, expect, it } from "vitest";
+import { RecordingMocks, SECRET_PLACEHOLDER, UNKNOWN_PLACEHOLDER, displayInputs, displayOutputs, evaluateOffline } from "../../automation/engine/offline.ts";
+
+class Thing extends pulumi.CustomResource {
+  declare readonly computed: pulumi.Output<string>;
+  constructor(name: string, args: Record<string, pulumi.Input<unknown>>) {
+    super("test:index:Thing", name, { ...args, computed: undefined });
+  }
+}
+
+describe("offline engine", () => {
+  it("records what a program registers, with inputs as the engine receives them", async () => {
+    const { registrations } = await evaluateOffline(async () => {
+      const first = new Thing("first", { size: 3 });
+      new Thing("second", { peer: first.id, password: pulumi.secret("hunter2") });
+      return {};
+    });
+    expect(registrations.map((r) => r.name)).toEqual(["first", "second"]);
+    expect(displayInputs(registrations[1]!.inputs)).toEqual({ peer: "first-id", password: SECRET_PLACEHOLDER });
+  });
+
+  it("leaves provider-computed values unknown in a preview, and says so when printing", async () => {
+    const { registrations, outputs } = await evaluateOffline(async () => {
+      const thing = new Thing("thing", {});
+      new Thing("dependent", { on: thing.computed });
+      return { computed: thing.computed, known: pulumi.output("yes"), secret: pulumi.secret("s") };
+    });
+    expect(displayInputs(registrations[1]!.inputs)).toEqual({ on: UNKNOWN_PLACEHOLDER });
+    expect(await displayOutputs(outputs)).toEqual({ computed: UNKNOWN_PLACEHOLDER, known: "yes", secret: SECRET_PLACEHOLDER });
+  });
+
+  it("rejects with an error thrown inside an apply instead of leaving it unhandled", async () => {
+    await expect(
+      evaluateOffline(async () => {
+        const thing = new Thing("thing", {});
+        new Thing("broken", {
+          value: thing.id.apply((): string => {
+            throw new Error("the apply failed");
+          }),
+        });
+        return {};
+      }),
+    ).rejects.toThrow("the apply failed");
+  });
+
+  it("refuses invokes and stack references nobody answered", async () => {
+    await expect(evaluateOffline(async (): Promise<unknown> => pulumi.runtime.invoke("test:index:lookup", {}))).rejects.toThrow(
+      'offline engine: no answer for the invoke "test:index:lookup"',
+    );
+    await expect(evaluateOffline(async () => new pulumi.StackReference("elsewhere").outputs)).rejects.toThrow(
+      'offline engine: stack "elsewhere" cannot be read offline',
+    );
+  });
+
+  it("can evaluate again after a failure", async () => {
+    const mocks = new RecordingMocks();
+    await evaluateOffline(async () => ({ thing: new Thing("again", {}) }), { mocks });
+    expect(mocks.registrations.map((r) => r.name)).toEqual(["again"]);
+  });
+});
