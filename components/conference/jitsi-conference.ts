@@ -2,7 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { isIPv4 } from "node:net";
-import { CONFERENCE_PRIORITY_CLASS } from "../testbed/cluster-bootstrap.ts";
+import { CONFERENCE_PRIORITY_CLASS, MANAGED_BY } from "../testbed/cluster-bootstrap.ts";
 import type { Exposure } from "../testbed/sites.ts";
 import { JVB_MEDIA_PORT } from "../testbed/testbed.ts";
 import {
@@ -97,7 +97,7 @@ export class JitsiConference extends pulumi.ComponentResource {
 
     const childOpts = { parent: this, provider: args.provider };
     const id = spec.id;
-    const labels = { "app.kubernetes.io/part-of": "switch-vaas", "switch-vaas/conference": id };
+    const labels = { ...MANAGED_BY, "switch-vaas/conference": id };
     const podLabels = { ...labels, "app.kubernetes.io/name": "jitsi-meet" };
     const tag = args.imageTag ?? JITSI_IMAGE_TAG;
     const parts = splitResources(spec.resources);

@@ -10,7 +10,8 @@ export const DEPLOYER_CLUSTER_ROLE = "switch-vaas-conference-deployer";
 export const CONFERENCE_PRIORITY_CLASS = "switch-vaas-conference";
 export const CONFERENCE_PRIORITY = 1_000_000;
 
-const PART_OF = { "app.kubernetes.io/part-of": "switch-vaas" };
+/** Marks what this product created, in every cluster. */
+export const MANAGED_BY = { "app.kubernetes.io/managed-by": "switch-vaas" };
 const MANAGE = ["get", "create", "update", "patch", "delete"];
 const MANAGE_AND_WATCH = ["get", "list", "watch", "create", "update", "patch", "delete"];
 const WATCH = ["get", "list", "watch"];
@@ -58,7 +59,7 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         metadata: {
           name: SYSTEM_NAMESPACE,
           labels: {
-            ...PART_OF,
+            ...MANAGED_BY,
             // Nothing privileged ever runs here.
             "pod-security.kubernetes.io/enforce": "restricted",
           },
@@ -70,7 +71,7 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     this.serviceAccount = new k8s.core.v1.ServiceAccount(
       `${name}-deployer`,
       {
-        metadata: { name: DEPLOYER_SERVICE_ACCOUNT, namespace: this.namespace.metadata.name, labels: PART_OF },
+        metadata: { name: DEPLOYER_SERVICE_ACCOUNT, namespace: this.namespace.metadata.name, labels: MANAGED_BY },
         // The deployer authenticates with tokens requested for it; no pod mounts one.
         automountServiceAccountToken: false,
       },
@@ -79,14 +80,14 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
 
     this.clusterRole = new k8s.rbac.v1.ClusterRole(
       `${name}-deployer`,
-      { metadata: { name: DEPLOYER_CLUSTER_ROLE, labels: PART_OF }, rules: CONFERENCE_DEPLOYER_RULES },
+      { metadata: { name: DEPLOYER_CLUSTER_ROLE, labels: MANAGED_BY }, rules: CONFERENCE_DEPLOYER_RULES },
       childOpts,
     );
 
     this.clusterRoleBinding = new k8s.rbac.v1.ClusterRoleBinding(
       `${name}-deployer`,
       {
-        metadata: { name: DEPLOYER_CLUSTER_ROLE, labels: PART_OF },
+        metadata: { name: DEPLOYER_CLUSTER_ROLE, labels: MANAGED_BY },
         roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: this.clusterRole.metadata.name },
         subjects: [{ kind: "ServiceAccount", name: this.serviceAccount.metadata.name, namespace: this.namespace.metadata.name }],
       },
@@ -96,7 +97,7 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     this.priorityClass = new k8s.scheduling.v1.PriorityClass(
       `${name}-conference`,
       {
-        metadata: { name: CONFERENCE_PRIORITY_CLASS, labels: PART_OF },
+        metadata: { name: CONFERENCE_PRIORITY_CLASS, labels: MANAGED_BY },
         value: CONFERENCE_PRIORITY,
         globalDefault: false,
         preemptionPolicy: "PreemptLowerPriority",

@@ -204,7 +204,7 @@ describe.each([
     const namespace = one(run(), "kubernetes:core/v1:Namespace").inputs as { metadata: { name: string; labels: Record<string, string> } };
     expect(namespace.metadata.labels).toEqual({
       "switch-vaas/conference": namespace.metadata.name.replace(/^conf-/, ""),
-      "app.kubernetes.io/part-of": "switch-vaas",
+      "app.kubernetes.io/managed-by": "switch-vaas",
       "pod-security.kubernetes.io/enforce": "restricted",
     });
     const quota = one(run(), "kubernetes:core/v1:ResourceQuota").inputs as { spec: { hard: Record<string, string> } };
