@@ -6,6 +6,7 @@ import { CONFERENCE_PRIORITY_CLASS, MANAGED_BY } from "../testbed/cluster-bootst
 import type { Exposure } from "../testbed/sites.ts";
 import { JVB_MEDIA_PORT } from "../testbed/testbed.ts";
 import {
+  CONTAINERS,
   type ContainerName,
   JITSI_IMAGE_TAG,
   PORTS,
@@ -23,6 +24,7 @@ import { parseConferenceSpec } from "./spec.ts";
 type EnvVar = k8s.types.input.core.v1.EnvVar;
 type Container = k8s.types.input.core.v1.Container;
 type Probe = k8s.types.input.core.v1.Probe;
+type ProbeHandler = Pick<Probe, "httpGet" | "exec" | "tcpSocket">;
 
 export interface JitsiConferenceArgs {
   /** Conference id, a DNS label of at most 40 characters; the namespace is `conf-<id>`. */
@@ -297,24 +299,25 @@ export class JitsiConference extends pulumi.ComponentResource {
       { name: "TZ", value: "UTC" },
       S6_KUBERNETES,
     ];
-    const scratch = (container: ContainerName) => [
-      { name: `${container}-run`, mountPath: "/run" },
-      { name: `${container}-tmp`, mountPath: "/tmp" },
-    ];
-    const securityContext = {
-      allowPrivilegeEscalation: false,
-      readOnlyRootFilesystem: true,
-      runAsNonRoot: true,
-      capabilities: { drop: ["ALL"] },
-    };
-    const resources = (container: ContainerName) => ({ requests: { ...parts[container] }, limits: { ...parts[container] } });
+    // What every container gets: its image, the shared env, its share of the resources as
+    // requests = limits, the rootless securityContext, and its own /run and /tmp.
+    const jitsiContainer = (
+      container: ContainerName,
+      own: { env: EnvVar[]; ports: Container["ports"]; probe: ProbeHandler; volumeMounts?: k8s.types.input.core.v1.VolumeMount[] },
+    ): Container => ({
+      name: container,
+      image: jitsiImage(container, tag),
+      env: [...shared, ...own.env],
+      ports: own.ports,
+      ...probes(own.probe),
+      resources: { requests: { ...parts[container] }, limits: { ...parts[container] } },
+      securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: { drop: ["ALL"] } },
+      volumeMounts: [{ name: `${container}-run`, mountPath: "/run" }, { name: `${container}-tmp`, mountPath: "/tmp" }, ...(own.volumeMounts ?? [])],
+    });
 
     const containers: Container[] = [
-      {
-        name: "web",
-        image: jitsiImage("web", tag),
+      jitsiContainer("web", {
         env: [
-          ...shared,
           { name: "PUBLIC_URL", value: publicUrl },
           { name: "XMPP_BOSH_URL_BASE", value: XMPP.boshUrlBase },
           { name: "ENABLE_XMPP_WEBSOCKET", value: "1" },
@@ -326,22 +329,16 @@ export class JitsiConference extends pulumi.ComponentResource {
           { name: "http", containerPort: PORTS.webHttp, protocol: "TCP" },
           { name: WEB_PORT_NAME, containerPort: PORTS.webHttps, protocol: "TCP" },
         ],
-        ...probes({ httpGet: { path: "/", port: PORTS.webHttp } }),
-        resources: resources("web"),
-        securityContext,
+        probe: { httpGet: { path: "/", port: PORTS.webHttp } },
         volumeMounts: [
-          ...scratch("web"),
           // HTTPS keeps its certificate (given or self-signed) here (jitsi.md §1.4).
           { name: "web-storage", mountPath: "/storage" },
           { name: "config", mountPath: "/config/custom-config.js", subPath: "custom-config.js", readOnly: true },
           ...(tlsSecretName === undefined ? [] : [{ name: "tls", mountPath: "/config/keys", readOnly: true }]),
         ],
-      },
-      {
-        name: "prosody",
-        image: jitsiImage("prosody", tag),
+      }),
+      jitsiContainer("prosody", {
         env: [
-          ...shared,
           { name: "PUBLIC_URL", value: publicUrl },
           { name: "ENABLE_XMPP_WEBSOCKET", value: "1" },
           { name: "MAX_PARTICIPANTS", value: String(spec.expectedParticipants) },
@@ -353,16 +350,11 @@ export class JitsiConference extends pulumi.ComponentResource {
           { name: "prosody-http", containerPort: PORTS.prosodyHttp, protocol: "TCP" },
         ],
         // /health answers only loopback callers (jitsi.md §1.5); the image's script asks from inside.
-        ...probes({ exec: { command: ["/usr/local/bin/healthcheck.sh"] } }),
-        resources: resources("prosody"),
-        securityContext,
-        volumeMounts: [...scratch("prosody"), { name: "prosody-data", mountPath: "/var/lib/prosody" }],
-      },
-      {
-        name: "jicofo",
-        image: jitsiImage("jicofo", tag),
+        probe: { exec: { command: ["/usr/local/bin/healthcheck.sh"] } },
+        volumeMounts: [{ name: "prosody-data", mountPath: "/var/lib/prosody" }],
+      }),
+      jitsiContainer("jicofo", {
         env: [
-          ...shared,
           { name: "XMPP_SERVER", value: XMPP.server },
           { name: "JVB_BREWERY_MUC", value: XMPP.breweryMuc },
           // Binds the REST port beyond loopback, so the kubelet's TCP probe reaches it.
@@ -372,16 +364,10 @@ export class JitsiConference extends pulumi.ComponentResource {
         ],
         ports: [{ name: "jicofo-rest", containerPort: PORTS.jicofoRest, protocol: "TCP" }],
         // /about/health exists only with health checks on, and then fails until a bridge joins (jitsi.md §1.6).
-        ...probes({ tcpSocket: { port: PORTS.jicofoRest } }),
-        resources: resources("jicofo"),
-        securityContext,
-        volumeMounts: scratch("jicofo"),
-      },
-      {
-        name: "jvb",
-        image: jitsiImage("jvb", tag),
+        probe: { tcpSocket: { port: PORTS.jicofoRest } },
+      }),
+      jitsiContainer("jvb", {
         env: [
-          ...shared,
           { name: "XMPP_SERVER", value: XMPP.server },
           { name: "JVB_BREWERY_MUC", value: XMPP.breweryMuc },
           { name: "JVB_PORT", value: pulumi.interpolate`${mediaPort}` },
@@ -395,17 +381,12 @@ export class JitsiConference extends pulumi.ComponentResource {
           { name: MEDIA_PORT_NAME, containerPort: mediaPort, protocol: "UDP" },
           { name: "jvb-http", containerPort: PORTS.jvbHttp, protocol: "TCP" },
         ],
-        ...probes({ httpGet: { path: "/about/health", port: PORTS.jvbHttp } }),
-        resources: resources("jvb"),
-        securityContext,
-        volumeMounts: [
-          ...scratch("jvb"),
-          { name: "config", mountPath: "/config/custom-jvb.conf", subPath: "custom-jvb.conf", readOnly: true },
-        ],
-      },
+        probe: { httpGet: { path: "/about/health", port: PORTS.jvbHttp } },
+        volumeMounts: [{ name: "config", mountPath: "/config/custom-jvb.conf", subPath: "custom-jvb.conf", readOnly: true }],
+      }),
     ];
 
-    const scratchVolumes = (["web", "prosody", "jicofo", "jvb"] as const).flatMap((container) => [
+    const scratchVolumes = CONTAINERS.flatMap((container) => [
       { name: `${container}-run`, emptyDir: { sizeLimit: SCRATCH_SIZE } },
       { name: `${container}-tmp`, emptyDir: { sizeLimit: SCRATCH_SIZE } },
     ]);
@@ -471,7 +452,7 @@ export class JitsiConference extends pulumi.ComponentResource {
  * The same check three ways: generous while the JVMs start on a small CPU share, then readiness
  * (traffic) and liveness (restart) once running.
  */
-function probes(handler: Pick<Probe, "httpGet" | "exec" | "tcpSocket">): { startupProbe: Probe; readinessProbe: Probe; livenessProbe: Probe } {
+function probes(handler: ProbeHandler): { startupProbe: Probe; readinessProbe: Probe; livenessProbe: Probe } {
   return {
     startupProbe: { ...handler, periodSeconds: 5, failureThreshold: 36, timeoutSeconds: 5 },
     readinessProbe: { ...handler, periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 5 },
