@@ -6,6 +6,8 @@
  */
 import { formatBytes, formatMillicores, parseCpuMillicores, parseMemoryBytes } from "../quantity.ts";
 
+const MEBIBYTE = 1024 * 1024;
+
 /** One tag for all four images (jitsi.md §0: the rootless images, registry ghcr.io, from stable-11146). */
 export const JITSI_IMAGE_TAG = "stable-11146-2";
 export const JITSI_REGISTRY = "ghcr.io/jitsi";
@@ -51,38 +53,81 @@ export interface ContainerResources {
 }
 
 /**
- * How a conference's CPU and memory are split, in per mille of the total; the bridge gets the
+ * How a conference's CPU and memory are split. Each container gets at least its floor, and the
+ * three besides the bridge a share of the total (per mille) once that is more; the bridge gets the
  * rest. The bridge forwards every media packet and dominates CPU (jitsi.md §2.3: HPI gave it 8
- * cores against 0.3-0.4 for each of the others); jicofo is a JVM and needs memory but little CPU;
- * prosody uses one core at most; web is nginx serving static files.
+ * cores against 0.3-0.4 for each of the others). The floors are what each needs to start: jicofo
+ * and the bridge are JVMs (a JVM on a few dozen millicores takes minutes to start), prosody uses
+ * one core at most, and web is nginx serving static files.
  */
-const SHARE_PER_MILLE: Record<Exclude<ContainerName, "jvb">, { cpu: number; memory: number }> = {
-  web: { cpu: 100, memory: 100 },
-  prosody: { cpu: 150, memory: 150 },
-  jicofo: { cpu: 150, memory: 250 },
+const FLOOR: Record<ContainerName, { millicores: number; bytes: number }> = {
+  web: { millicores: 50, bytes: 128 * MEBIBYTE },
+  prosody: { millicores: 100, bytes: 128 * MEBIBYTE },
+  jicofo: { millicores: 200, bytes: 384 * MEBIBYTE },
+  jvb: { millicores: 150, bytes: 384 * MEBIBYTE },
 };
+const SHARE_PER_MILLE: Record<Exclude<ContainerName, "jvb">, { cpu: number; memory: number }> = {
+  web: { cpu: 50, memory: 50 },
+  prosody: { cpu: 100, memory: 100 },
+  jicofo: { cpu: 100, memory: 150 },
+};
+const OTHERS = ["web", "prosody", "jicofo"] as const;
+
+/** The smallest pod: every container at its floor. */
+export const MIN_POD = {
+  millicores: CONTAINERS.reduce((sum, container) => sum + FLOOR[container].millicores, 0),
+  bytes: CONTAINERS.reduce((sum, container) => sum + FLOOR[container].bytes, 0),
+};
+
+function part(container: (typeof OTHERS)[number], total: number, kind: "cpu" | "memory"): number {
+  const floor = kind === "cpu" ? FLOOR[container].millicores : FLOOR[container].bytes;
+  return Math.max(floor, Math.floor((total * SHARE_PER_MILLE[container][kind]) / 1000));
+}
+
+/** What the bridge gets of a pod of `total` (millicores or bytes). */
+export function bridgePart(total: number, kind: "cpu" | "memory"): number {
+  return OTHERS.reduce((rest, container) => rest - part(container, total, kind), total);
+}
+
+/**
+ * The smallest pod (millicores or bytes, at least MIN_POD) whose bridge gets at least `bridgeNeed`.
+ * bridgePart grows with the total, so a binary search finds it.
+ */
+export function podForBridge(bridgeNeed: number, kind: "cpu" | "memory"): number {
+  let low = kind === "cpu" ? MIN_POD.millicores : MIN_POD.bytes;
+  if (bridgePart(low, kind) >= bridgeNeed) {
+    return low;
+  }
+  let high = low;
+  while (bridgePart(high, kind) < bridgeNeed) {
+    high *= 2;
+  }
+  while (high - low > 1) {
+    const middle = Math.floor((low + high) / 2);
+    if (bridgePart(middle, kind) >= bridgeNeed) {
+      high = middle;
+    } else {
+      low = middle;
+    }
+  }
+  return high;
+}
 
 /**
  * Splits a conference's total resources across the containers. The parts add up exactly to the
- * total (rounding remainders go to the bridge).
+ * total. Totals below MIN_POD are refused: the conference spec does not allow them.
  */
 export function splitResources(total: { cpu: string; memory: string }): Record<ContainerName, ContainerResources> {
   const millicores = parseCpuMillicores(total.cpu);
   const bytes = parseMemoryBytes(total.memory);
-  if (millicores === undefined || bytes === undefined) {
-    throw new Error(`splitResources: ${JSON.stringify(total)} are not Kubernetes quantities`);
+  if (millicores === undefined || bytes === undefined || millicores < MIN_POD.millicores || bytes < MIN_POD.bytes) {
+    throw new Error(`splitResources: ${JSON.stringify(total)} is not a pod size of at least ${JSON.stringify(MIN_POD)}`);
   }
   const parts = {} as Record<ContainerName, ContainerResources>;
-  let cpuLeft = millicores;
-  let memoryLeft = bytes;
-  for (const [container, share] of Object.entries(SHARE_PER_MILLE) as [keyof typeof SHARE_PER_MILLE, { cpu: number; memory: number }][]) {
-    const cpu = Math.floor((millicores * share.cpu) / 1000);
-    const memory = Math.floor((bytes * share.memory) / 1000);
-    parts[container] = { cpu: formatMillicores(cpu), memory: formatBytes(memory) };
-    cpuLeft -= cpu;
-    memoryLeft -= memory;
+  for (const container of OTHERS) {
+    parts[container] = { cpu: formatMillicores(part(container, millicores, "cpu")), memory: formatBytes(part(container, bytes, "memory")) };
   }
-  parts.jvb = { cpu: formatMillicores(cpuLeft), memory: formatBytes(memoryLeft) };
+  parts.jvb = { cpu: formatMillicores(bridgePart(millicores, "cpu")), memory: formatBytes(bridgePart(bytes, "memory")) };
   return parts;
 }
 

@@ -1,10 +1,11 @@
 import { z } from "zod";
 import { formatBytes, formatMillicores, parseCpuMillicores, parseMemoryBytes } from "../quantity.ts";
 import { parseOrThrow } from "../validation.ts";
+import { MIN_POD } from "./jitsi.ts";
 
-/** The smallest pod that runs four containers, two of them JVMs, without being killed for memory. */
-export const MIN_CONFERENCE_MILLICORES = 500;
-export const MIN_CONFERENCE_BYTES = 1024 * 1024 * 1024;
+/** The smallest pod that runs four containers, two of them JVMs: each at its floor. */
+export const MIN_CONFERENCE_MILLICORES = MIN_POD.millicores;
+export const MIN_CONFERENCE_BYTES = MIN_POD.bytes;
 
 /** Conference ids become namespace and stack names: `conf-<id>` must stay a DNS label (63 characters). */
 const MAX_ID_LENGTH = 40;
