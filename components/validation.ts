@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import { z } from "zod";
 
 /**
  * Invalid plain arguments or stack config. Thrown before any resource is registered, with one
@@ -40,3 +40,15 @@ function describeIssue(keyPrefix: string, issue: z.core.$ZodIssue): string {
 function formatPath(path: readonly PropertyKey[]): string {
   return path.map((part) => (typeof part === "number" ? `[${part}]` : `.${String(part)}`)).join("");
 }
+
+const degrees = (axis: string, limit: number) =>
+  z
+    .number({ error: `is required; give the ${axis} in decimal degrees` })
+    .refine((value) => Math.abs(value) <= limit, {
+      error: (issue) => `${String(issue.input)} is out of range; use decimal degrees between -${limit} and ${limit}`,
+    });
+
+/** Latitude in decimal degrees north, with fix-it messages. */
+export const latitude = degrees("latitude (degrees north)", 90);
+/** Longitude in decimal degrees east, with fix-it messages. */
+export const longitude = degrees("longitude (degrees east)", 180);

@@ -120,8 +120,16 @@ export function podForBridge(bridgeNeed: number, kind: "cpu" | "memory"): number
 export function splitResources(total: { cpu: string; memory: string }): Record<ContainerName, ContainerResources> {
   const millicores = parseCpuMillicores(total.cpu);
   const bytes = parseMemoryBytes(total.memory);
-  if (millicores === undefined || bytes === undefined || millicores < MIN_POD.millicores || bytes < MIN_POD.bytes) {
-    throw new Error(`splitResources: ${JSON.stringify(total)} is not a pod size of at least ${JSON.stringify(MIN_POD)}`);
+  if (millicores === undefined || bytes === undefined) {
+    throw new Error(`splitResources: ${JSON.stringify(total)} are not Kubernetes quantities`);
+  }
+  return splitPod(millicores, bytes);
+}
+
+/** splitResources for amounts already in millicores and bytes. */
+export function splitPod(millicores: number, bytes: number): Record<ContainerName, ContainerResources> {
+  if (millicores < MIN_POD.millicores || bytes < MIN_POD.bytes) {
+    throw new Error(`splitResources: ${formatMillicores(millicores)} and ${formatBytes(bytes)} are below the smallest pod, ${formatMillicores(MIN_POD.millicores)} and ${formatBytes(MIN_POD.bytes)}`);
   }
   const parts = {} as Record<ContainerName, ContainerResources>;
   for (const container of OTHERS) {

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { parseOrThrow } from "../validation.ts";
+import { latitude, longitude, parseOrThrow } from "../validation.ts";
 
 /** How a cluster makes a conference's web and media ports reachable from the internet. */
 export type Exposure = "loadBalancer" | "nodePort";
@@ -49,19 +49,12 @@ const siteName = z
     error: "is not a DNS label; use lowercase letters, digits and '-', starting with a letter, e.g. \"gcp-us-west1\"",
   });
 
-const coordinate = (axis: string, limit: number) =>
-  z
-    .number({ error: `is required; give the site's ${axis} in decimal degrees` })
-    .refine((degrees) => Math.abs(degrees) <= limit, {
-      error: (issue) => `${String(issue.input)} is out of range; use decimal degrees between -${limit} and ${limit}`,
-    });
-
 const location = z.strictObject(
   {
     city: z.string({ error: "is required; give the city the cluster is in" }).min(1),
     country: z.string({ error: "is required; give the country the cluster is in" }).min(1),
-    lat: coordinate("latitude (degrees north)", 90),
-    lon: coordinate("longitude (degrees east)", 180),
+    lat: latitude,
+    lon: longitude,
   },
   { error: "is required; give { city, country, lat, lon }" },
 );

@@ -42,7 +42,7 @@ describe("splitting a conference's size across its containers", () => {
   });
 
   it("refuses a pod below the floors", () => {
-    expect(() => splitResources({ cpu: "400m", memory: "1Gi" })).toThrow("is not a pod size of at least");
+    expect(() => splitResources({ cpu: "400m", memory: "1Gi" })).toThrow("splitResources: 400m and 1024Mi are below the smallest pod, 500m and 1024Mi");
   });
 
   it("finds the smallest pod that gives the bridge what it needs", () => {

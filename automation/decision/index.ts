@@ -1,0 +1,10 @@
+/**
+ * The decision maker: where a conference runs and how big it is. Pure: no Pulumi, no I/O, no
+ * clock (../shared/STYLE.md habit 8). Participants arrive as coordinates; IP addresses are
+ * resolved outside (automation/geolocation).
+ */
+export { type CandidateCluster, type Objective, type Participant, type Placement, type PlacementOptions, type PlacementRequest, type RankedCluster, placeConference } from "./placement.ts";
+export { type ConferenceSize, HD_PROFILE, PAPER_PROFILE, SIZING_PROFILES, type SizingProfile, type SizingRequest, TARGET_UTILISATION, bridgeVcpu, forwardedStreams, sizeConference } from "./sizing.ts";
+export { DEFAULT_LATENCY_MODEL, type LatencyModel, type MeasuredRtt } from "./latency.ts";
+export { greatCircleKm } from "./geometry.ts";
+export { parseCandidateClusters, parseMeasuredRtts, parsePlacementRequest } from "./schema.ts";
