@@ -1,7 +1,8 @@
 /**
  * Great-circle distances, computed the fast way for hot loops: each point becomes a unit vector
- * once, and a distance is the chord between two vectors turned into an arc (2·asin(chord/2)),
- * which is exact on a sphere and stable for short distances.
+ * once, and a distance is the angle between two vectors, acos of their dot product: three
+ * multiplications and one inverse cosine. Near 0 and π the inverse cosine loses precision, but in
+ * double precision only to about 1e-8 rad, a tenth of a metre, a nanosecond of predicted RTT.
  */
 
 /** Mean Earth radius (IUGG), km. */
@@ -21,11 +22,9 @@ export function writeUnitVector(lat: number, lon: number, out: Float64Array, off
 
 /** Great-circle km between the unit vectors at `a[i]` and `b[j]` (offsets in floats, i.e. 3 × index). */
 export function arcKm(a: Float64Array, i: number, b: Float64Array, j: number): number {
-  const dx = a[i]! - b[j]!;
-  const dy = a[i + 1]! - b[j + 1]!;
-  const dz = a[i + 2]! - b[j + 2]!;
-  const chord = Math.sqrt(dx * dx + dy * dy + dz * dz);
-  return 2 * EARTH_RADIUS_KM * Math.asin(Math.min(1, chord / 2));
+  const dot = a[i]! * b[j]! + a[i + 1]! * b[j + 1]! + a[i + 2]! * b[j + 2]!;
+  // Rounding can push the dot product of (anti)parallel vectors just past ±1.
+  return EARTH_RADIUS_KM * Math.acos(dot > 1 ? 1 : dot < -1 ? -1 : dot);
 }
 
 /** Great-circle km between two points. */

@@ -1,6 +1,6 @@
 import { parseCpuMillicores, parseMemoryBytes } from "../../components/quantity.ts";
 import { arcKm, writeUnitVector } from "./geometry.ts";
-import { DEFAULT_LATENCY_MODEL, type LatencyModel, type MeasuredRtt, type PreparedMeasurements, measuredRtt, modelRttMs, prepareMeasurements } from "./latency.ts";
+import { DEFAULT_LATENCY_MODEL, type LatencyModel, type MeasuredRtt, type PreparedMeasurements, measuredRtt, prepareMeasurements } from "./latency.ts";
 import { type ConferenceSize, PAPER_PROFILE, type SizingProfile, type SizingRequest, sizeConference } from "./sizing.ts";
 
 /** A participant's position; `country` (ISO 3166-1 alpha-2) when known, for measured RTTs by country. */
@@ -66,50 +66,56 @@ export interface Placement {
 }
 
 const GIBIBYTE = 1024 ** 3;
+const NANOSECONDS_PER_MS = 1e6;
 
 /**
  * Places a conference on the cluster that minimises the objective over its participants among
  * the clusters with room for its size. Exact: every cluster is evaluated. Ties go to the lower
- * mean RTT, then to the cluster name; participants are taken in a canonical order, so their order
- * in the request cannot change a figure in the last bit. Expects validated input (parsePlacement*).
+ * mean RTT, then to the cluster name. Expects validated input (parsePlacement*).
  */
 export function placeConference(request: PlacementRequest, clusters: Readonly<Record<string, CandidateCluster>>, options: PlacementOptions = {}): Placement {
   const count = request.participants.length;
   if (count === 0) {
     throw new Error("placeConference: there are no participants to place the conference near");
   }
-  const model: LatencyModel = { ...DEFAULT_LATENCY_MODEL, ...options.latency };
+  const k = options.latency?.k ?? DEFAULT_LATENCY_MODEL.k;
+  const overheadMs = options.latency?.overheadMs ?? DEFAULT_LATENCY_MODEL.overheadMs;
   const size = sizeConference(request, options.profile ?? PAPER_PROFILE);
   const objective = request.objective ?? "mean";
   const percentile = typeof objective === "object" ? objective.percentile : undefined;
 
-  const ordered = canonicalOrder(request.participants);
   const points = new Float64Array(3 * count);
-  const countries: (string | undefined)[] = new Array<string | undefined>(count);
-  ordered.forEach((participant, index) => {
-    writeUnitVector(participant.lat, participant.lon, points, 3 * index);
-    countries[index] = participant.country?.toUpperCase();
-  });
+  for (let i = 0; i < count; i++) {
+    const participant = request.participants[i]!;
+    writeUnitVector(participant.lat, participant.lon, points, 3 * i);
+  }
+  // Countries matter only to measured RTTs.
+  const countries = options.measured === undefined ? [] : request.participants.map((participant) => participant.country?.toUpperCase());
 
+  const sites = preparedClusters(clusters);
   const rtts = new Float64Array(count);
-  const site = new Float64Array(3);
   const ranking: RankedCluster[] = [];
-  for (const [name, cluster] of Object.entries(clusters)) {
-    writeUnitVector(cluster.location.lat, cluster.location.lon, site, 0);
+  for (let c = 0; c < sites.names.length; c++) {
+    const name = sites.names[c]!;
     const measurements = preparedFor(options.measured?.[name]);
-    let sum = 0;
+    let measuredParticipants = 0;
+    let sumNanoseconds = 0;
     let highest = -Infinity;
     let second = -Infinity;
-    let measuredParticipants = 0;
     for (let i = 0; i < count; i++) {
-      let rtt = measurements === undefined ? undefined : measuredRtt(measurements, points, 3 * i, countries[i]);
-      if (rtt === undefined) {
-        rtt = modelRttMs(model, arcKm(points, 3 * i, site, 0));
+      const offset = 3 * i;
+      const measured = measurements === undefined ? undefined : measuredRtt(measurements, points, offset, countries[i]);
+      let rtt: number;
+      if (measured === undefined) {
+        rtt = (k * arcKm(points, offset, sites.vectors, 3 * c)) / 100 + overheadMs;
       } else {
+        rtt = measured;
         measuredParticipants++;
       }
       rtts[i] = rtt;
-      sum += rtt;
+      // Summed as whole nanoseconds: integer sums do not depend on the participants' order, so
+      // neither does any figure or the ranking, to the last bit.
+      sumNanoseconds += Math.round(rtt * NANOSECONDS_PER_MS);
       if (rtt > highest) {
         second = highest;
         highest = rtt;
@@ -117,22 +123,20 @@ export function placeConference(request: PlacementRequest, clusters: Readonly<Re
         second = rtt;
       }
     }
-    const meanRttMs = sum / count;
+    const meanRttMs = sumNanoseconds / NANOSECONDS_PER_MS / count;
     // One participant pairs with themselves: their RTT there and back again.
     const worstPairRttMs = highest + (count > 1 ? second : highest);
     const percentileRttMs = percentile === undefined ? undefined : nearestRank(rtts, percentile);
     const objectiveMs = objective === "mean" ? meanRttMs : objective === "worstPair" ? worstPairRttMs : (percentileRttMs ?? 0);
-    const reason = whyNot(cluster, size);
-    ranking.push({
-      cluster: name,
-      feasible: reason === undefined,
-      objectiveMs,
-      meanRttMs,
-      worstPairRttMs,
-      ...(percentileRttMs === undefined ? {} : { percentileRttMs }),
-      measuredParticipants,
-      ...(reason === undefined ? {} : { reason }),
-    });
+    const reason = whyNot(sites.clusters[c]!, sites.free[c]!, size);
+    const entry: RankedCluster = { cluster: name, feasible: reason === undefined, objectiveMs, meanRttMs, worstPairRttMs, measuredParticipants };
+    if (percentileRttMs !== undefined) {
+      entry.percentileRttMs = percentileRttMs;
+    }
+    if (reason !== undefined) {
+      entry.reason = reason;
+    }
+    ranking.push(entry);
   }
 
   ranking.sort(
@@ -152,24 +156,28 @@ export function placeConference(request: PlacementRequest, clusters: Readonly<Re
 }
 
 /** Why `cluster` cannot take a conference of `size`, or undefined if it can. */
-function whyNot(cluster: CandidateCluster, size: ConferenceSize): string | undefined {
-  const reasons: string[] = [];
-  const freeCpu = quantity(cluster.free.cpu, parseCpuMillicores);
-  const freeMemory = quantity(cluster.free.memory, parseMemoryBytes);
-  if (freeCpu === undefined || freeMemory === undefined) {
+function whyNot(cluster: CandidateCluster, free: ParsedFree, size: ConferenceSize): string | undefined {
+  if (free.millicores === undefined || free.bytes === undefined) {
     return `its free capacity ${JSON.stringify(cluster.free)} is not in Kubernetes quantities`;
   }
+  const reasons: string[] = [];
   if (size.millicores > cluster.capacity.vcpuPerNode * 1000) {
     reasons.push(`needs ${size.cpu} CPU in one pod but a node has ${cluster.capacity.vcpuPerNode} vCPU`);
-  } else if (size.millicores > freeCpu) {
+  } else if (size.millicores > free.millicores) {
     reasons.push(`needs ${size.cpu} CPU but ${cluster.free.cpu} is free`);
   }
   if (size.bytes > cluster.capacity.memoryGiBPerNode * GIBIBYTE) {
     reasons.push(`needs ${size.memory} memory in one pod but a node has ${cluster.capacity.memoryGiBPerNode} GiB`);
-  } else if (size.bytes > freeMemory) {
+  } else if (size.bytes > free.bytes) {
     reasons.push(`needs ${size.memory} memory but ${cluster.free.memory} is free`);
   }
   return reasons.length === 0 ? undefined : reasons.join("; ");
+}
+
+/** The p-th percentile by nearest rank (sorts `values` in place). */
+function nearestRank(values: Float64Array, p: number): number {
+  values.sort();
+  return values[Math.max(1, Math.ceil((p / 100) * values.length)) - 1]!;
 }
 
 /** Code-unit order: locale-independent, so every machine ranks alike. */
@@ -177,31 +185,35 @@ function compareText(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** The p-th percentile by nearest rank (sorts `values` in place). */
-function nearestRank(values: Float64Array, p: number): number {
-  values.sort();
-  const rank = Math.max(1, Math.ceil((p / 100) * values.length));
-  return values[rank - 1]!;
+interface ParsedFree {
+  millicores: number | undefined;
+  bytes: number | undefined;
 }
 
-function canonicalOrder(participants: readonly Participant[]): Participant[] {
-  return [...participants].sort((a, b) => a.lat - b.lat || a.lon - b.lon || compareText(a.country ?? "", b.country ?? ""));
+/** A cluster map made ready for placement: names, unit vectors and parsed free capacity. */
+interface PreparedClusters {
+  names: string[];
+  clusters: CandidateCluster[];
+  vectors: Float64Array;
+  free: ParsedFree[];
 }
 
-// Free capacities repeat across placements (the same few clusters), and parsing a quantity is the
-// costliest step left in a small placement; pure, so memoised.
-const quantityCache = new Map<string, number | undefined>();
-const QUANTITY_CACHE_LIMIT = 10_000;
+// The service places many conferences against one view of its clusters; preparing that view is
+// pure, so it is memoised per clusters object.
+const clustersCache = new WeakMap<Readonly<Record<string, CandidateCluster>>, PreparedClusters>();
 
-function quantity(text: string, parse: (text: string) => number | undefined): number | undefined {
-  const key = `${parse === parseCpuMillicores ? "cpu" : "mem"}:${text}`;
-  if (!quantityCache.has(key)) {
-    if (quantityCache.size >= QUANTITY_CACHE_LIMIT) {
-      quantityCache.clear();
-    }
-    quantityCache.set(key, parse(text));
+function preparedClusters(clusters: Readonly<Record<string, CandidateCluster>>): PreparedClusters {
+  let prepared = clustersCache.get(clusters);
+  if (prepared === undefined) {
+    const names = Object.keys(clusters);
+    const list = names.map((name) => clusters[name]!);
+    const vectors = new Float64Array(3 * names.length);
+    list.forEach((cluster, index) => writeUnitVector(cluster.location.lat, cluster.location.lon, vectors, 3 * index));
+    const free = list.map((cluster) => ({ millicores: parseCpuMillicores(cluster.free.cpu), bytes: parseMemoryBytes(cluster.free.memory) }));
+    prepared = { names, clusters: list, vectors, free };
+    clustersCache.set(clusters, prepared);
   }
-  return quantityCache.get(key);
+  return prepared;
 }
 
 const preparedCache = new WeakMap<readonly MeasuredRtt[], PreparedMeasurements>();

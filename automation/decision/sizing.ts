@@ -108,7 +108,7 @@ export function bridgeVcpu(request: SizingRequest, profile: SizingProfile): numb
 
 // Placement sizes every conference it places, and sizes repeat (few distinct participant counts);
 // sizing is pure, so it is memoised per profile. Sizes are frozen because they are shared.
-const sizeCache = new WeakMap<SizingProfile, Map<string, ConferenceSize>>();
+const sizeCache = new WeakMap<SizingProfile, Map<number, ConferenceSize>>();
 const SIZE_CACHE_LIMIT = 10_000;
 
 /** CPU and memory for a conference, whole and per container. */
@@ -118,7 +118,11 @@ export function sizeConference(request: SizingRequest, profile: SizingProfile = 
     sizes = new Map();
     sizeCache.set(profile, sizes);
   }
-  const key = `${request.expectedParticipants}|${request.lastN}|${request.simulcast}`;
+  // A number, not a string, for speed: last-N beyond the other participants changes nothing, so
+  // it is clamped, which keeps the key below 2^53 for any realistic conference.
+  const n = request.expectedParticipants;
+  const effectiveLastN = request.lastN < 0 ? n - 1 : Math.min(request.lastN, n - 1);
+  const key = (n * 2 ** 21 + effectiveLastN) * 2 + (request.simulcast ? 1 : 0);
   let size = sizes.get(key);
   if (size === undefined) {
     if (sizes.size >= SIZE_CACHE_LIMIT) {
