@@ -27,7 +27,15 @@ const PLACEHOLDER_KUBECONFIG = stringify({
   "current-context": "placeholder",
 });
 
-const { values, positionals } = parseArgs({ options: { json: { type: "boolean", default: false } }, allowPositionals: true });
+const USAGE = "usage: npm start -- [stack] [--json]   (stack: a stacks/Pulumi.<stack>.yaml; default testbed)";
+let parsed: ReturnType<typeof parseArgs<{ options: { json: { type: "boolean"; default: false } }; allowPositionals: true }>>;
+try {
+  parsed = parseArgs({ options: { json: { type: "boolean", default: false } }, allowPositionals: true });
+} catch (error) {
+  console.error(`${(error as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
+const { values, positionals } = parsed;
 const stack = positionals[0] ?? DEFAULT_STACK;
 
 try {

@@ -14,7 +14,7 @@ import { type IpLocation, MmdbIpLocator } from "../geolocation/ip-locator.ts";
 const USAGE = `usage: npm run place -- [options] <participant>...
   participant          "lat,lon" (decimal degrees) or an IPv4/IPv6 address
   --expected N         participants to size for (default: as many as given)
-  --last-n N           video streams per participant, -1 for all (default: -1)
+  --last-n=N           video streams per participant, -1 for all (default: -1)
   --no-simulcast       senders send one quality (default: simulcast on)
   --objective O        mean | worstPair | pNN, e.g. p95 (default: mean)
   --profile P          sizing profile: ${Object.keys(SIZING_PROFILES).join(" | ")} (default: paper)
@@ -24,21 +24,27 @@ const USAGE = `usage: npm run place -- [options] <participant>...
   --use-low-confidence place participants whose address is only known by country, too
   --json               print the result as JSON`;
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    expected: { type: "string" },
-    "last-n": { type: "string", default: "-1" },
-    "no-simulcast": { type: "boolean", default: false },
-    objective: { type: "string", default: "mean" },
-    profile: { type: "string", default: "paper" },
-    clusters: { type: "string" },
-    mmdb: { type: "string" },
-    "use-low-confidence": { type: "boolean", default: false },
-    json: { type: "boolean", default: false },
-    help: { type: "boolean", default: false },
-  },
-});
+const OPTIONS = {
+  expected: { type: "string" },
+  "last-n": { type: "string", default: "-1" },
+  "no-simulcast": { type: "boolean", default: false },
+  objective: { type: "string", default: "mean" },
+  profile: { type: "string", default: "paper" },
+  clusters: { type: "string" },
+  mmdb: { type: "string" },
+  "use-low-confidence": { type: "boolean", default: false },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", default: false },
+} as const;
+
+let values: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
+let positionals: string[];
+try {
+  ({ values, positionals } = parseArgs({ allowPositionals: true, options: OPTIONS }));
+} catch (error) {
+  console.error(`${(error as Error).message}\n\n${USAGE}`);
+  process.exit(2);
+}
 
 interface ParticipantReport {
   given: string;
@@ -76,7 +82,7 @@ async function place(): Promise<void> {
       simulcast: !values["no-simulcast"],
       objective: objectiveFrom(values.objective),
     },
-    "--",
+    "request",
   );
   const clusters = parseCandidateClusters(values.clusters === undefined ? emptyPaperTestbed() : JSON.parse(readFileSync(values.clusters, "utf8")), "--clusters");
   const placement = placeConference(request, clusters, { profile });

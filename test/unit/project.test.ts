@@ -98,6 +98,19 @@ describe("package", () => {
   });
 });
 
+describe("architecture", () => {
+  it("keeps decision code pure: no Pulumi, no I/O, no clock, no randomness (STYLE habit 8)", () => {
+    const dir = join(root, "automation", "decision");
+    for (const file of readdirSync(dir)) {
+      const source = readFileSync(join(dir, file), "utf8");
+      expect(source, file).not.toMatch(/from "@pulumi|from "node:|Date\.now|new Date|Math\.random|process\./);
+      for (const [, imported] of source.matchAll(/from "(\.[^"]+)"/g)) {
+        expect(imported, `${file} imports ${imported}`).toMatch(/^\.\/|^\.\.\/\.\.\/components\/(quantity|validation|conference\/jitsi)\.ts$/);
+      }
+    }
+  });
+});
+
 describe("CI", () => {
   it("runs exactly the README's test command after a clean install", () => {
     const testCommand = /<!-- test-command -->\s*```sh\n(.+)\n```/.exec(read("README.md"))?.[1];
