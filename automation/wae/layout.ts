@@ -1,0 +1,269 @@
+import type { Highs } from "highs";
+import { createRequire } from "node:module";
+import { z } from "zod";
+import { parseOrThrow } from "../../components/validation.ts";
+import { type Host, type Layout, ROLES, type Role, type RoleCounts, demandShares, hostWeight } from "./model.ts";
+import { type Evaluation, type Problem, SolverError, evaluate, rolesOf, solveExact, solvePaper, toMatrix } from "./orchestrate.ts";
+
+/** The paper's threshold: every role's capacity share within ±0.1 of its request share. */
+export const DEFAULT_TOLERANCE = 0.1;
+/** Up to this many hosts the exact MILP stays well under 200 ms; beyond it, the heuristic. */
+export const EXACT_MAX_HOSTS = 50;
+/** Container changes per period once a PoP runs: each change restarts an edge. */
+export const DEFAULT_MAX_MOVES = 8;
+/**
+ * A new layout is aimed at this fraction of the tolerance, and the running one is kept while it is
+ * within the whole tolerance: measurement noise smaller than the margin cannot flip the layout
+ * back and forth between periods.
+ */
+export const HYSTERESIS = 0.75;
+
+export type Strategy = "exact" | "paper";
+
+export interface LayoutInput {
+  hosts: Host[];
+  /** Requests per role in the period, summed over the PoP. */
+  requests: RoleCounts;
+  /** The running layout. */
+  current: Layout;
+  /** Defaults to DEFAULT_TOLERANCE. */
+  tolerance?: number;
+  /** "auto" (default): exact up to EXACT_MAX_HOSTS hosts, the heuristic beyond. */
+  strategy?: Strategy | "auto";
+  /** Defaults to DEFAULT_MAX_MOVES; an empty PoP is laid out in one go. */
+  maxMoves?: number;
+}
+
+export interface Move {
+  host: string;
+  role: Role;
+  action: "add" | "remove";
+}
+
+export interface LayoutResult {
+  layout: Layout;
+  /** Every role's share within the tolerance of its demand, every role with demand served. */
+  feasible: boolean;
+  /** D^N of the layout. */
+  shares: RoleCounts;
+  /** R^N of the period. */
+  demand: RoleCounts;
+  worstError: number;
+  containers: number;
+  strategy: Strategy;
+  /** From the running layout to this one. */
+  moves: Move[];
+  /** The running layout was within the tolerance and is kept. */
+  kept: boolean;
+  /** When the moves were bounded: the layout later periods move on towards. */
+  target?: Layout;
+  /** Exact: "optimal", or "infeasible" (no layout within the tolerance; this is the closest). Paper: how it stopped. */
+  outcome: string;
+  /** Why the result is what it is, when that is not the plain case. */
+  note?: string;
+}
+
+const nonNegative = (what: string) =>
+  z.number({ error: `is required; give the ${what}` }).min(0, { error: (issue) => `${String(issue.input)} is negative; give the ${what}, 0 or more` });
+const positive = (what: string) =>
+  z.number({ error: `is required; give the ${what}` }).positive({ error: (issue) => `${String(issue.input)} is not positive; give the ${what}` });
+const role = z.enum(ROLES, { error: (issue) => `${JSON.stringify(issue.input)} is not an edge role; use ${ROLES.map((r) => `"${r}"`).join(", ")}` });
+const requestCount = z
+  .number({ error: "is required; give the number of requests (0 if none)" })
+  .int({ error: (issue) => `${String(issue.input)} is not a whole number of requests` })
+  .min(0, { error: (issue) => `${String(issue.input)} is negative; give the number of requests, 0 or more` });
+
+const layoutInput = z
+  .strictObject({
+    hosts: z
+      .array(
+        z.strictObject({
+          name: z.string({ error: "is required; name the host" }).min(1, { error: "is empty; name the host" }),
+          cpu: z.strictObject({ capacityCores: positive("number of cores"), usedCores: nonNegative("cores in use") }),
+          network: z.strictObject({ linkMbps: positive("link capacity in Mbit/s"), txMbps: nonNegative("transmitted Mbit/s") }),
+        }),
+      )
+      .min(1, { error: "is empty; a PoP needs at least one host" }),
+    requests: z.strictObject({ small: requestCount, large: requestCount, vod: requestCount, live: requestCount }),
+    current: z.record(z.string(), z.array(role)),
+    tolerance: z.number().gt(0, { error: "must be above 0" }).lt(1, { error: "must be below 1" }).optional(),
+    strategy: z.enum(["auto", "exact", "paper"], { error: (issue) => `${JSON.stringify(issue.input)} is not a strategy; use "auto", "exact" or "paper"` }).optional(),
+    maxMoves: z.number().int().min(1, { error: "must be at least 1" }).optional(),
+  })
+  .superRefine((input, ctx) => {
+    const names = new Set<string>();
+    input.hosts.forEach((host, index) => {
+      if (names.has(host.name)) {
+        ctx.addIssue({ code: "custom", path: ["hosts", index, "name"], message: `"${host.name}" is already the name of another host; give every host a unique name` });
+      }
+      names.add(host.name);
+    });
+    for (const [host, roles] of Object.entries(input.current)) {
+      if (!names.has(host)) {
+        ctx.addIssue({ code: "custom", path: ["current", host], message: "names no host; remove it or add the host to hosts" });
+      }
+      if (new Set(roles).size !== roles.length) {
+        ctx.addIssue({ code: "custom", path: ["current", host], message: "lists a role twice; a host runs at most one container of each role" });
+      }
+    }
+  });
+
+/** Validates a layout input; errors name each bad field under `keyPrefix`. */
+export function parseLayoutInput(value: unknown, keyPrefix = "input"): LayoutInput {
+  return parseOrThrow(layoutInput, value, keyPrefix);
+}
+
+/**
+ * HiGHS's loader, from its CommonJS build: the package's one set of types is read as CommonJS under
+ * nodenext and as ES module by Node, so an ES default import type-checks as one thing and runs as
+ * another; require() gives the loader function either way.
+ */
+const loadHighs = createRequire(import.meta.url)("highs") as () => Promise<Highs>;
+
+let highs: Promise<Highs> | undefined;
+/** HiGHS, compiled to WebAssembly, loaded once per process. */
+function solver(): Promise<Highs> {
+  highs ??= loadHighs();
+  return highs;
+}
+
+/**
+ * The WAE's orchestration for one period: keeps the running layout while it is within the
+ * tolerance; otherwise computes a new one (exact or heuristic) aimed at HYSTERESIS × tolerance,
+ * and moves towards it by at most maxMoves changes. A PoP always gets a layout: when none is within
+ * the tolerance the closest is returned with feasible: false.
+ */
+export async function computeLayout(raw: LayoutInput): Promise<LayoutResult> {
+  const input = parseLayoutInput(raw);
+  const names = input.hosts.map((host) => host.name);
+  const weights = Float64Array.from(input.hosts, hostWeight);
+  const demand = demandShares(input.requests);
+  const tolerance = input.tolerance ?? DEFAULT_TOLERANCE;
+  const problem: Problem = { weights, demand: Float64Array.from(ROLES, (r) => demand[r]), tolerance };
+  const current = toMatrix(names, input.current);
+  const strategy: Strategy = input.strategy === undefined || input.strategy === "auto" ? (names.length <= EXACT_MAX_HOSTS ? "exact" : "paper") : input.strategy;
+  const result = (x: Uint8Array, outcome: string, extra: Partial<LayoutResult> = {}): LayoutResult =>
+    describe(names, problem, demand, current, x, { strategy, outcome, kept: false, ...extra });
+
+  const totalRequests = ROLES.reduce((sum, r) => sum + input.requests[r], 0);
+  const anySpare = weights.some((weight) => weight > 0);
+  if (totalRequests === 0 || !anySpare) {
+    // Nothing to match: keep what runs, and make sure an empty PoP can serve every role.
+    const x = Uint8Array.from(current);
+    const order = [...weights.keys()].sort((a, b) => weights[b]! - weights[a]! || a - b);
+    ROLES.forEach((_, r) => {
+      if (!order.some((h) => x[h * ROLES.length + r] === 1)) {
+        x[order[0]! * ROLES.length + r] = 1;
+      }
+    });
+    const note = totalRequests === 0 ? "no requests this period: the running layout is kept" : "no host has spare CPU or link capacity: the running layout is kept";
+    return result(x, "kept", { kept: true, note });
+  }
+
+  if (evaluate(problem, current).feasible) {
+    return result(current, "kept", { kept: true });
+  }
+
+  let target: { x: Uint8Array; outcome: string; note?: string };
+  try {
+    target = await solve(strategy, { ...problem, tolerance: tolerance * HYSTERESIS }, current);
+    if (!evaluate(problem, target.x).feasible) {
+      target = await solve(strategy, problem, current);
+    }
+  } catch (error) {
+    if (!(error instanceof SolverError)) {
+      throw error;
+    }
+    const fallback = solvePaper(problem, current);
+    target = { x: fallback.x, outcome: fallback.stop, note: `${error.message}; the heuristic's layout is used` };
+  }
+
+  const maxMoves = input.maxMoves ?? DEFAULT_MAX_MOVES;
+  const wanted = differences(current, target.x);
+  const notes = target.note === undefined ? {} : { note: target.note };
+  if (current.some((bit) => bit === 1) && wanted.length > maxMoves) {
+    const stepped = stepTowards(problem, current, wanted, maxMoves);
+    return result(stepped, target.outcome, { ...notes, target: toLayout(names, target.x) });
+  }
+  return result(target.x, target.outcome, notes);
+}
+
+async function solve(strategy: Strategy, problem: Problem, current: Uint8Array): Promise<{ x: Uint8Array; outcome: string }> {
+  if (strategy === "paper") {
+    const heuristic = solvePaper(problem, current);
+    return { x: heuristic.x, outcome: heuristic.stop };
+  }
+  const exact = solveExact(await solver(), problem, current);
+  return { x: exact.x, outcome: exact.status };
+}
+
+/** Indices of the layout entries that differ. */
+function differences(from: Uint8Array, to: Uint8Array): number[] {
+  const changed: number[] = [];
+  for (let i = 0; i < from.length; i++) {
+    if (from[i] !== to[i]) {
+      changed.push(i);
+    }
+  }
+  return changed;
+}
+
+/**
+ * At most `budget` of the wanted changes, each time the one that leaves the layout closest to the
+ * demand (worst error, then containers), never removing a role's last useful container.
+ */
+function stepTowards(problem: Problem, current: Uint8Array, wanted: number[], budget: number): Uint8Array {
+  const x = Uint8Array.from(current);
+  const remaining = new Set(wanted);
+  for (let step = 0; step < budget && remaining.size > 0; step++) {
+    let best: { index: number; evaluation: Evaluation } | undefined;
+    for (const index of remaining) {
+      x[index] = 1 - x[index]!;
+      const evaluation = evaluate(problem, x);
+      x[index] = 1 - x[index];
+      if (evaluation.covered && (best === undefined || isCloser(evaluation, best.evaluation))) {
+        best = { index, evaluation };
+      }
+    }
+    if (best === undefined) {
+      break;
+    }
+    x[best.index] = 1 - x[best.index]!;
+    remaining.delete(best.index);
+  }
+  return x;
+}
+
+function isCloser(a: Evaluation, b: Evaluation): boolean {
+  return a.worstError < b.worstError || (a.worstError === b.worstError && a.containers < b.containers);
+}
+
+function toLayout(names: readonly string[], x: Uint8Array): Layout {
+  return Object.fromEntries(names.map((name, h) => [name, rolesOf(x, h)]));
+}
+
+function describe(
+  names: readonly string[],
+  problem: Problem,
+  demand: RoleCounts,
+  current: Uint8Array,
+  x: Uint8Array,
+  rest: Pick<LayoutResult, "strategy" | "outcome" | "kept"> & Partial<LayoutResult>,
+): LayoutResult {
+  const evaluation = evaluate(problem, x);
+  const moves: Move[] = differences(current, x).map((index) => ({
+    host: names[Math.floor(index / ROLES.length)]!,
+    role: ROLES[index % ROLES.length]!,
+    action: x[index] === 1 ? "add" : "remove",
+  }));
+  return {
+    layout: toLayout(names, x),
+    feasible: evaluation.feasible,
+    shares: Object.fromEntries(ROLES.map((r, i) => [r, evaluation.shares[i]!])) as RoleCounts,
+    demand,
+    worstError: evaluation.worstError,
+    containers: evaluation.containers,
+    moves,
+    ...rest,
+  };
+}
