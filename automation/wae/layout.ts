@@ -3,7 +3,7 @@ import { createRequire } from "node:module";
 import { z } from "zod";
 import { parseOrThrow } from "../../components/validation.ts";
 import { type Host, type Layout, ROLES, type Role, type RoleCounts, demandShares, hostWeight } from "./model.ts";
-import { type Evaluation, type Problem, SolverError, evaluate, rolesOf, solveExact, solvePaper, toMatrix } from "./orchestrate.ts";
+import { type Problem, SolverError, evaluate, rolesOf, solveExact, solvePaper, toMatrix } from "./orchestrate.ts";
 
 /** The paper's threshold: every role's capacity share within ±0.1 of its request share. */
 export const DEFAULT_TOLERANCE = 0.1;
@@ -210,32 +210,58 @@ function differences(from: Uint8Array, to: Uint8Array): number[] {
 
 /**
  * At most `budget` of the wanted changes, each time the one that leaves the layout closest to the
- * demand (worst error, then containers), never removing a role's last useful container.
+ * demand (worst error, then containers), never leaving a role with demand unserved. Candidates are
+ * scored incrementally (O(roles) each), so large PoPs stay fast.
  */
 function stepTowards(problem: Problem, current: Uint8Array, wanted: number[], budget: number): Uint8Array {
+  const roles = ROLES.length;
   const x = Uint8Array.from(current);
+  const raw = new Float64Array(roles);
+  const useful = new Int32Array(roles);
+  let containers = 0;
+  for (let index = 0; index < x.length; index++) {
+    if (x[index] === 1) {
+      const weight = problem.weights[Math.floor(index / roles)]!;
+      raw[index % roles]! += weight;
+      useful[index % roles]! += weight > 0 ? 1 : 0;
+      containers++;
+    }
+  }
   const remaining = new Set(wanted);
   for (let step = 0; step < budget && remaining.size > 0; step++) {
-    let best: { index: number; evaluation: Evaluation } | undefined;
+    let best: { index: number; error: number; containers: number } | undefined;
     for (const index of remaining) {
-      x[index] = 1 - x[index]!;
-      const evaluation = evaluate(problem, x);
-      x[index] = 1 - x[index];
-      if (evaluation.covered && (best === undefined || isCloser(evaluation, best.evaluation))) {
-        best = { index, evaluation };
+      const r = index % roles;
+      const weight = problem.weights[Math.floor(index / roles)]!;
+      const sign = x[index] === 1 ? -1 : 1;
+      if (sign === -1 && weight > 0 && useful[r] === 1 && problem.demand[r]! > 0) {
+        continue;
+      }
+      raw[r]! += sign * weight;
+      const total = raw.reduce((sum, value) => sum + value, 0);
+      let error = 0;
+      for (let k = 0; k < roles; k++) {
+        error = Math.max(error, Math.abs((total === 0 ? 0 : raw[k]! / total) - problem.demand[k]!));
+      }
+      raw[r]! -= sign * weight;
+      const after = containers + sign;
+      if (best === undefined || error < best.error || (error === best.error && after < best.containers)) {
+        best = { index, error, containers: after };
       }
     }
     if (best === undefined) {
       break;
     }
-    x[best.index] = 1 - x[best.index]!;
+    const r = best.index % roles;
+    const weight = problem.weights[Math.floor(best.index / roles)]!;
+    const sign = x[best.index] === 1 ? -1 : 1;
+    x[best.index] = sign === 1 ? 1 : 0;
+    raw[r]! += sign * weight;
+    useful[r]! += weight > 0 ? sign : 0;
+    containers += sign;
     remaining.delete(best.index);
   }
   return x;
-}
-
-function isCloser(a: Evaluation, b: Evaluation): boolean {
-  return a.worstError < b.worstError || (a.worstError === b.worstError && a.containers < b.containers);
 }
 
 function toLayout(names: readonly string[], x: Uint8Array): Layout {
