@@ -1,0 +1,77 @@
+import { z } from "zod";
+import { parseOrThrow } from "../../components/validation.ts";
+import { type Host, type RoleCounts, mapRoles } from "./model.ts";
+
+/**
+ * The data collection module: what an instance manager reports for its host every period
+ * (seed 002, "Instance Manager"), validated, and the reports of a period combined into the
+ * orchestration's input.
+ */
+
+const nonNegative = (what: string) =>
+  z.number({ error: `is required; give the ${what}` }).min(0, { error: (issue) => `${String(issue.input)} is negative; give the ${what}, 0 or more` });
+const count = z
+  .number({ error: "is required; give the number of requests (0 if none)" })
+  .int({ error: (issue) => `${String(issue.input)} is not a whole number of requests` })
+  .min(0, { error: (issue) => `${String(issue.input)} is negative; give the number of requests, 0 or more` });
+const instant = z.iso.datetime({ offset: true, error: (issue) => `${JSON.stringify(issue.input)} is not an ISO 8601 time; give e.g. "2026-11-23T10:00:00Z"` });
+
+const instanceManagerReport = z
+  .strictObject({
+    pop: z.string({ error: "is required; name the PoP" }).min(1, { error: "is empty; name the PoP" }),
+    host: z.string({ error: "is required; name the host" }).min(1, { error: "is empty; name the host" }),
+    periodStart: instant,
+    periodEnd: instant,
+    cpu: z.strictObject({
+      capacityCores: nonNegative("number of cores").refine((cores) => cores > 0, { error: "is 0; give the host's number of cores" }),
+      usedCores: nonNegative("average cores in use over the period"),
+    }),
+    network: z.strictObject({
+      linkMbps: nonNegative("link capacity in Mbit/s").refine((mbps) => mbps > 0, { error: "is 0; give the link capacity in Mbit/s" }),
+      txMbps: nonNegative("average transmitted Mbit/s over the period"),
+    }),
+    requests: z.strictObject({ small: count, large: count, vod: count, live: count }),
+  })
+  .superRefine((report, ctx) => {
+    if (Date.parse(report.periodEnd) <= Date.parse(report.periodStart)) {
+      ctx.addIssue({ code: "custom", path: ["periodEnd"], message: "is not after periodStart; a period ends after it starts" });
+    }
+    // Averages over a period can exceed capacity only through a measurement error.
+    if (report.cpu.usedCores > report.cpu.capacityCores * 1.05) {
+      ctx.addIssue({ code: "custom", path: ["cpu", "usedCores"], message: `${report.cpu.usedCores} is more than the ${report.cpu.capacityCores} cores the host has` });
+    }
+  });
+
+export type InstanceManagerReport = z.output<typeof instanceManagerReport>;
+
+/** Validates a report; errors name each bad field under `keyPrefix` and say how to fix it. */
+export function parseReport(value: unknown, keyPrefix = "report"): InstanceManagerReport {
+  return parseOrThrow(instanceManagerReport, value, keyPrefix);
+}
+
+/**
+ * A period's reports as the orchestration's hosts and requests: per host, CPU and traffic averaged
+ * over its reports weighted by their length; requests summed over hosts and reports (each edge
+ * counts a request once, in the period it was served).
+ */
+export function combineReports(reports: readonly InstanceManagerReport[]): { hosts: Host[]; requests: RoleCounts } {
+  const byHost = new Map<string, InstanceManagerReport[]>();
+  for (const report of reports) {
+    byHost.set(report.host, [...(byHost.get(report.host) ?? []), report]);
+  }
+  const hosts = [...byHost.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, own]) => {
+      const seconds = own.map((report) => (Date.parse(report.periodEnd) - Date.parse(report.periodStart)) / 1000);
+      const total = seconds.reduce((sum, value) => sum + value, 0);
+      const average = (value: (report: InstanceManagerReport) => number) => own.reduce((sum, report, index) => sum + value(report) * seconds[index]!, 0) / total;
+      const latest = own.reduce((a, b) => (Date.parse(b.periodEnd) > Date.parse(a.periodEnd) ? b : a));
+      return {
+        name,
+        cpu: { capacityCores: latest.cpu.capacityCores, usedCores: average((report) => report.cpu.usedCores) },
+        network: { linkMbps: latest.network.linkMbps, txMbps: average((report) => report.network.txMbps) },
+      };
+    });
+  const requests = mapRoles((role) => reports.reduce((sum, report) => sum + report.requests[role], 0));
+  return { hosts, requests };
+}
