@@ -166,8 +166,10 @@ export async function computeLayout(raw: LayoutInput): Promise<LayoutResult> {
 
   let target: { x: Uint8Array; outcome: string; note?: string };
   try {
-    target = await solve(strategy, { ...problem, tolerance: tolerance * HYSTERESIS }, current);
-    if (!evaluate(problem, target.x).feasible) {
+    const tight: Problem = { ...problem, tolerance: tolerance * HYSTERESIS };
+    target = await solve(strategy, tight, current);
+    if (!evaluate(tight, target.x).feasible) {
+      // No layout with a margin: take what the full tolerance allows (or the closest).
       target = await solve(strategy, problem, current);
     }
   } catch (error) {
