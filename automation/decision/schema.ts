@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { expectedParticipants, lastN } from "../../components/conference/spec.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../components/quantity.ts";
 import { latitude, longitude, parseOrThrow } from "../../components/validation.ts";
 import type { MeasuredRtt } from "./latency.ts";
@@ -29,14 +30,8 @@ const placementRequest = z.strictObject(
     participants: z
       .array(participant, { error: "must be a list of { lat, lon }" })
       .min(1, { error: "is empty; give at least one participant's location to place the conference near" }),
-    expectedParticipants: z
-      .number({ error: "is required; give the number of participants to size for" })
-      .int({ error: (issue) => `${String(issue.input)} is not a whole number; give a number of participants of at least 1` })
-      .min(1, { error: (issue) => `${String(issue.input)} is too few; a conference needs at least 1 participant` }),
-    lastN: z
-      .number({ error: "is required; give the last-N value (-1 for unlimited)" })
-      .int({ error: (issue) => `${String(issue.input)} is not a whole number; give -1 (unlimited) or a number of video streams` })
-      .min(-1, { error: (issue) => `${String(issue.input)} is below -1; use -1 for unlimited or a number of video streams` }),
+    expectedParticipants,
+    lastN,
     simulcast: z.boolean({ error: "is required; true or false" }),
     objective: objective.optional(),
   },

@@ -26,6 +26,18 @@ const quantity = (kind: "cpu" | "memory") => {
   });
 };
 
+/** Participants a conference is sized for; shared with the decision maker's requests. */
+export const expectedParticipants = z
+  .number({ error: "is required; give the number of participants the conference is sized for" })
+  .int({ error: (issue) => `${String(issue.input)} is not a whole number; give a number of participants of at least 1` })
+  .min(1, { error: (issue) => `${String(issue.input)} is too few; a conference needs at least 1 participant` });
+
+/** Video streams each participant receives, -1 for all; shared with the decision maker's requests. */
+export const lastN = z
+  .number({ error: "is required; give the last-N value (-1 for unlimited)" })
+  .int({ error: (issue) => `${String(issue.input)} is not a whole number; give -1 (unlimited) or a number of video streams` })
+  .min(-1, { error: (issue) => `${String(issue.input)} is below -1; use -1 for unlimited or a number of video streams` });
+
 const conferenceSpec = z.strictObject(
   {
     id: z
@@ -36,14 +48,8 @@ const conferenceSpec = z.strictObject(
           `${JSON.stringify(issue.input)} is not a DNS label; use lowercase letters, digits and '-', starting and ending with a letter or digit`,
       }),
     cluster: z.string({ error: "is required; name the testbed cluster to run on" }).min(1, { error: "is empty; name the testbed cluster to run on" }),
-    expectedParticipants: z
-      .number({ error: "is required; give the number of participants the conference is sized for" })
-      .int({ error: (issue) => `${String(issue.input)} is not a whole number; give a number of participants of at least 1` })
-      .min(1, { error: (issue) => `${String(issue.input)} is too few; a conference needs at least 1 participant` }),
-    lastN: z
-      .number({ error: "is required; give the last-N value (-1 for unlimited)" })
-      .int({ error: (issue) => `${String(issue.input)} is not a whole number; give -1 (unlimited) or a number of video streams` })
-      .min(-1, { error: (issue) => `${String(issue.input)} is below -1; use -1 for unlimited or a number of video streams` }),
+    expectedParticipants,
+    lastN,
     simulcast: z.boolean({ error: "is required; true to let senders send several qualities, false for one" }),
     resources: z.strictObject(
       { cpu: quantity("cpu"), memory: quantity("memory") },

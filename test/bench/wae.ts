@@ -12,12 +12,12 @@
  */
 import type { Highs } from "highs";
 import { createRequire } from "node:module";
-import { performance } from "node:perf_hooks";
 import { uniformFloat64 } from "pure-rand/distribution/uniformFloat64";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 import { type Host, type LayoutInput, ROLES, computeLayout, demandShares, hostWeight, parseLayoutInput } from "../../automation/wae/index.ts";
 import { type Problem, evaluate, solveExact, solvePaper } from "../../automation/wae/orchestrate.ts";
+import { medianMs } from "./measure.ts";
 
 const INSTANCES = 1000;
 const TOLERANCE = 0.1;
@@ -77,21 +77,6 @@ for (const size of [3, 10, 30]) {
   console.log(
     `  ${String(size).padEnd(6)}${percent(optimal).padStart(9)}${(extraTotal / Math.max(1, bothFeasible)).toFixed(2).padStart(12)}${String(extraMax).padStart(11)}${percent(misses).padStart(8)}${percent(noneExists).padStart(13)}`,
   );
-}
-
-function medianMs(work: () => Promise<unknown> | unknown, runs: number): Promise<number> {
-  return (async () => {
-    for (let i = 0; i < Math.min(5, runs); i++) {
-      await work();
-    }
-    const times: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      const start = performance.now();
-      await work();
-      times.push(performance.now() - start);
-    }
-    return times.sort((a, b) => a - b)[Math.floor(runs / 2)]!;
-  })();
 }
 
 console.log(`\ncomputeLayout from an empty PoP, median ms after warm-up:`);

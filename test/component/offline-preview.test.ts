@@ -1,21 +1,8 @@
-import { execFile } from "node:child_process";
-import { join } from "node:path";
-import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
+import { runCli } from "../support/cli.ts";
 
-const root = join(import.meta.dirname, "..", "..");
-const run = promisify(execFile);
-
-/** Runs the offline preview the way `npm start -- <args>` does. */
-async function preview(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ["--import", "tsx", "automation/cli/offline-preview.ts", ...args], { cwd: root });
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const failed = error as { stdout: string; stderr: string; code: number };
-    return { stdout: failed.stdout, stderr: failed.stderr, code: failed.code };
-  }
-}
+/** Runs the command the way npm does. */
+const preview = (...args: string[]) => runCli("offline-preview.ts", ...args);
 
 interface Plan {
   registrations: { type: string; name: string; inputs: Record<string, unknown> }[];

@@ -1,21 +1,8 @@
-import { execFile } from "node:child_process";
-import { join } from "node:path";
-import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
+import { runCli } from "../support/cli.ts";
 
-const root = join(import.meta.dirname, "..", "..");
-const run = promisify(execFile);
-
-/** Runs the operator command the way `npm run place -- <args>` does. */
-async function place(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ["--import", "tsx", "automation/cli/place.ts", ...args], { cwd: root });
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const failed = error as { stdout: string; stderr: string; code: number };
-    return { stdout: failed.stdout, stderr: failed.stderr, code: failed.code };
-  }
-}
+/** Runs the command the way npm does. */
+const place = (...args: string[]) => runCli("place.ts", ...args);
 
 describe("npm run place", () => {
   it("ranks the paper's seven clusters for participants given as coordinates and IPs, reporting the ones it cannot place", async () => {

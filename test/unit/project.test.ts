@@ -105,7 +105,7 @@ describe("architecture", () => {
       const source = readFileSync(join(dir, file), "utf8");
       expect(source, file).not.toMatch(/from "@pulumi|from "node:|Date\.now|new Date|Math\.random|process\./);
       for (const [, imported] of source.matchAll(/from "(\.[^"]+)"/g)) {
-        expect(imported, `${file} imports ${imported}`).toMatch(/^\.\/|^\.\.\/\.\.\/components\/(quantity|validation|conference\/jitsi)\.ts$/);
+        expect(imported, `${file} imports ${imported}`).toMatch(/^\.\/|^\.\.\/\.\.\/components\/(quantity|validation|conference\/jitsi|conference\/spec)\.ts$/);
       }
     }
   });
