@@ -5,6 +5,7 @@ import { InvalidArgumentsError } from "../components/validation.ts";
 const PROGRAMS = {
   testbed: () => import("./testbed.ts"),
   conference: () => import("./conference.ts"),
+  "cdn-pop": () => import("./cdn-pop.ts"),
 } as const satisfies Record<string, () => Promise<{ default: () => Promise<object> }>>;
 
 /** Matches the default declared for `program` in Pulumi.yaml. */

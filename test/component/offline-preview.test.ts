@@ -51,6 +51,6 @@ describe("offline preview (npm start)", () => {
   it("fails with a clear message, and a non-zero exit, for a stack that does not exist", async () => {
     const { stderr, code } = await preview("nope");
     expect(code).toBe(1);
-    expect(stderr.trim()).toBe('stack "nope" has no stacks/Pulumi.nope.yaml; use one of conf-demo, local, testbed');
+    expect(stderr.trim()).toBe('stack "nope" has no stacks/Pulumi.nope.yaml; use one of conf-demo, local, pop-local, pop-vienna, testbed');
   });
 });

@@ -71,7 +71,7 @@ describe("testbed stack config errors", () => {
     [
       "a program that does not exist",
       { "switch-vaas:program": "tesbed" },
-      'switch-vaas:program "tesbed" is not a stack program; use one of "testbed", "conference"',
+      'switch-vaas:program "tesbed" is not a stack program; use one of "testbed", "conference", "cdn-pop"',
     ],
   ])("rejects %s with one message, before registering anything", async (_case, config, message) => {
     const { error, registered } = await runTestbed(config);

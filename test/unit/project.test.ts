@@ -3,6 +3,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { parsePopSpec } from "../../components/cdn-pop/spec.ts";
 import { parseConferenceSpec } from "../../components/conference/spec.ts";
 import { parseSites } from "../../components/testbed/sites.ts";
 import { DEFAULT_TESTBED_STACK } from "../../stacks/conference.ts";
@@ -65,13 +66,18 @@ describe("Pulumi.yaml", () => {
     expect(project.config.testbedStack?.default).toBe(DEFAULT_TESTBED_STACK);
   });
 
-  it("has example stack configs that name a program, validate, and keep default Kubernetes providers off", () => {
+  it("has example stack configs that name a program, validate, and keep default providers off", () => {
     const stacks = readdirSync(join(root, "stacks")).filter((file) => /^Pulumi\..+\.yaml$/.test(file));
-    expect(stacks.sort()).toEqual(["Pulumi.conf-demo.yaml", "Pulumi.local.yaml", "Pulumi.testbed.yaml"]);
+    expect(stacks.sort()).toEqual(["Pulumi.conf-demo.yaml", "Pulumi.local.yaml", "Pulumi.pop-local.yaml", "Pulumi.pop-vienna.yaml", "Pulumi.testbed.yaml"]);
     for (const file of stacks) {
       const { config } = parse(read(`stacks/${file}`)) as { config: Record<string, unknown> };
-      expect(config["pulumi:disable-default-providers"], file).toContain("kubernetes");
       const program = config["switch-vaas:program"];
+      if (program === "cdn-pop") {
+        expect(config["pulumi:disable-default-providers"], file).toContain("docker");
+        expect(() => parsePopSpec(config["switch-vaas:pop"], "switch-vaas:pop"), file).not.toThrow();
+        continue;
+      }
+      expect(config["pulumi:disable-default-providers"], file).toContain("kubernetes");
       if (program === "testbed") {
         expect(() => parseSites(config["switch-vaas:sites"] ?? DEFAULT_SITES, "switch-vaas:sites"), file).not.toThrow();
       } else {

@@ -1,0 +1,122 @@
+import { z } from "zod";
+import { ROLES, type Role } from "../../automation/wae/model.ts";
+import { type AddressPool, ipv4ToInt, usableAddresses } from "../../automation/wae/network.ts";
+import { parseOrThrow } from "../validation.ts";
+
+/**
+ * A CDN point of presence as the cdn-pop stack takes it (ARCHITECTURE.md "Stack contracts"):
+ * hosts, the WAE's edge layout, and an address for every container. Besides the edges, one host
+ * each runs the load balancer ("lb") and the mid-cache ("mid"), placed by their address keys.
+ */
+
+export const SERVICES = ["lb", "mid"] as const;
+export type Service = (typeof SERVICES)[number];
+export type Component = Role | Service;
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const label = (what: string) =>
+  z.string({ error: `is required; name the ${what} with a DNS label` }).regex(DNS_LABEL, {
+    error: (issue) => `${JSON.stringify(issue.input)} is not a DNS label; use lowercase letters, digits and '-'`,
+  });
+
+const role = z.enum(ROLES, { error: (issue) => `${JSON.stringify(issue.input)} is not an edge role; use ${ROLES.map((r) => `"${r}"`).join(", ")}` });
+
+const popSpec = z
+  .strictObject({
+    name: label("PoP"),
+    hosts: z
+      .array(
+        z.strictObject({
+          name: label("host"),
+          dockerHost: z.string({ error: 'is required; give the Docker daemon, e.g. "ssh://pop@host1" or "unix:///var/run/docker.sock"' }).regex(/^(ssh|tcp|unix|npipe):\/\//, {
+            error: (issue) => `${JSON.stringify(issue.input)} is not a Docker host URL; use ssh://, tcp:// or unix://`,
+          }),
+          sshOpts: z.array(z.string()).optional(),
+          parentInterface: z.string().min(1).optional(),
+          subnet: z.string({ error: "is required; give the edges' IPv4 network, e.g. \"192.0.2.0/24\"" }),
+          gateway: z.string({ error: "is required; give the network's router address" }),
+        }),
+      )
+      .min(1, { error: "is empty; a PoP needs at least one host" }),
+    layout: z.record(z.string(), z.array(role)),
+    addresses: z.record(z.string(), z.string()),
+    origin: z.string({ error: 'is required; give the origin as "host:port"' }).regex(/^[^\s:]+:\d+$/, { error: (issue) => `${JSON.stringify(issue.input)} is not "host:port"` }),
+    imageTag: z.string().min(1).default("1.27-alpine"),
+  })
+  .superRefine((pop, ctx) => {
+    const hosts = new Map<string, AddressPool>();
+    pop.hosts.forEach((host, index) => {
+      if (hosts.has(host.name)) {
+        ctx.addIssue({ code: "custom", path: ["hosts", index, "name"], message: `"${host.name}" is already the name of another host; give every host a unique name` });
+      }
+      hosts.set(host.name, { subnet: host.subnet, gateway: host.gateway });
+    });
+    for (const [host, roles] of Object.entries(pop.layout)) {
+      if (!hosts.has(host)) {
+        ctx.addIssue({ code: "custom", path: ["layout", host], message: "names no host of the PoP; remove it or add the host to hosts" });
+      }
+      if (new Set(roles).size !== roles.length) {
+        ctx.addIssue({ code: "custom", path: ["layout", host], message: "lists a role twice; a host runs at most one edge of each role" });
+      }
+    }
+    const placed = new Map<Service, string>();
+    const taken = new Map<number, string>();
+    for (const [key, address] of Object.entries(pop.addresses)) {
+      const [host, component, ...rest] = key.split("/");
+      if (host === undefined || component === undefined || rest.length > 0 || !hosts.has(host)) {
+        ctx.addIssue({ code: "custom", path: ["addresses", key], message: 'is not "<host>/<role>" for a host of the PoP' });
+        continue;
+      }
+      if (!(ROLES as readonly string[]).includes(component) && !(SERVICES as readonly string[]).includes(component)) {
+        ctx.addIssue({ code: "custom", path: ["addresses", key], message: `names "${component}", which is not a role; use an edge role or "lb" or "mid"` });
+        continue;
+      }
+      if ((SERVICES as readonly string[]).includes(component)) {
+        const where = placed.get(component as Service);
+        if (where !== undefined) {
+          ctx.addIssue({ code: "custom", path: ["addresses", key], message: `is a second ${component}; the PoP has one, on ${where}` });
+        }
+        placed.set(component as Service, host);
+      } else if (!(pop.layout[host] ?? []).includes(component as Role)) {
+        ctx.addIssue({ code: "custom", path: ["addresses", key], message: `is the address of an edge the layout does not run; remove it or add "${component}" to layout.${host}` });
+      }
+      const value = ipv4ToInt(address);
+      let usable: Set<number> | undefined;
+      try {
+        usable = usableAddresses(hosts.get(host)!).set;
+      } catch {
+        ctx.addIssue({ code: "custom", path: ["hosts"], message: `of ${host} has no valid subnet and gateway; give an IPv4 CIDR and a router address in it` });
+        continue;
+      }
+      if (value === undefined || !usable.has(value)) {
+        ctx.addIssue({ code: "custom", path: ["addresses", key], message: `${JSON.stringify(address)} is not a usable address of ${host}'s subnet ${hosts.get(host)!.subnet}` });
+      } else if (taken.has(value)) {
+        ctx.addIssue({ code: "custom", path: ["addresses", key], message: `${address} is also the address of ${taken.get(value)!}` });
+      } else {
+        taken.set(value, key);
+      }
+    }
+    for (const [host, roles] of Object.entries(pop.layout)) {
+      if (!hosts.has(host)) {
+        continue;
+      }
+      for (const edge of roles) {
+        if (pop.addresses[`${host}/${edge}`] === undefined) {
+          ctx.addIssue({ code: "custom", path: ["addresses"], message: `has no address for the ${edge} edge on ${host}; add "${host}/${edge}"` });
+        }
+      }
+    }
+    for (const service of SERVICES) {
+      if (!placed.has(service)) {
+        ctx.addIssue({ code: "custom", path: ["addresses"], message: `has no ${service}; add "<host>/${service}" with its address` });
+      }
+    }
+  });
+
+export type PopSpec = z.output<typeof popSpec>;
+export type PopSpecInput = z.input<typeof popSpec>;
+
+/** Validates a PoP; errors name each bad field under `keyPrefix` and say how to fix it. */
+export function parsePopSpec(value: unknown, keyPrefix: string): PopSpec {
+  return parseOrThrow(popSpec, value, keyPrefix);
+}

@@ -1,0 +1,147 @@
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { RecordingMocks, type Registration, evaluateOffline } from "../../automation/engine/offline.ts";
+import { readStackConfig } from "../../automation/engine/stack-config.ts";
+import { edgeConfig, loadBalancerConfig, midCacheConfig } from "../../components/cdn-pop/nginx.ts";
+import { InvalidArgumentsError } from "../../components/validation.ts";
+import { ofType, providerName } from "../support/pulumi.ts";
+
+const stacks = join(import.meta.dirname, "..", "..", "stacks");
+const vienna = JSON.parse(readStackConfig(join(stacks, "Pulumi.pop-vienna.yaml")).config["switch-vaas:pop"]!) as Record<string, unknown>;
+const local = JSON.parse(readStackConfig(join(stacks, "Pulumi.pop-local.yaml")).config["switch-vaas:pop"]!) as Record<string, unknown>;
+
+async function run(pop: unknown): Promise<Registration[]> {
+  const mocks = new RecordingMocks((resource) => (resource.type === "docker:index/remoteImage:RemoteImage" ? { imageId: `sha256:image-of-${resource.name}` } : {}));
+  await evaluateOffline(async () => (await import("../../stacks/cdn-pop.ts")).default(), {
+    preview: false,
+    mocks,
+    config: { "switch-vaas:pop": JSON.stringify(pop) },
+  });
+  return mocks.registrations;
+}
+
+type ContainerInputs = {
+  name: string;
+  image: string;
+  command: string[];
+  networksAdvanced: { name: string; ipv4Address: string }[];
+  uploads: { file: string; content: string }[];
+  labels: { label: string; value: string }[];
+  restart: string;
+};
+const containers = (registrations: Registration[]) =>
+  Object.fromEntries(ofType(registrations, "docker:index/container:Container").map((c) => [c.name, c]));
+
+describe("the Vienna PoP: three hosts, macvlan", () => {
+  it("reaches every host through its own Docker provider over SSH", async () => {
+    const registrations = await run(vienna);
+    const providers = ofType(registrations, "pulumi:providers:docker");
+    expect(providers.map((p) => [p.name, p.inputs.host, JSON.parse(String(p.inputs.sshOpts)) as unknown])).toEqual(
+      ["host1", "host2", "host3"].map((host) => [`pop-${host}`, `ssh://pop@${host}.vienna.example.org`, ["-o", "StrictHostKeyChecking=yes"]]),
+    );
+    for (const resource of registrations.filter((r) => r.type.startsWith("docker:index/"))) {
+      expect(providerName(resource), resource.name).toBe(`pop-${resource.name.split("-")[1]}`);
+    }
+  });
+
+  it("puts a macvlan network on each host's parent interface with the PoP's subnet", async () => {
+    const networks = ofType(await run(vienna), "docker:index/network:Network");
+    expect(networks).toHaveLength(3);
+    for (const network of networks) {
+      expect(network.inputs).toEqual({
+        name: "pop-vienna",
+        driver: "macvlan",
+        options: { parent: "eth0" },
+        ipamConfigs: [{ subnet: "192.0.2.0/24", gateway: "192.0.2.1" }],
+      });
+    }
+  });
+
+  it("runs one container per running edge, the load balancer and the mid-cache, each at its address with its generated configuration", async () => {
+    const byName = containers(await run(vienna));
+    expect(Object.keys(byName).sort()).toEqual(["pop-host1-lb", "pop-host1-small", "pop-host1-vod", "pop-host2-large", "pop-host2-mid", "pop-host2-small", "pop-host3-small"]);
+    const small = byName["pop-host1-small"]!.inputs as ContainerInputs;
+    expect(small).toMatchObject({
+      name: "pop-vienna-small",
+      image: "sha256:image-of-pop-host1-nginx",
+      networksAdvanced: [{ name: "pop-vienna", ipv4Address: "192.0.2.20" }],
+      restart: "unless-stopped",
+      labels: [
+        { label: "switch-vaas/pop", value: "vienna" },
+        { label: "switch-vaas/role", value: "small" },
+      ],
+    });
+    expect(small.uploads).toEqual([
+      { file: "/srv/pop/nginx.conf", content: edgeConfig({ role: "small", listen: { address: "0.0.0.0", port: 80 }, upstream: "192.0.2.11:80", statusAllow: ["192.0.2.0/24"] }) },
+    ]);
+    expect((byName["pop-host2-mid"]!.inputs as ContainerInputs).uploads[0]!.content).toBe(
+      midCacheConfig({ listen: { address: "0.0.0.0", port: 80 }, origin: "origin.example.org:80" }),
+    );
+    expect((byName["pop-host1-lb"]!.inputs as ContainerInputs).uploads[0]!.content).toBe(
+      loadBalancerConfig({
+        listen: { address: "0.0.0.0", port: 80 },
+        endpoints: { small: ["192.0.2.20:80", "192.0.2.22:80", "192.0.2.24:80"], large: ["192.0.2.23:80"], vod: ["192.0.2.21:80"], live: [] },
+        fallback: "192.0.2.11:80",
+      }),
+    );
+  });
+});
+
+describe("the local PoP: one Docker host, bridge network", () => {
+  it("uses a bridge network and the local daemon", async () => {
+    const registrations = await run(local);
+    expect(ofType(registrations, "pulumi:providers:docker")[0]?.inputs.host).toBe("unix:///var/run/docker.sock");
+    expect(ofType(registrations, "docker:index/network:Network")[0]?.inputs).toEqual({
+      name: "pop-local",
+      driver: "bridge",
+      options: {},
+      ipamConfigs: [{ subnet: "172.28.0.0/24", gateway: "172.28.0.1" }],
+    });
+    expect(Object.keys(containers(registrations))).toHaveLength(6);
+  });
+});
+
+describe("a layout change", () => {
+  it("leaves every container whose role and address are unchanged exactly as it was", async () => {
+    const before = containers(await run(vienna));
+    // host1 drops its VoD edge; host3 starts a live one.
+    const { "host1/vod": _dropped, ...kept } = vienna.addresses as Record<string, string>;
+    const next = {
+      ...vienna,
+      layout: { host1: ["small"], host2: ["small", "large"], host3: ["small", "live"] },
+      addresses: { ...kept, "host3/live": "192.0.2.25" },
+    };
+    const after = containers(await run(next));
+    const unchanged = ["pop-host1-small", "pop-host2-small", "pop-host2-large", "pop-host3-small", "pop-host2-mid"];
+    for (const name of unchanged) {
+      expect(after[name]?.inputs, name).toEqual(before[name]?.inputs);
+    }
+    expect(after["pop-host1-vod"]).toBeUndefined();
+    expect(after["pop-host3-live"]).toBeDefined();
+    // The load balancer lists the edges, so it alone of the rest changes.
+    expect(after["pop-host1-lb"]?.inputs).not.toEqual(before["pop-host1-lb"]?.inputs);
+  });
+});
+
+describe("invalid PoP config, rejected before anything is registered", () => {
+  const hosts = vienna.hosts as Record<string, unknown>[];
+  it.each([
+    ["a duplicate host", { ...vienna, hosts: [...hosts, hosts[0]] }, 'switch-vaas:pop.hosts[3].name "host1" is already the name of another host; give every host a unique name'],
+    [
+      "an address outside its subnet",
+      { ...vienna, addresses: { ...(vienna.addresses as object), "host3/small": "198.51.100.7" } },
+      `switch-vaas:pop.addresses.host3/small "198.51.100.7" is not a usable address of host3's subnet 192.0.2.0/24`,
+    ],
+    ["an unknown role", { ...vienna, layout: { ...(vienna.layout as object), host3: ["small", "images"] } }, 'switch-vaas:pop.layout.host3[1] "images" is not an edge role; use "small", "large", "vod", "live"'],
+    ["a layout that names an unknown host", { ...vienna, layout: { ...(vienna.layout as object), host9: ["small"] } }, "switch-vaas:pop.layout.host9 names no host of the PoP; remove it or add the host to hosts"],
+    ["an edge without an address", { ...vienna, layout: { ...(vienna.layout as object), host3: ["small", "live"] } }, 'switch-vaas:pop.addresses has no address for the live edge on host3; add "host3/live"'],
+  ])("rejects %s", async (_case, pop, message) => {
+    const mocks = new RecordingMocks();
+    const error = await evaluateOffline(async () => (await import("../../stacks/cdn-pop.ts")).default(), { mocks, config: { "switch-vaas:pop": JSON.stringify(pop) } }).catch(
+      (caught: unknown) => caught,
+    );
+    expect(error).toBeInstanceOf(InvalidArgumentsError);
+    expect((error as Error).message).toBe(message);
+    expect(mocks.registrations).toEqual([]);
+  });
+});
