@@ -1,14 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ROLES, type Role } from "../../automation/wae/model.ts";
+import { ROLES } from "../../automation/wae/model.ts";
 import { roleForPath } from "../../components/cdn-pop/content.ts";
 import { STATUS_PATH, edgeConfig, loadBalancerConfig, midCacheConfig } from "../../components/cdn-pop/nginx.ts";
-import { type RunningNginx, freePort, nginxTest, originConfig, startNginx } from "../support/nginx.ts";
-
-const LOCAL = "127.0.0.1";
+import { nginxTest } from "../support/nginx.ts";
+import { LOCAL, type LoopbackPop, startLoopbackPop } from "../support/pop.ts";
 
 describe("generated nginx configurations pass nginx -t", () => {
   it.each(ROLES)("the %s edge", async (role) => {
@@ -35,14 +32,11 @@ describe("generated nginx configurations pass nginx -t", () => {
 });
 
 describe("a loopback PoP: load balancer, four edges, mid-cache and origin as real nginx processes", () => {
-  const running: RunningNginx[] = [];
-  let lbPort: number;
-  let originLog: string;
+  let pop: LoopbackPop;
   const large = randomBytes(3 * 1024 * 1024 + 12345);
 
   beforeAll(async () => {
-    const root = mkdtempSync(join(tmpdir(), "pop-origin-root-"));
-    const files: Record<string, Buffer | string> = {
+    pop = await startLoopbackPop({
       "img/logo.png": randomBytes(10_000),
       "img/hero.png": randomBytes(20_000),
       "docs/manual.pdf": large,
@@ -50,41 +44,17 @@ describe("a loopback PoP: load balancer, four edges, mid-cache and origin as rea
       "vod/movie/seg1.ts": randomBytes(50_000),
       "live/channel/index.m3u8": "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:1\nseg1.ts\n",
       "live/channel/seg1.ts": randomBytes(50_000),
-    };
-    for (const [path, content] of Object.entries(files)) {
-      mkdirSync(join(root, dirname(path)), { recursive: true });
-      writeFileSync(join(root, path), content);
-    }
-    chmodSync(root, 0o755);
-
-    const [origin, mid, lb, ...edges] = await Promise.all(Array.from({ length: 7 }, () => freePort()));
-    const edgePorts = Object.fromEntries(ROLES.map((role, index) => [role, edges[index]!])) as Record<Role, number>;
-    const originServer = await startNginx("origin", originConfig(origin!, root), origin!);
-    running.push(originServer);
-    originLog = join(originServer.prefix, "logs", "access.log");
-    running.push(await startNginx("mid", midCacheConfig({ listen: { address: LOCAL, port: mid! }, origin: `${LOCAL}:${origin!}`, workers: 1 }), mid!));
-    for (const role of ROLES) {
-      running.push(
-        await startNginx(
-          `edge-${role}`,
-          edgeConfig({ role, listen: { address: LOCAL, port: edgePorts[role] }, upstream: `${LOCAL}:${mid!}`, statusAllow: [LOCAL], workers: 1 }),
-          edgePorts[role],
-        ),
-      );
-    }
-    const endpoints = Object.fromEntries(ROLES.map((role) => [role, [`${LOCAL}:${edgePorts[role]}`]])) as Record<Role, string[]>;
-    running.push(await startNginx("lb", loadBalancerConfig({ listen: { address: LOCAL, port: lb! }, endpoints, fallback: `${LOCAL}:${mid!}`, workers: 1 }), lb!));
-    lbPort = lb!;
+    });
   });
 
   afterAll(async () => {
-    await Promise.all(running.map((server) => server.stop()));
+    await pop.stop();
   });
 
-  const get = (path: string, headers: Record<string, string> = {}) => fetch(`http://${LOCAL}:${lbPort}${path}`, { headers });
+  const get = (path: string, headers: Record<string, string> = {}) => fetch(`http://${LOCAL}:${pop.lbPort}${path}`, { headers });
   /** Requests for `path` the origin has logged (nginx writes its log line when a request ends). */
   const originSaw = (path: string) =>
-    readFileSync(originLog, "utf8")
+    readFileSync(pop.originLog, "utf8")
       .split("\n")
       .filter((line) => line.startsWith(`${path}|`));
 
@@ -133,11 +103,7 @@ describe("a loopback PoP: load balancer, four edges, mid-cache and origin as rea
   });
 
   it("answers the instance manager's status request on the edge, counting requests", async () => {
-    const edgeRole = "small";
-    const edge = running.find((server) => server.prefix.includes(`pop-edge-${edgeRole}-`))!;
-    const config = readFileSync(join(edge.prefix, "nginx.conf"), "utf8");
-    const port = Number(/listen 127\.0\.0\.1:(\d+)/.exec(config)![1]);
-    const status = await (await fetch(`http://${LOCAL}:${port}${STATUS_PATH}`)).text();
+    const status = await (await fetch(`http://${LOCAL}:${pop.edgePorts.small}${STATUS_PATH}`)).text();
     expect(status).toMatch(/^Active connections: \d+/);
     expect(status).toMatch(/\n\s*\d+ \d+ \d+/);
   });
