@@ -42,6 +42,14 @@ describe("offline preview (npm start)", () => {
     expect(plan.outputs.clusters.local?.exposure).toBe("nodePort");
   });
 
+  it("plans the Vienna PoP: seven containers on three hosts", async () => {
+    const { stdout, code } = await preview("pop-vienna", "--json");
+    expect(code).toBe(0);
+    const plan = JSON.parse(stdout) as Plan;
+    expect(plan.registrations.filter((r) => r.type === "docker:index/container:Container")).toHaveLength(7);
+    expect(plan.registrations.filter((r) => r.type === "pulumi:providers:docker")).toHaveLength(3);
+  });
+
   it("says plainly that a conference stack cannot be previewed without its testbed's real outputs", async () => {
     const { stderr, code } = await preview("conf-demo");
     expect(code).toBe(1);
