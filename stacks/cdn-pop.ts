@@ -12,5 +12,5 @@ export default async function cdnPop(): Promise<Record<string, unknown>> {
   // Validated here as well as in the component so that messages name the config key.
   parsePopSpec(raw, "switch-vaas:pop");
   const pop = new CdnPop("pop", { pop: raw as PopSpecInput });
-  return { endpoints: pop.endpoints, loadBalancer: pop.loadBalancer, midCache: pop.midCache };
+  return { endpoints: pop.endpoints, loadBalancer: pop.loadBalancer, midCache: pop.midCache, dns: pop.dns };
 }

@@ -1,31 +1,31 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { ROLES, type Role } from "../../automation/wae/model.ts";
-import { edgeConfig, loadBalancerConfig, midCacheConfig } from "./nginx.ts";
-import { type Component, type PopSpecInput, parsePopSpec } from "./spec.ts";
+import { dnsmasqConfig } from "./dns.ts";
+import { GIVEN_CONFIG, type RoleImage } from "./images.ts";
+import { loadBalancerConfig } from "./nginx.ts";
+import { type Component, type PopSpecInput, type Service, parsePopSpec } from "./spec.ts";
 
 export interface CdnPopArgs {
   /** The PoP: hosts, the WAE's edge layout and every container's address. Validated first. */
   pop: PopSpecInput;
 }
 
-/** Every role listens on the HTTP port of its own address on the PoP network. */
+/** Every nginx role listens on the HTTP port of its own address on the PoP network. */
 const HTTP_PORT = 80;
-/** Where a container keeps its generated configuration and nginx's working files. */
-const PREFIX = "/srv/pop";
-/** Runs the uploaded configuration with the working directories it expects. */
-const COMMAND = ["sh", "-c", `mkdir -p ${PREFIX}/logs ${PREFIX}/tmp ${PREFIX}/cache && exec nginx -p ${PREFIX} -c ${PREFIX}/nginx.conf -g 'daemon off;'`];
+const DNS_PORT = 53;
 
 /**
  * A CDN point of presence on Docker hosts: per host a Docker provider (over SSH for remote hosts)
  * and the PoP network — macvlan on the given parent interface, as in the paper, so every container
  * has its own address on the LAN, or a bridge network when no parent is given (one machine) — and
- * a container per running edge, plus the load balancer and mid-cache where their addresses say.
+ * a container of its role image (components/cdn-pop/images.ts, `npm run images`) per running
+ * edge, plus the load balancer, mid-cache and DNS where their addresses say.
  *
- * A container's inputs depend only on its role, its address and the mid-cache's address, so a new
+ * An edge's inputs depend only on its role, its address and the mid-cache's address, so a new
  * layout leaves unchanged edges as they are; containers have fixed names and addresses, so a
- * replaced one is deleted before its successor is created. The load balancer's configuration lists
- * the edges, so it is replaced when the set of edges changes.
+ * replaced one is deleted before its successor is created. The load balancer and the DNS role list
+ * the edges, so they are replaced when the set of edges changes.
  */
 export class CdnPop extends pulumi.ComponentResource {
   /** The running edges' "address:port", by role. */
@@ -33,20 +33,23 @@ export class CdnPop extends pulumi.ComponentResource {
   /** The load balancer's address: where the PoP's clients connect. */
   readonly loadBalancer: string;
   readonly midCache: string;
+  readonly dns: string;
 
   constructor(name: string, args: CdnPopArgs, opts?: pulumi.ComponentResourceOptions) {
     const pop = parsePopSpec(args.pop, "pop");
     super("switch-vaas:cdn-pop:CdnPop", name, {}, opts);
 
     const addressOf = (host: string, component: Component) => pop.addresses[`${host}/${component}`];
-    const placement = (component: "lb" | "mid") => {
+    const placement = (component: Service) => {
       const key = Object.keys(pop.addresses).find((candidate) => candidate.endsWith(`/${component}`))!;
       return { host: key.split("/")[0]!, address: pop.addresses[key]! };
     };
     const mid = placement("mid");
     const lb = placement("lb");
+    const dns = placement("dns");
     this.midCache = mid.address;
     this.loadBalancer = lb.address;
+    this.dns = dns.address;
     this.endpoints = Object.fromEntries(
       ROLES.map((role) => [
         role,
@@ -67,17 +70,24 @@ export class CdnPop extends pulumi.ComponentResource {
         },
         hostOpts,
       );
-      const image = new docker.RemoteImage(`${name}-${host.name}-nginx`, { name: `nginx:${pop.imageTag}`, keepLocally: true }, hostOpts);
+      const images = new Map<RoleImage, docker.RemoteImage>();
+      const imageId = (image: RoleImage) => {
+        let remote = images.get(image);
+        if (remote === undefined) {
+          remote = new docker.RemoteImage(`${name}-${host.name}-${image}`, { name: `${pop.registry}/pop-${image}:${pop.imageTag}`, keepLocally: true }, hostOpts);
+          images.set(image, remote);
+        }
+        return remote.imageId;
+      };
 
-      const container = (component: Component, config: string) =>
+      const container = (component: Component, image: RoleImage, settings: Pick<docker.ContainerArgs, "envs" | "uploads">) =>
         new docker.Container(
           `${name}-${host.name}-${component}`,
           {
             name: `pop-${pop.name}-${component}`,
-            image: image.imageId,
-            command: COMMAND,
+            image: imageId(image),
             networksAdvanced: [{ name: network.name, ipv4Address: addressOf(host.name, component)! }],
-            uploads: [{ file: `${PREFIX}/nginx.conf`, content: config }],
+            ...settings,
             labels: [
               { label: "switch-vaas/pop", value: pop.name },
               { label: "switch-vaas/role", value: component },
@@ -88,26 +98,24 @@ export class CdnPop extends pulumi.ComponentResource {
         );
 
       for (const role of ROLES.filter((candidate) => (pop.layout[host.name] ?? []).includes(candidate))) {
-        container(
-          role,
-          edgeConfig({
-            role,
-            listen: { address: "0.0.0.0", port: HTTP_PORT },
-            upstream: `${mid.address}:${HTTP_PORT}`,
-            // Only the PoP network reads an edge's request counters.
-            statusAllow: [host.subnet],
-          }),
-        );
+        // Only the PoP network reads an edge's request counters.
+        container(role, `edge-${role}`, { envs: [`POP_MID=${mid.address}:${HTTP_PORT}`, `POP_STATUS_ALLOW=${host.subnet}`] });
       }
       if (mid.host === host.name) {
-        container("mid", midCacheConfig({ listen: { address: "0.0.0.0", port: HTTP_PORT }, origin: pop.origin }));
+        container("mid", "mid", { envs: [`POP_ORIGIN=${pop.origin}`] });
       }
       if (lb.host === host.name) {
-        container("lb", loadBalancerConfig({ listen: { address: "0.0.0.0", port: HTTP_PORT }, endpoints: this.endpoints, fallback: `${mid.address}:${HTTP_PORT}` }));
+        const config = loadBalancerConfig({ listen: { address: "0.0.0.0", port: HTTP_PORT }, endpoints: this.endpoints, fallback: `${mid.address}:${HTTP_PORT}` });
+        container("lb", "lb", { uploads: [{ file: GIVEN_CONFIG.lb, content: config }] });
+      }
+      if (dns.host === host.name) {
+        const edges = Object.fromEntries(ROLES.map((role) => [role, this.endpoints[role].map((endpoint) => endpoint.split(":")[0]!)])) as Record<Role, string[]>;
+        const config = dnsmasqConfig({ listen: { address: "0.0.0.0", port: DNS_PORT }, zone: pop.zone ?? `${pop.name}.cdn.internal`, loadBalancer: lb.address, midCache: mid.address, edges });
+        container("dns", "dns", { uploads: [{ file: GIVEN_CONFIG.dns, content: config }] });
       }
     }
 
-    this.registerOutputs({ endpoints: this.endpoints, loadBalancer: this.loadBalancer, midCache: this.midCache });
+    this.registerOutputs({ endpoints: this.endpoints, loadBalancer: this.loadBalancer, midCache: this.midCache, dns: this.dns });
   }
 }
 

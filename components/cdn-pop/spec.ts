@@ -9,7 +9,7 @@ import { parseOrThrow } from "../validation.ts";
  * each runs the load balancer ("lb") and the mid-cache ("mid"), placed by their address keys.
  */
 
-export const SERVICES = ["lb", "mid"] as const;
+export const SERVICES = ["lb", "mid", "dns"] as const;
 export type Service = (typeof SERVICES)[number];
 export type Component = Role | Service;
 
@@ -41,7 +41,12 @@ const popSpec = z
     layout: z.record(z.string(), z.array(role)),
     addresses: z.record(z.string(), z.string()),
     origin: z.string({ error: 'is required; give the origin as "host:port"' }).regex(/^[^\s:]+:\d+$/, { error: (issue) => `${JSON.stringify(issue.input)} is not "host:port"` }),
-    imageTag: z.string().min(1).default("1.27-alpine"),
+    registry: z.string({ error: 'is required; give the registry the role images are pushed to (npm run images), e.g. "registry.example.org/switch-vaas"' }).min(1),
+    imageTag: z.string({ error: 'is required; give the tag the role images were pushed with, e.g. "0.1.0"' }).min(1),
+    zone: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$/, { error: (issue) => `${JSON.stringify(issue.input)} is not a DNS zone; give e.g. "vienna.cdn.example.org"` })
+      .optional(),
   })
   .superRefine((pop, ctx) => {
     const hosts = new Map<string, AddressPool>();
@@ -68,7 +73,7 @@ const popSpec = z
         continue;
       }
       if (!(ROLES as readonly string[]).includes(component) && !(SERVICES as readonly string[]).includes(component)) {
-        ctx.addIssue({ code: "custom", path: ["addresses", key], message: `names "${component}", which is not a role; use an edge role or "lb" or "mid"` });
+        ctx.addIssue({ code: "custom", path: ["addresses", key], message: `names "${component}", which is not a role; use an edge role, "lb", "mid" or "dns"` });
         continue;
       }
       if ((SERVICES as readonly string[]).includes(component)) {

@@ -2,7 +2,9 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { RecordingMocks, type Registration, evaluateOffline } from "../../automation/engine/offline.ts";
 import { readStackConfig } from "../../automation/engine/stack-config.ts";
-import { edgeConfig, loadBalancerConfig, midCacheConfig } from "../../components/cdn-pop/nginx.ts";
+import { dnsmasqConfig } from "../../components/cdn-pop/dns.ts";
+import { GIVEN_CONFIG } from "../../components/cdn-pop/images.ts";
+import { loadBalancerConfig } from "../../components/cdn-pop/nginx.ts";
 import { InvalidArgumentsError } from "../../components/validation.ts";
 import { ofType, providerName } from "../support/pulumi.ts";
 
@@ -20,15 +22,7 @@ async function run(pop: unknown): Promise<Registration[]> {
   return mocks.registrations;
 }
 
-type ContainerInputs = {
-  name: string;
-  image: string;
-  command: string[];
-  networksAdvanced: { name: string; ipv4Address: string }[];
-  uploads: { file: string; content: string }[];
-  labels: { label: string; value: string }[];
-  restart: string;
-};
+type ContainerInputs = { uploads: { file: string; content: string }[] };
 const containers = (registrations: Registration[]) =>
   Object.fromEntries(ofType(registrations, "docker:index/container:Container").map((c) => [c.name, c]));
 
@@ -57,33 +51,59 @@ describe("the Vienna PoP: three hosts, macvlan", () => {
     }
   });
 
-  it("runs one container per running edge, the load balancer and the mid-cache, each at its address with its generated configuration", async () => {
+  it("runs one container of its role image per running edge, and the load balancer, mid-cache and DNS", async () => {
     const byName = containers(await run(vienna));
-    expect(Object.keys(byName).sort()).toEqual(["pop-host1-lb", "pop-host1-small", "pop-host1-vod", "pop-host2-large", "pop-host2-mid", "pop-host2-small", "pop-host3-small"]);
-    const small = byName["pop-host1-small"]!.inputs as ContainerInputs;
-    expect(small).toMatchObject({
+    expect(Object.keys(byName).sort()).toEqual([
+      "pop-host1-lb",
+      "pop-host1-small",
+      "pop-host1-vod",
+      "pop-host2-large",
+      "pop-host2-mid",
+      "pop-host2-small",
+      "pop-host3-dns",
+      "pop-host3-small",
+    ]);
+    expect(byName["pop-host1-small"]!.inputs).toEqual({
       name: "pop-vienna-small",
-      image: "sha256:image-of-pop-host1-nginx",
+      image: "sha256:image-of-pop-host1-edge-small",
       networksAdvanced: [{ name: "pop-vienna", ipv4Address: "192.0.2.20" }],
-      restart: "unless-stopped",
+      envs: ["POP_MID=192.0.2.11:80", "POP_STATUS_ALLOW=192.0.2.0/24"],
       labels: [
         { label: "switch-vaas/pop", value: "vienna" },
         { label: "switch-vaas/role", value: "small" },
       ],
+      restart: "unless-stopped",
     });
-    expect(small.uploads).toEqual([
-      { file: "/srv/pop/nginx.conf", content: edgeConfig({ role: "small", listen: { address: "0.0.0.0", port: 80 }, upstream: "192.0.2.11:80", statusAllow: ["192.0.2.0/24"] }) },
+    expect(byName["pop-host2-mid"]!.inputs).toMatchObject({ image: "sha256:image-of-pop-host2-mid", envs: ["POP_ORIGIN=origin.example.org:80"] });
+    expect((byName["pop-host1-lb"]!.inputs as ContainerInputs).uploads).toEqual([
+      {
+        file: GIVEN_CONFIG.lb,
+        content: loadBalancerConfig({
+          listen: { address: "0.0.0.0", port: 80 },
+          endpoints: { small: ["192.0.2.20:80", "192.0.2.22:80", "192.0.2.24:80"], large: ["192.0.2.23:80"], vod: ["192.0.2.21:80"], live: [] },
+          fallback: "192.0.2.11:80",
+        }),
+      },
     ]);
-    expect((byName["pop-host2-mid"]!.inputs as ContainerInputs).uploads[0]!.content).toBe(
-      midCacheConfig({ listen: { address: "0.0.0.0", port: 80 }, origin: "origin.example.org:80" }),
-    );
-    expect((byName["pop-host1-lb"]!.inputs as ContainerInputs).uploads[0]!.content).toBe(
-      loadBalancerConfig({
-        listen: { address: "0.0.0.0", port: 80 },
-        endpoints: { small: ["192.0.2.20:80", "192.0.2.22:80", "192.0.2.24:80"], large: ["192.0.2.23:80"], vod: ["192.0.2.21:80"], live: [] },
-        fallback: "192.0.2.11:80",
-      }),
-    );
+    expect((byName["pop-host3-dns"]!.inputs as ContainerInputs).uploads).toEqual([
+      {
+        file: GIVEN_CONFIG.dns,
+        content: dnsmasqConfig({
+          listen: { address: "0.0.0.0", port: 53 },
+          zone: "vienna.cdn.example.org",
+          loadBalancer: "192.0.2.10",
+          midCache: "192.0.2.11",
+          edges: { small: ["192.0.2.20", "192.0.2.22", "192.0.2.24"], large: ["192.0.2.23"], vod: ["192.0.2.21"], live: [] },
+        }),
+      },
+    ]);
+  });
+
+  it("pulls each role image it runs from the registry, by tag", async () => {
+    const images = ofType(await run(vienna), "docker:index/remoteImage:RemoteImage").map((image) => [image.name, image.inputs.name]);
+    expect(images).toContainEqual(["pop-host1-edge-small", "registry.vienna.example.org/switch-vaas/pop-edge-small:0.1.0"]);
+    expect(images).toContainEqual(["pop-host3-dns", "registry.vienna.example.org/switch-vaas/pop-dns:0.1.0"]);
+    expect(images).toHaveLength(8);
   });
 });
 
@@ -97,7 +117,7 @@ describe("the local PoP: one Docker host, bridge network", () => {
       options: {},
       ipamConfigs: [{ subnet: "172.28.0.0/24", gateway: "172.28.0.1" }],
     });
-    expect(Object.keys(containers(registrations))).toHaveLength(6);
+    expect(Object.keys(containers(registrations))).toHaveLength(7);
   });
 });
 
@@ -118,8 +138,9 @@ describe("a layout change", () => {
     }
     expect(after["pop-host1-vod"]).toBeUndefined();
     expect(after["pop-host3-live"]).toBeDefined();
-    // The load balancer lists the edges, so it alone of the rest changes.
+    // The load balancer and the DNS list the edges, so they alone of the rest change.
     expect(after["pop-host1-lb"]?.inputs).not.toEqual(before["pop-host1-lb"]?.inputs);
+    expect(after["pop-host3-dns"]?.inputs).not.toEqual(before["pop-host3-dns"]?.inputs);
   });
 });
 

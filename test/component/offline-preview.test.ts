@@ -42,11 +42,11 @@ describe("offline preview (npm start)", () => {
     expect(plan.outputs.clusters.local?.exposure).toBe("nodePort");
   });
 
-  it("plans the Vienna PoP: seven containers on three hosts", async () => {
+  it("plans the Vienna PoP: eight containers on three hosts", async () => {
     const { stdout, code } = await preview("pop-vienna", "--json");
     expect(code).toBe(0);
     const plan = JSON.parse(stdout) as Plan;
-    expect(plan.registrations.filter((r) => r.type === "docker:index/container:Container")).toHaveLength(7);
+    expect(plan.registrations.filter((r) => r.type === "docker:index/container:Container")).toHaveLength(8);
     expect(plan.registrations.filter((r) => r.type === "pulumi:providers:docker")).toHaveLength(3);
   });
 
