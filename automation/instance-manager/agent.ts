@@ -1,6 +1,5 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 import type { Role } from "../wae/model.ts";
 import { type InstanceManagerReport, parseReport } from "../wae/reports.ts";
 import { type CpuTimes, coresUsed, growth, parseProcStat, parseStubStatus, parseTxBytes } from "./counters.ts";
@@ -33,8 +32,13 @@ export interface InstanceManagerOptions {
   endpoint: string;
   /** This host's HMAC key. */
   key: string;
-  /** Defaults to "/proc". */
-  procRoot?: string;
+  /** The kernel's CPU counters. Defaults to "/proc/stat". */
+  statFile?: string;
+  /**
+   * The host's interface counters. Defaults to "/proc/net/dev". In a container with the host's
+   * /proc mounted at /host/proc, "/host/proc/1/net/dev" (the host's init, in the host's network).
+   */
+  netDevFile?: string;
   /** Defaults to the system clock. */
   now?: () => Date;
   /** Defaults to the global fetch. */
@@ -123,8 +127,7 @@ export class InstanceManager {
   }
 
   private async read(): Promise<Reading> {
-    const proc = this.options.procRoot ?? "/proc";
-    const [stat, netDev] = await Promise.all([readFile(join(proc, "stat"), "utf8"), readFile(join(proc, "net", "dev"), "utf8")]);
+    const [stat, netDev] = await Promise.all([readFile(this.options.statFile ?? "/proc/stat", "utf8"), readFile(this.options.netDevFile ?? "/proc/net/dev", "utf8")]);
     const requests = new Map<string, number>();
     await Promise.all(
       this.options.edges.map(async (edge) => {

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { type IncomingMessage, type Server, createServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -136,7 +137,8 @@ describe("the instance manager against a real nginx edge and a real HTTP receive
       edges: [{ role: "small", statusUrl: `http://${LOCAL}:${edgePort}${STATUS_PATH}` }],
       endpoint,
       key: KEY,
-      procRoot: proc,
+      statFile: join(proc, "stat"),
+      netDevFile: join(proc, "net", "dev"),
       now: () => clock,
       sleep: async (ms) => {
         sleeps.push(ms);
@@ -222,5 +224,19 @@ describe("the instance manager against a real nginx edge and a real HTTP receive
     await im.tick();
     expect(received).toHaveLength(1);
     expect(im.pending).toHaveLength(0);
+  });
+});
+
+describe("the instance manager's process", () => {
+  it("refuses a bad environment, naming the variables and never printing the key", () => {
+    const result = spawnSync(process.execPath, ["--import", "tsx", "automation/instance-manager/main.ts"], {
+      cwd: join(import.meta.dirname, "..", ".."),
+      env: { PATH: process.env.PATH, POP: "vienna", HOST: "host1", PARENT_INTERFACE: "eth0", LINK_MBPS: "1000", EDGES: "not json", REPORT_ENDPOINT: "http://127.0.0.1:1/r", REPORT_KEY: "secret-key" },
+      encoding: "utf8",
+    });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain('EDGES must be JSON [{ "role": <edge role>, "statusUrl": <url> }]');
+    expect(result.stderr).toContain("REPORT_KEY must be at least 16 characters");
+    expect(result.stderr).not.toContain("secret-key");
   });
 });
