@@ -5,10 +5,12 @@
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { roleImageContexts } from "../../components/cdn-pop/images.ts";
 
+const REPOSITORY = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const USAGE = "usage: npm run images -- <dir> [--registry <registry> --tag <tag> [--push]]";
 
 function docker(args: string[]): void {
@@ -36,7 +38,7 @@ try {
     console.log(`wrote ${dir}`);
     if (values.registry !== undefined && values.tag !== undefined) {
       const name = `${values.registry}/pop-${context.image}:${values.tag}`;
-      docker(["build", "-t", name, dir]);
+      docker(context.context === "files" ? ["build", "-t", name, dir] : ["build", "-t", name, "-f", join(dir, "Dockerfile"), REPOSITORY]);
       if (values.push) {
         docker(["push", name]);
       }

@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { stringify } from "yaml";
 import { z } from "zod";
+import { parsePopSpec } from "../../components/cdn-pop/spec.ts";
 import { parseSites } from "../../components/testbed/sites.ts";
 import { InvalidArgumentsError } from "../../components/validation.ts";
 import { DEFAULT_SITES } from "../../stacks/testbed.ts";
@@ -17,6 +18,8 @@ import { type StackConfig, readStackConfig } from "../engine/stack-config.ts";
 
 const STACKS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "stacks");
 const DEFAULT_STACK = "testbed";
+/** Stands in for a report key the stack file does not set (secret, so never shown). */
+const PLACEHOLDER_REPORT_KEY = "offline-placeholder-not-a-key";
 /** Stands in for a kubeconfig the stack file does not set; its server name says so wherever it shows. */
 const PLACEHOLDER_KUBECONFIG = stringify({
   apiVersion: "v1",
@@ -45,7 +48,7 @@ try {
     throw new InvalidArgumentsError([`stack "${stack}" has no stacks/Pulumi.${stack}.yaml; use one of ${known.join(", ")}`]);
   }
   const { config, secretKeys } = readStackConfig(configPath);
-  const stoodIn = standInForMissingKubeconfigs(config, secretKeys);
+  const stoodIn = standInForMissingSecrets(config, secretKeys);
 
   const { registrations, outputs } = await evaluateOffline(async () => (await import("../../stacks/index.ts")).default(), {
     stack,
@@ -67,29 +70,38 @@ try {
 }
 
 /**
- * Kubeconfigs are secrets an operator sets per stack, so an example stack file has none. Offline,
- * where no cluster is contacted, a placeholder stands in for each missing one, and the plan says so.
+ * Kubeconfigs and report keys are secrets an operator sets per stack, so an example stack file
+ * has none. Offline, where nothing is contacted, a placeholder stands in for each missing one, and
+ * the plan says which.
  */
-function standInForMissingKubeconfigs(config: StackConfig["config"], secretKeys: string[]): string[] {
-  if ((config["switch-vaas:program"] ?? DEFAULT_STACK) !== "testbed") {
-    return [];
+function standInForMissingSecrets(config: StackConfig["config"], secretKeys: string[]): string[] {
+  const program = config["switch-vaas:program"] ?? DEFAULT_STACK;
+  const fill = (key: string, names: string[], placeholder: string): string[] => {
+    const given = z.record(z.string(), z.string()).parse(JSON.parse(config[key] ?? "{}"));
+    const missing = names.filter((name) => !(name in given));
+    for (const name of missing) {
+      given[name] = placeholder;
+    }
+    config[key] = JSON.stringify(given);
+    secretKeys.push(key);
+    return missing.map((name) => `${key}.${name}`);
+  };
+  if (program === "testbed") {
+    const sites = parseSites(JSON.parse(config["switch-vaas:sites"] ?? JSON.stringify(DEFAULT_SITES)), "switch-vaas:sites");
+    return fill("switch-vaas:kubeconfigs", sites.filter((site) => site.provider === "kubeconfig").map((site) => site.name), PLACEHOLDER_KUBECONFIG);
   }
-  const sites = parseSites(JSON.parse(config["switch-vaas:sites"] ?? JSON.stringify(DEFAULT_SITES)), "switch-vaas:sites");
-  const kubeconfigs = z.record(z.string(), z.string()).parse(JSON.parse(config["switch-vaas:kubeconfigs"] ?? "{}"));
-  const missing = sites.filter((site) => site.provider === "kubeconfig" && !(site.name in kubeconfigs)).map((site) => site.name);
-  for (const name of missing) {
-    kubeconfigs[name] = PLACEHOLDER_KUBECONFIG;
+  if (program === "cdn-pop") {
+    const pop = parsePopSpec(JSON.parse(config["switch-vaas:pop"] ?? "null"), "switch-vaas:pop");
+    return fill("switch-vaas:reportKeys", pop.hosts.map((host) => host.name), PLACEHOLDER_REPORT_KEY);
   }
-  config["switch-vaas:kubeconfigs"] = JSON.stringify(kubeconfigs);
-  secretKeys.push("switch-vaas:kubeconfigs");
-  return missing;
+  return [];
 }
 
 function printPlan(stackName: string, registrations: Registration[], outputs: unknown, stoodIn: string[]): void {
   console.log(`Offline preview of stack "${stackName}" (stacks/Pulumi.${stackName}.yaml).`);
   console.log("Nothing was created: this is what `pulumi up` would register. Values only a deployment knows read (known after up).");
   if (stoodIn.length > 0) {
-    console.log(`No kubeconfig is set for ${stoodIn.join(", ")}; a placeholder stood in (pulumi up needs the real ones).`);
+    console.log(`Not set, so a placeholder stood in (pulumi up needs the real ones): ${stoodIn.join(", ")}.`);
   }
   console.log(`\nResources (${registrations.length}):`);
   const width = Math.max(...registrations.map((registration) => registration.type.length));

@@ -1,19 +1,27 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import { serviceDiscovery } from "../../automation/wae/discovery.ts";
 import { ROLES, type Role } from "../../automation/wae/model.ts";
 import { dnsmasqConfig } from "./dns.ts";
 import { GIVEN_CONFIG, type RoleImage } from "./images.ts";
-import { loadBalancerConfig } from "./nginx.ts";
-import { type Component, type PopSpecInput, type Service, parsePopSpec } from "./spec.ts";
+import { InvalidArgumentsError } from "../validation.ts";
+import { STATUS_PATH, loadBalancerConfig } from "./nginx.ts";
+import { type Component, INSTANCE_MANAGER, type PopSpecInput, type Service, parsePopSpec } from "./spec.ts";
 
 export interface CdnPopArgs {
   /** The PoP: hosts, the WAE's edge layout and every container's address. Validated first. */
   pop: PopSpecInput;
+  /** Each host's key for signing its instance manager's reports, by host name; kept secret. */
+  reportKeys: Record<string, pulumi.Input<string>>;
 }
 
 /** Every nginx role listens on the HTTP port of its own address on the PoP network. */
 const HTTP_PORT = 80;
 const DNS_PORT = 53;
+/** Where the instance manager sees the host's /proc. */
+const HOST_PROC = "/host/proc";
+/** The interface whose traffic a bridge-network host reports. */
+const DEFAULT_INTERFACE = "eth0";
 
 /**
  * A CDN point of presence on Docker hosts: per host a Docker provider (over SSH for remote hosts)
@@ -37,6 +45,10 @@ export class CdnPop extends pulumi.ComponentResource {
 
   constructor(name: string, args: CdnPopArgs, opts?: pulumi.ComponentResourceOptions) {
     const pop = parsePopSpec(args.pop, "pop");
+    const keyless = pop.hosts.filter((host) => args.reportKeys[host.name] === undefined).map((host) => host.name);
+    if (keyless.length > 0) {
+      throw new InvalidArgumentsError(keyless.map((host) => `reportKeys.${host} is missing; every host's instance manager signs its reports with its own key`));
+    }
     super("switch-vaas:cdn-pop:CdnPop", name, {}, opts);
 
     const addressOf = (host: string, component: Component) => pop.addresses[`${host}/${component}`];
@@ -50,12 +62,9 @@ export class CdnPop extends pulumi.ComponentResource {
     this.midCache = mid.address;
     this.loadBalancer = lb.address;
     this.dns = dns.address;
-    this.endpoints = Object.fromEntries(
-      ROLES.map((role) => [
-        role,
-        pop.hosts.flatMap((host) => ((pop.layout[host.name] ?? []).includes(role) ? [`${addressOf(host.name, role)!}:${HTTP_PORT}`] : [])),
-      ]),
-    ) as Record<Role, string[]>;
+    // The WAE's service discovery: which addresses serve each role.
+    const discovered = serviceDiscovery(pop.layout, pop.addresses).endpoints;
+    this.endpoints = Object.fromEntries(ROLES.map((role) => [role, discovered[role].map((address) => `${address}:${HTTP_PORT}`)])) as Record<Role, string[]>;
 
     for (const host of pop.hosts) {
       const provider = new docker.Provider(`${name}-${host.name}`, { host: host.dockerHost, sshOpts: host.sshOpts }, { parent: this });
@@ -108,9 +117,43 @@ export class CdnPop extends pulumi.ComponentResource {
         const config = loadBalancerConfig({ listen: { address: "0.0.0.0", port: HTTP_PORT }, endpoints: this.endpoints, fallback: `${mid.address}:${HTTP_PORT}` });
         container("lb", "lb", { uploads: [{ file: GIVEN_CONFIG.lb, content: config }] });
       }
+      // The instance manager finds this host's edges by container name (Docker's DNS on the PoP
+      // network answers for this host's containers only), so its settings never change with the
+      // layout and it keeps its last reading and waiting reports across periods.
+      const edges = ROLES.map((role) => ({ role, statusUrl: `http://pop-${pop.name}-${role}${STATUS_PATH}` }));
+      const reportKey = pulumi.secret(args.reportKeys[host.name]!);
+      new docker.Container(
+        `${name}-${host.name}-${INSTANCE_MANAGER}`,
+        {
+          name: `pop-${pop.name}-${INSTANCE_MANAGER}`,
+          image: imageId("instance-manager"),
+          networksAdvanced: [{ name: network.name, ipv4Address: addressOf(host.name, INSTANCE_MANAGER)! }],
+          envs: pulumi
+            .output(reportKey)
+            .apply((key) => [
+              `POP=${pop.name}`,
+              `HOST=${host.name}`,
+              `PARENT_INTERFACE=${host.parentInterface ?? DEFAULT_INTERFACE}`,
+              `LINK_MBPS=${host.linkMbps}`,
+              `EDGES=${JSON.stringify(edges)}`,
+              `REPORT_ENDPOINT=${pop.reportEndpoint}`,
+              `REPORT_KEY=${key}`,
+              `STAT_FILE=${HOST_PROC}/stat`,
+              `NET_DEV_FILE=${HOST_PROC}/1/net/dev`,
+            ]),
+          // The host's counters: its /proc, read-only; PID 1's network is the host's.
+          mounts: [{ type: "bind", source: "/proc", target: HOST_PROC, readOnly: true }],
+          labels: [
+            { label: "switch-vaas/pop", value: pop.name },
+            { label: "switch-vaas/role", value: INSTANCE_MANAGER },
+          ],
+          restart: "unless-stopped",
+        },
+        { ...hostOpts, deleteBeforeReplace: true },
+      );
+
       if (dns.host === host.name) {
-        const edges = Object.fromEntries(ROLES.map((role) => [role, this.endpoints[role].map((endpoint) => endpoint.split(":")[0]!)])) as Record<Role, string[]>;
-        const config = dnsmasqConfig({ listen: { address: "0.0.0.0", port: DNS_PORT }, zone: pop.zone ?? `${pop.name}.cdn.internal`, loadBalancer: lb.address, midCache: mid.address, edges });
+        const config = dnsmasqConfig({ listen: { address: "0.0.0.0", port: DNS_PORT }, zone: pop.zone ?? `${pop.name}.cdn.internal`, loadBalancer: lb.address, midCache: mid.address, edges: discovered });
         container("dns", "dns", { uploads: [{ file: GIVEN_CONFIG.dns, content: config }] });
       }
     }

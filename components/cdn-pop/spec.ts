@@ -11,7 +11,9 @@ import { parseOrThrow } from "../validation.ts";
 
 export const SERVICES = ["lb", "mid", "dns"] as const;
 export type Service = (typeof SERVICES)[number];
-export type Component = Role | Service;
+/** Every host runs an instance manager ("im"), on the PoP network so it reaches the host's edges. */
+export const INSTANCE_MANAGER = "im";
+export type Component = Role | Service | typeof INSTANCE_MANAGER;
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const label = (what: string) =>
@@ -34,12 +36,14 @@ const popSpec = z
           sshOpts: z.array(z.string()).optional(),
           parentInterface: z.string().min(1).optional(),
           subnet: z.string({ error: "is required; give the edges' IPv4 network, e.g. \"192.0.2.0/24\"" }),
+          linkMbps: z.number().positive({ error: "must be positive; give the parent interface's capacity in Mbit/s" }).default(1000),
           gateway: z.string({ error: "is required; give the network's router address" }),
         }),
       )
       .min(1, { error: "is empty; a PoP needs at least one host" }),
     layout: z.record(z.string(), z.array(role)),
     addresses: z.record(z.string(), z.string()),
+    reportEndpoint: z.url({ error: "is required; give the URL the instance managers send their reports to" }),
     origin: z.string({ error: 'is required; give the origin as "host:port"' }).regex(/^[^\s:]+:\d+$/, { error: (issue) => `${JSON.stringify(issue.input)} is not "host:port"` }),
     registry: z.string({ error: 'is required; give the registry the role images are pushed to (npm run images), e.g. "registry.example.org/switch-vaas"' }).min(1),
     imageTag: z.string({ error: 'is required; give the tag the role images were pushed with, e.g. "0.1.0"' }).min(1),
@@ -72,11 +76,13 @@ const popSpec = z
         ctx.addIssue({ code: "custom", path: ["addresses", key], message: 'is not "<host>/<role>" for a host of the PoP' });
         continue;
       }
-      if (!(ROLES as readonly string[]).includes(component) && !(SERVICES as readonly string[]).includes(component)) {
-        ctx.addIssue({ code: "custom", path: ["addresses", key], message: `names "${component}", which is not a role; use an edge role, "lb", "mid" or "dns"` });
+      if (!(ROLES as readonly string[]).includes(component) && !(SERVICES as readonly string[]).includes(component) && component !== INSTANCE_MANAGER) {
+        ctx.addIssue({ code: "custom", path: ["addresses", key], message: `names "${component}", which is not a role; use an edge role, "lb", "mid", "dns" or "im"` });
         continue;
       }
-      if ((SERVICES as readonly string[]).includes(component)) {
+      if (component === INSTANCE_MANAGER) {
+        // One per host, which the key itself ensures.
+      } else if ((SERVICES as readonly string[]).includes(component)) {
         const where = placed.get(component as Service);
         if (where !== undefined) {
           ctx.addIssue({ code: "custom", path: ["addresses", key], message: `is a second ${component}; the PoP has one, on ${where}` });
@@ -109,6 +115,11 @@ const popSpec = z
         if (pop.addresses[`${host}/${edge}`] === undefined) {
           ctx.addIssue({ code: "custom", path: ["addresses"], message: `has no address for the ${edge} edge on ${host}; add "${host}/${edge}"` });
         }
+      }
+    }
+    for (const host of hosts.keys()) {
+      if (pop.addresses[`${host}/${INSTANCE_MANAGER}`] === undefined) {
+        ctx.addIssue({ code: "custom", path: ["addresses"], message: `has no address for ${host}'s instance manager; add "${host}/${INSTANCE_MANAGER}"` });
       }
     }
     for (const service of SERVICES) {

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { RecordingMocks, type Registration, evaluateOffline } from "../../automation/engine/offline.ts";
+import { RecordingMocks, type Registration, evaluateOffline, isSecretEnvelope } from "../../automation/engine/offline.ts";
 import { readStackConfig } from "../../automation/engine/stack-config.ts";
 import { dnsmasqConfig } from "../../components/cdn-pop/dns.ts";
 import { GIVEN_CONFIG } from "../../components/cdn-pop/images.ts";
@@ -12,12 +12,19 @@ const stacks = join(import.meta.dirname, "..", "..", "stacks");
 const vienna = JSON.parse(readStackConfig(join(stacks, "Pulumi.pop-vienna.yaml")).config["switch-vaas:pop"]!) as Record<string, unknown>;
 const local = JSON.parse(readStackConfig(join(stacks, "Pulumi.pop-local.yaml")).config["switch-vaas:pop"]!) as Record<string, unknown>;
 
+const KEYS = { host1: "key-of-host1-0123456789", host2: "key-of-host2-0123456789", host3: "key-of-host3-0123456789", local: "key-of-local-0123456789" };
+
+function configOf(pop: unknown, keys: Record<string, string> = KEYS): Record<string, string> {
+  return { "switch-vaas:pop": JSON.stringify(pop), "switch-vaas:reportKeys": JSON.stringify(keys) };
+}
+
 async function run(pop: unknown): Promise<Registration[]> {
   const mocks = new RecordingMocks((resource) => (resource.type === "docker:index/remoteImage:RemoteImage" ? { imageId: `sha256:image-of-${resource.name}` } : {}));
   await evaluateOffline(async () => (await import("../../stacks/cdn-pop.ts")).default(), {
     preview: false,
     mocks,
-    config: { "switch-vaas:pop": JSON.stringify(pop) },
+    config: configOf(pop),
+    secretKeys: ["switch-vaas:reportKeys"],
   });
   return mocks.registrations;
 }
@@ -54,13 +61,16 @@ describe("the Vienna PoP: three hosts, macvlan", () => {
   it("runs one container of its role image per running edge, and the load balancer, mid-cache and DNS", async () => {
     const byName = containers(await run(vienna));
     expect(Object.keys(byName).sort()).toEqual([
+      "pop-host1-im",
       "pop-host1-lb",
       "pop-host1-small",
       "pop-host1-vod",
+      "pop-host2-im",
       "pop-host2-large",
       "pop-host2-mid",
       "pop-host2-small",
       "pop-host3-dns",
+      "pop-host3-im",
       "pop-host3-small",
     ]);
     expect(byName["pop-host1-small"]!.inputs).toEqual({
@@ -103,7 +113,31 @@ describe("the Vienna PoP: three hosts, macvlan", () => {
     const images = ofType(await run(vienna), "docker:index/remoteImage:RemoteImage").map((image) => [image.name, image.inputs.name]);
     expect(images).toContainEqual(["pop-host1-edge-small", "registry.vienna.example.org/switch-vaas/pop-edge-small:0.1.0"]);
     expect(images).toContainEqual(["pop-host3-dns", "registry.vienna.example.org/switch-vaas/pop-dns:0.1.0"]);
-    expect(images).toHaveLength(8);
+    expect(images).toHaveLength(11);
+  });
+
+  it("runs an instance manager on every host, on the PoP network, reading the host's /proc, its key secret", async () => {
+    const byName = containers(await run(vienna));
+    const im = byName["pop-host2-im"]!.inputs;
+    expect(im).toMatchObject({
+      name: "pop-vienna-im",
+      image: "sha256:image-of-pop-host2-instance-manager",
+      networksAdvanced: [{ name: "pop-vienna", ipv4Address: "192.0.2.32" }],
+      mounts: [{ type: "bind", source: "/proc", target: "/host/proc", readOnly: true }],
+    });
+    expect(isSecretEnvelope(im.envs)).toBe(true);
+    const envs = (im.envs as { value: string[] }).value;
+    expect(envs).toEqual([
+      "POP=vienna",
+      "HOST=host2",
+      "PARENT_INTERFACE=eth0",
+      "LINK_MBPS=1000",
+      `EDGES=${JSON.stringify(["small", "large", "vod", "live"].map((role) => ({ role, statusUrl: `http://pop-vienna-${role}/pop-status` })))}`,
+      "REPORT_ENDPOINT=https://switch-vaas.example.org/v1/pops/vienna/reports",
+      `REPORT_KEY=${KEYS.host2}`,
+      "STAT_FILE=/host/proc/stat",
+      "NET_DEV_FILE=/host/proc/1/net/dev",
+    ]);
   });
 });
 
@@ -117,7 +151,7 @@ describe("the local PoP: one Docker host, bridge network", () => {
       options: {},
       ipamConfigs: [{ subnet: "172.28.0.0/24", gateway: "172.28.0.1" }],
     });
-    expect(Object.keys(containers(registrations))).toHaveLength(7);
+    expect(Object.keys(containers(registrations))).toHaveLength(8);
   });
 });
 
@@ -132,7 +166,7 @@ describe("a layout change", () => {
       addresses: { ...kept, "host3/live": "192.0.2.25" },
     };
     const after = containers(await run(next));
-    const unchanged = ["pop-host1-small", "pop-host2-small", "pop-host2-large", "pop-host3-small", "pop-host2-mid"];
+    const unchanged = ["pop-host1-small", "pop-host2-small", "pop-host2-large", "pop-host3-small", "pop-host2-mid", "pop-host1-im", "pop-host2-im", "pop-host3-im"];
     for (const name of unchanged) {
       expect(after[name]?.inputs, name).toEqual(before[name]?.inputs);
     }
@@ -156,13 +190,28 @@ describe("invalid PoP config, rejected before anything is registered", () => {
     ["an unknown role", { ...vienna, layout: { ...(vienna.layout as object), host3: ["small", "images"] } }, 'switch-vaas:pop.layout.host3[1] "images" is not an edge role; use "small", "large", "vod", "live"'],
     ["a layout that names an unknown host", { ...vienna, layout: { ...(vienna.layout as object), host9: ["small"] } }, "switch-vaas:pop.layout.host9 names no host of the PoP; remove it or add the host to hosts"],
     ["an edge without an address", { ...vienna, layout: { ...(vienna.layout as object), host3: ["small", "live"] } }, 'switch-vaas:pop.addresses has no address for the live edge on host3; add "host3/live"'],
+    [
+      "a host without an instance manager address",
+      { ...vienna, addresses: Object.fromEntries(Object.entries(vienna.addresses as object).filter(([key]) => key !== "host3/im")) },
+      `switch-vaas:pop.addresses has no address for host3's instance manager; add "host3/im"`,
+    ],
   ])("rejects %s", async (_case, pop, message) => {
     const mocks = new RecordingMocks();
-    const error = await evaluateOffline(async () => (await import("../../stacks/cdn-pop.ts")).default(), { mocks, config: { "switch-vaas:pop": JSON.stringify(pop) } }).catch(
+    const error = await evaluateOffline(async () => (await import("../../stacks/cdn-pop.ts")).default(), { mocks, config: configOf(pop) }).catch(
       (caught: unknown) => caught,
     );
     expect(error).toBeInstanceOf(InvalidArgumentsError);
     expect((error as Error).message).toBe(message);
+    expect(mocks.registrations).toEqual([]);
+  });
+
+  it("rejects a host without a report key, saying how to set one", async () => {
+    const mocks = new RecordingMocks();
+    const { host3: _missing, ...keys } = KEYS;
+    const error = await evaluateOffline(async () => (await import("../../stacks/cdn-pop.ts")).default(), { mocks, config: configOf(vienna, keys) }).catch(
+      (caught: unknown) => caught,
+    );
+    expect((error as Error).message).toBe(`switch-vaas:reportKeys.host3 is missing; set it: pulumi config set --secret --path 'reportKeys.host3' "$(openssl rand -hex 32)"`);
     expect(mocks.registrations).toEqual([]);
   });
 });

@@ -30,7 +30,7 @@ describe("offline preview (npm start)", () => {
     const { stdout, code } = await preview();
     expect(code).toBe(0);
     expect(stdout).toContain("Nothing was created");
-    expect(stdout).toContain("No kubeconfig is set for flexiops-edinburgh, arnes-ljubljana");
+    expect(stdout).toContain("Not set, so a placeholder stood in (pulumi up needs the real ones): switch-vaas:kubeconfigs.flexiops-edinburgh, switch-vaas:kubeconfigs.arnes-ljubljana.");
     expect(stdout).toContain("Resources (72):");
   });
 
@@ -42,11 +42,12 @@ describe("offline preview (npm start)", () => {
     expect(plan.outputs.clusters.local?.exposure).toBe("nodePort");
   });
 
-  it("plans the Vienna PoP: eight containers on three hosts", async () => {
+  it("plans the Vienna PoP: eleven containers on three hosts", async () => {
     const { stdout, code } = await preview("pop-vienna", "--json");
     expect(code).toBe(0);
     const plan = JSON.parse(stdout) as Plan;
-    expect(plan.registrations.filter((r) => r.type === "docker:index/container:Container")).toHaveLength(8);
+    expect(plan.registrations.filter((r) => r.type === "docker:index/container:Container")).toHaveLength(11);
+    expect(stdout).not.toContain("offline-placeholder-not-a-key");
     expect(plan.registrations.filter((r) => r.type === "pulumi:providers:docker")).toHaveLength(3);
   });
 

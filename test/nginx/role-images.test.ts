@@ -1,4 +1,6 @@
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { IMAGE_ENVIRONMENT, ROLE_IMAGES, roleImageContexts } from "../../components/cdn-pop/images.ts";
 import { nginxTest } from "../support/nginx.ts";
@@ -15,17 +17,27 @@ describe("role images", () => {
 
   it("has one per role, as the paper wrote one Dockerfile per role", () => {
     expect(contexts.map((context) => context.image)).toEqual([...ROLE_IMAGES]);
-    expect(ROLE_IMAGES).toEqual(["edge-small", "edge-large", "edge-vod", "edge-live", "mid", "lb", "dns"]);
+    expect(ROLE_IMAGES).toEqual(["edge-small", "edge-large", "edge-vod", "edge-live", "mid", "lb", "dns", "instance-manager"]);
   });
 
   it("copies only files its build context has", () => {
-    for (const context of contexts) {
+    for (const context of contexts.filter((candidate) => candidate.context === "files")) {
       for (const [, sources] of context.files.Dockerfile!.matchAll(/^COPY (.+) \S+$/gm)) {
         for (const source of sources!.split(" ")) {
           expect(Object.keys(context.files), `${context.image}: ${source}`).toContain(source);
         }
       }
     }
+  });
+
+  it("builds the instance manager from this repository's files", () => {
+    const dockerfile = contexts.find((context) => context.image === "instance-manager")!.files.Dockerfile!;
+    for (const [, sources] of dockerfile.matchAll(/^COPY (.+) \S+$/gm)) {
+      for (const source of sources!.split(" ")) {
+        expect(existsSync(join(import.meta.dirname, "..", "..", source)), source).toBe(true);
+      }
+    }
+    expect(dockerfile).toContain("automation/instance-manager/main.ts");
   });
 
   it.each(contexts.filter((context) => "nginx.conf.template" in context.files).map((context) => [context.image, context] as const))(
