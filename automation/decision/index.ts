@@ -5,6 +5,6 @@
  */
 export { type CandidateCluster, type Objective, type Participant, type Placement, type PlacementOptions, type PlacementRequest, type RankedCluster, placeConference } from "./placement.ts";
 export { type ConferenceSize, HD_PROFILE, PAPER_PROFILE, SIZING_PROFILES, type SizingProfile, type SizingRequest, TARGET_UTILISATION, bridgeVcpu, forwardedStreams, sizeConference } from "./sizing.ts";
-export { DEFAULT_LATENCY_MODEL, type LatencyModel, type MeasuredRtt } from "./latency.ts";
+export { DEFAULT_LATENCY_MODEL, type LatencyModel, type MeasuredRtt, modelRttMs } from "./latency.ts";
 export { greatCircleKm } from "./geometry.ts";
 export { parseCandidateClusters, parseMeasuredRtts, parsePlacementRequest } from "./schema.ts";

@@ -1,6 +1,6 @@
 import { parseCpuMillicores, parseMemoryBytes } from "../../components/quantity.ts";
 import { arcKm, writeUnitVector } from "./geometry.ts";
-import { DEFAULT_LATENCY_MODEL, type LatencyModel, type MeasuredRtt, type PreparedMeasurements, measuredRtt, prepareMeasurements } from "./latency.ts";
+import { DEFAULT_LATENCY_MODEL, type LatencyModel, type MeasuredRtt, type PreparedMeasurements, measuredRtt, modelRttMs, prepareMeasurements } from "./latency.ts";
 import { type ConferenceSize, PAPER_PROFILE, type SizingProfile, type SizingRequest, sizeConference } from "./sizing.ts";
 
 /** A participant's position; `country` (ISO 3166-1 alpha-2) when known, for measured RTTs by country. */
@@ -78,8 +78,7 @@ export function placeConference(request: PlacementRequest, clusters: Readonly<Re
   if (count === 0) {
     throw new Error("placeConference: there are no participants to place the conference near");
   }
-  const k = options.latency?.k ?? DEFAULT_LATENCY_MODEL.k;
-  const overheadMs = options.latency?.overheadMs ?? DEFAULT_LATENCY_MODEL.overheadMs;
+  const model: LatencyModel = { ...DEFAULT_LATENCY_MODEL, ...options.latency };
   const size = sizeConference(request, options.profile ?? PAPER_PROFILE);
   const objective = request.objective ?? "mean";
   const percentile = typeof objective === "object" ? objective.percentile : undefined;
@@ -107,7 +106,7 @@ export function placeConference(request: PlacementRequest, clusters: Readonly<Re
       const measured = measurements === undefined ? undefined : measuredRtt(measurements, points, offset, countries[i]);
       let rtt: number;
       if (measured === undefined) {
-        rtt = (k * arcKm(points, offset, sites.vectors, 3 * c)) / 100 + overheadMs;
+        rtt = modelRttMs(model, arcKm(points, offset, sites.vectors, 3 * c));
       } else {
         rtt = measured;
         measuredParticipants++;

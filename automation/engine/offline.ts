@@ -86,7 +86,7 @@ export interface OfflineResult<T> {
   outputs: T;
 }
 
-export const PROJECT = "switch-vaas";
+const PROJECT = "switch-vaas";
 const DEFAULT_STACK = "offline";
 
 /**

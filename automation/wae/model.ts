@@ -62,10 +62,6 @@ export function mapRoles(value: (role: Role) => number): RoleCounts {
   return { small: value("small"), large: value("large"), vod: value("vod"), live: value("live") };
 }
 
-export function containerCount(layout: Layout): number {
-  return Object.values(layout).reduce((sum, roles) => sum + roles.length, 0);
-}
-
 function clamp01(value: number): number {
   return value < 0 ? 0 : value > 1 ? 1 : value;
 }

@@ -59,6 +59,16 @@ function listenDirective(listen: Listen): string {
   return `listen ${listen.address.includes(":") ? `[${listen.address}]` : listen.address}:${listen.port} reuseport;`;
 }
 
+/** The on-disk cache and the one upstream a caching role proxies to. */
+function cacheAndUpstream(zone: string, size: string, upstream: string, server: string): string {
+  return `proxy_cache_path cache levels=1:2 keys_zone=${zone}:64m max_size=${size} inactive=7d use_temp_path=off;
+
+upstream ${upstream} {
+  server ${server};
+  keepalive 32;
+}`;
+}
+
 export interface EdgeConfig extends Common {
   role: Role;
   /** The mid-cache, "address:port". */
@@ -113,12 +123,7 @@ location ~* \\.(?:m3u8|mpd)$ {
 export function edgeConfig(config: EdgeConfig): string {
   return main(
     config,
-    `proxy_cache_path cache levels=1:2 keys_zone=edge:64m max_size=${config.cacheSize ?? "10g"} inactive=7d use_temp_path=off;
-
-upstream upstream {
-  server ${config.upstream};
-  keepalive 32;
-}
+    `${cacheAndUpstream("edge", config.cacheSize ?? "10g", "upstream", config.upstream)}
 
 map "" $pop_role {
   default ${config.role};
@@ -159,12 +164,7 @@ export interface MidCacheConfig extends Common {
 export function midCacheConfig(config: MidCacheConfig): string {
   return main(
     config,
-    `proxy_cache_path cache levels=1:2 keys_zone=mid:64m max_size=${config.cacheSize ?? "50g"} inactive=7d use_temp_path=off;
-
-upstream origin {
-  server ${config.origin};
-  keepalive 32;
-}
+    `${cacheAndUpstream("mid", config.cacheSize ?? "50g", "origin", config.origin)}
 
 server {
   ${listenDirective(config.listen)}

@@ -3,9 +3,6 @@ import { formatBytes, formatMillicores, parseCpuMillicores, parseMemoryBytes } f
 import { parseOrThrow } from "../validation.ts";
 import { MIN_POD } from "./jitsi.ts";
 
-/** The smallest pod that runs four containers, two of them JVMs: each at its floor. */
-export const MIN_CONFERENCE_MILLICORES = MIN_POD.millicores;
-export const MIN_CONFERENCE_BYTES = MIN_POD.bytes;
 
 /** Conference ids become namespace and stack names: `conf-<id>` must stay a DNS label (63 characters). */
 const MAX_ID_LENGTH = 40;
@@ -13,7 +10,8 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 const quantity = (kind: "cpu" | "memory") => {
   const parse = kind === "cpu" ? parseCpuMillicores : parseMemoryBytes;
-  const minimum = kind === "cpu" ? MIN_CONFERENCE_MILLICORES : MIN_CONFERENCE_BYTES;
+  // The smallest pod that runs four containers, two of them JVMs: each at its floor.
+  const minimum = kind === "cpu" ? MIN_POD.millicores : MIN_POD.bytes;
   const shownMinimum = kind === "cpu" ? formatMillicores(minimum) : formatBytes(minimum);
   const example = kind === "cpu" ? '"1500m" or "2"' : '"2Gi" or "1500Mi"';
   return z.string({ error: `is required; give a Kubernetes quantity, e.g. ${example}` }).superRefine((text, ctx) => {

@@ -15,7 +15,7 @@ import { performance } from "node:perf_hooks";
 import { uniformFloat64 } from "pure-rand/distribution/uniformFloat64";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
-import { type CandidateCluster, DEFAULT_LATENCY_MODEL, type Participant, type PlacementRequest, greatCircleKm, placeConference } from "../../automation/decision/index.ts";
+import { type CandidateCluster, DEFAULT_LATENCY_MODEL, type Participant, type PlacementRequest, greatCircleKm, modelRttMs, placeConference } from "../../automation/decision/index.ts";
 import { parseSites } from "../../components/testbed/sites.ts";
 import { DEFAULT_SITES } from "../../stacks/testbed.ts";
 
@@ -78,8 +78,7 @@ const roomy = (lat: number, lon: number): CandidateCluster => ({
 const testbed = Object.fromEntries(parseSites(DEFAULT_SITES, "sites").map((site) => [site.name, roomy(site.location.lat, site.location.lon)]));
 const clusterNames = Object.keys(testbed);
 const request = (participants: Participant[]): PlacementRequest => ({ participants, expectedParticipants: participants.length, lastN: 5, simulcast: true });
-const rtt = (participant: Participant, cluster: string) =>
-  (DEFAULT_LATENCY_MODEL.k * greatCircleKm(participant, testbed[cluster]!.location)) / 100 + DEFAULT_LATENCY_MODEL.overheadMs;
+const rtt = (participant: Participant, cluster: string) => modelRttMs(DEFAULT_LATENCY_MODEL, greatCircleKm(participant, testbed[cluster]!.location));
 const nearestTo = (participant: Participant) =>
   clusterNames.reduce((best, name) => (greatCircleKm(participant, testbed[name]!.location) < greatCircleKm(participant, testbed[best]!.location) ? name : best));
 
