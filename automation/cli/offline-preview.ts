@@ -13,7 +13,7 @@ import { parsePopSpec } from "../../components/cdn-pop/spec.ts";
 import { parseSites } from "../../components/testbed/sites.ts";
 import { InvalidArgumentsError } from "../../components/validation.ts";
 import { DEFAULT_SITES } from "../../stacks/testbed.ts";
-import { type Registration, displayInputs, displayOutputs, evaluateOffline } from "../engine/offline.ts";
+import { type Registration, displayInputs, displayOutputs, evaluateOffline, providerName } from "../engine/offline.ts";
 import { type StackConfig, readStackConfig } from "../engine/stack-config.ts";
 
 const STACKS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "stacks");
@@ -106,7 +106,7 @@ function printPlan(stackName: string, registrations: Registration[], outputs: un
   console.log(`\nResources (${registrations.length}):`);
   const width = Math.max(...registrations.map((registration) => registration.type.length));
   for (const registration of registrations) {
-    const via = registration.provider === undefined ? "" : `  (provider ${registration.provider.split("::").at(-2) ?? "?"})`;
+    const via = registration.provider === undefined ? "" : `  (provider ${providerName(registration) ?? "?"})`;
     console.log(`  + ${registration.type.padEnd(width)}  ${registration.name}${via}`);
   }
   const byType = new Map<string, number>();

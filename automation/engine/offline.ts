@@ -22,6 +22,11 @@ export interface Registration {
   inputs: Record<string, unknown>;
 }
 
+/** The Pulumi name of the provider a registration was created through (its URN ends in "::<name>"). */
+export function providerName(registration: Registration): string | undefined {
+  return registration.provider?.split("::").at(-2);
+}
+
 /** Values a real provider would compute after creating a resource (ids, endpoints), by resource. */
 export type ComputedOutputs = (resource: pulumi.runtime.MockResourceArgs) => Record<string, unknown>;
 
@@ -102,19 +107,20 @@ export async function evaluateOffline<T>(program: () => Promise<T>, options: Off
   pulumi.runtime.setAllConfig(options.config ?? {}, options.secretKeys ?? []);
   await pulumi.runtime.setMocks(mocks, PROJECT, options.stack ?? DEFAULT_STACK, options.preview ?? true);
   try {
-    const outputs = await program();
-    // Drains the registrations still in flight; the next evaluation installs a fresh monitor.
-    await pulumi.runtime.disconnect();
-    // Node reports unhandled rejections after the current turn; let it.
-    await new Promise((resolve) => setImmediate(resolve));
+    let outputs: T;
+    try {
+      outputs = await program();
+    } finally {
+      // Drains the registrations still in flight, after a failure too; the next evaluation
+      // installs a fresh monitor.
+      await pulumi.runtime.disconnect();
+      // Node reports unhandled rejections after the current turn; let it.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     if (stray.length > 0) {
       throw stray[0];
     }
     return { registrations: mocks.registrations, outputs };
-  } catch (error) {
-    await pulumi.runtime.disconnect();
-    await new Promise((resolve) => setImmediate(resolve));
-    throw error;
   } finally {
     process.off("unhandledRejection", collect);
   }

@@ -1,12 +1,12 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { RecordingMocks, type Registration, evaluateOffline, isSecretEnvelope } from "../../automation/engine/offline.ts";
+import { RecordingMocks, type Registration, evaluateOffline, isSecretEnvelope, providerName } from "../../automation/engine/offline.ts";
 import { readStackConfig } from "../../automation/engine/stack-config.ts";
 import { dnsmasqConfig } from "../../components/cdn-pop/dns.ts";
 import { GIVEN_CONFIG } from "../../components/cdn-pop/images.ts";
 import { loadBalancerConfig } from "../../components/cdn-pop/nginx.ts";
 import { InvalidArgumentsError } from "../../components/validation.ts";
-import { ofType, providerName } from "../support/pulumi.ts";
+import { ofType } from "../support/pulumi.ts";
 
 const stacks = join(import.meta.dirname, "..", "..", "stacks");
 const vienna = JSON.parse(readStackConfig(join(stacks, "Pulumi.pop-vienna.yaml")).config["switch-vaas:pop"]!) as Record<string, unknown>;

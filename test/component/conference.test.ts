@@ -1,10 +1,10 @@
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
-import { type OfflineResult, type Registration, isSecretEnvelope } from "../../automation/engine/offline.ts";
+import { type OfflineResult, type Registration, isSecretEnvelope, providerName } from "../../automation/engine/offline.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../components/quantity.ts";
 import { type ConferenceOutputs, LOAD_BALANCER_IP, TESTBED_CLUSTERS, conferenceMocks, nodePortAllocator, runConference } from "../support/conference.ts";
 import { isKubernetesObject, validateKubernetesObject } from "../support/kubernetes-schema.ts";
-import { ofType, outputOf, providerName } from "../support/pulumi.ts";
+import { ofType, outputOf } from "../support/pulumi.ts";
 
 type Env = { name: string; value?: string; valueFrom?: { secretKeyRef: { name: string; key: string } } };
 type ContainerSpec = {

@@ -1,11 +1,11 @@
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { type OfflineResult, RecordingMocks, type Registration, evaluateOffline, isSecretEnvelope } from "../../automation/engine/offline.ts";
+import { type OfflineResult, RecordingMocks, type Registration, evaluateOffline, isSecretEnvelope, providerName } from "../../automation/engine/offline.ts";
 import type { ClusterInfo } from "../../components/testbed/testbed.ts";
 import { isKubernetesObject, validateKubernetesObject } from "../support/kubernetes-schema.ts";
 import { kubeconfigFor } from "../support/kubeconfig.ts";
-import { ofType, outputOf, providerName } from "../support/pulumi.ts";
+import { ofType, outputOf } from "../support/pulumi.ts";
 
 const KUBECONFIGS = {
   "flexiops-edinburgh": kubeconfigFor("https://198.51.100.10:6443", "flexiops"),

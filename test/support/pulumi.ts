@@ -11,8 +11,3 @@ export function ofType(registrations: Registration[], type: string): Registratio
   return registrations.filter((registration) => registration.type === type);
 }
 
-/** The Pulumi name of the provider a registration was created through ("<urn>::<id>", the URN ending in "::<name>"). */
-export function providerName(registration: Registration): string | undefined {
-  const parts = registration.provider?.split("::");
-  return parts?.at(-2);
-}
