@@ -7,9 +7,9 @@ import { existsSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { stringify } from "yaml";
 import { z } from "zod";
 import { parsePopSpec } from "../../components/cdn-pop/spec.ts";
+import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
 import { parseSites } from "../../components/testbed/sites.ts";
 import { InvalidArgumentsError } from "../../components/validation.ts";
 import { DEFAULT_SITES } from "../../stacks/testbed.ts";
@@ -21,14 +21,7 @@ const DEFAULT_STACK = "testbed";
 /** Stands in for a report key the stack file does not set (secret, so never shown). */
 const PLACEHOLDER_REPORT_KEY = "offline-placeholder-not-a-key";
 /** Stands in for a kubeconfig the stack file does not set; its server name says so wherever it shows. */
-const PLACEHOLDER_KUBECONFIG = stringify({
-  apiVersion: "v1",
-  kind: "Config",
-  clusters: [{ name: "placeholder", cluster: { server: "https://kubeconfig-not-set.invalid" } }],
-  contexts: [{ name: "placeholder", context: { cluster: "placeholder", user: "placeholder" } }],
-  users: [{ name: "placeholder", user: {} }],
-  "current-context": "placeholder",
-});
+const PLACEHOLDER_KUBECONFIG = kubeconfigWithoutCredentials("https://kubeconfig-not-set.invalid", "placeholder");
 
 const USAGE = "usage: npm start -- [stack] [--json]   (stack: a stacks/Pulumi.<stack>.yaml; default testbed)";
 let parsed: ReturnType<typeof parseArgs<{ options: { json: { type: "boolean"; default: false } }; allowPositionals: true }>>;

@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { parse } from "yaml";
+import { parse, stringify } from "yaml";
 
 export interface ExistingClusterArgs {
   /** The cluster's kubeconfig (file contents). Kept secret wherever it goes. */
@@ -59,4 +59,19 @@ export function apiServerHost(kubeconfig: string, context?: string): string {
     throw new Error(`the kubeconfig has no server for context "${contextName ?? "(none)"}"`);
   }
   return new URL(server).hostname.replace(/^\[|\]$/g, "");
+}
+
+/**
+ * A kubeconfig that names a cluster's API server and carries no credentials: it can never
+ * authenticate, so it only stands in where nothing is contacted (offline previews, tests).
+ */
+export function kubeconfigWithoutCredentials(server: string, name: string): string {
+  return stringify({
+    apiVersion: "v1",
+    kind: "Config",
+    clusters: [{ name, cluster: { server } }],
+    contexts: [{ name, context: { cluster: name, user: name } }],
+    users: [{ name, user: {} }],
+    "current-context": name,
+  });
 }

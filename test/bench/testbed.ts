@@ -7,13 +7,13 @@ import * as pulumi from "@pulumi/pulumi";
 import { evaluateOffline } from "../../automation/engine/offline.ts";
 import type { SiteInput } from "../../components/testbed/sites.ts";
 import testbed, { DEFAULT_SITES } from "../../stacks/testbed.ts";
-import { kubeconfigFor } from "../support/kubeconfig.ts";
+import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
 import { RUNS, WARMUP, median, ratio } from "./measure.ts";
 
 function sitesTimes(copies: number): { sites: SiteInput[]; kubeconfigs: Record<string, string> } {
   const sites = Array.from({ length: copies }, (_, copy) => DEFAULT_SITES.map((site) => ({ ...site, name: `${site.name}-${copy}` }))).flat();
   const kubeconfigs = Object.fromEntries(
-    sites.filter((site) => site.provider === "kubeconfig").map((site) => [site.name, kubeconfigFor("https://192.0.2.1:6443")]),
+    sites.filter((site) => site.provider === "kubeconfig").map((site) => [site.name, kubeconfigWithoutCredentials("https://192.0.2.1:6443", "test")]),
   );
   return { sites, kubeconfigs };
 }

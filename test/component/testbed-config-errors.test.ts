@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { RecordingMocks, evaluateOffline } from "../../automation/engine/offline.ts";
 import { InvalidArgumentsError } from "../../components/validation.ts";
-import { kubeconfigFor } from "../support/kubeconfig.ts";
+import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
 
 const location = { city: "The Dalles", country: "US", lat: 45.59, lon: -121.18 };
 const gke = { name: "gcp-us-west1", provider: "gke", region: "us-west1", zone: "us-west1-b", location };
@@ -83,7 +83,7 @@ describe("testbed stack config errors", () => {
   it("accepts a valid configuration (the control for the table above)", async () => {
     const { error, registered } = await runTestbed({
       "switch-vaas:sites": [gke, existing],
-      "switch-vaas:kubeconfigs": { local: kubeconfigFor("https://192.0.2.1:6443") },
+      "switch-vaas:kubeconfigs": { local: kubeconfigWithoutCredentials("https://192.0.2.1:6443", "test") },
     });
     expect(error).toBeUndefined();
     expect(registered).toBeGreaterThan(0);

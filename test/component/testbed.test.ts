@@ -4,12 +4,12 @@ import { parse } from "yaml";
 import { type OfflineResult, RecordingMocks, type Registration, evaluateOffline, isSecretEnvelope, providerName } from "../../automation/engine/offline.ts";
 import type { ClusterInfo } from "../../components/testbed/testbed.ts";
 import { isKubernetesObject, validateKubernetesObject } from "../support/kubernetes-schema.ts";
-import { kubeconfigFor } from "../support/kubeconfig.ts";
+import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
 import { ofType, outputOf } from "../support/pulumi.ts";
 
 const KUBECONFIGS = {
-  "flexiops-edinburgh": kubeconfigFor("https://198.51.100.10:6443", "flexiops"),
-  "arnes-ljubljana": kubeconfigFor("https://arnes-k8s.example.org:6443", "arnes"),
+  "flexiops-edinburgh": kubeconfigWithoutCredentials("https://198.51.100.10:6443", "flexiops"),
+  "arnes-ljubljana": kubeconfigWithoutCredentials("https://arnes-k8s.example.org:6443", "arnes"),
 };
 
 /** What GKE would report for a new cluster. */

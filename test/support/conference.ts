@@ -1,6 +1,6 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { type OfflineResult, RecordingMocks, evaluateOffline } from "../../automation/engine/offline.ts";
-import { kubeconfigFor } from "./kubeconfig.ts";
+import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
 
 /** What a testbed stack's `clusters` output holds, for the clusters the conference tests use. */
 export const TESTBED_CLUSTERS = {
@@ -9,14 +9,14 @@ export const TESTBED_CLUSTERS = {
     region: "europe-west1",
     zone: "europe-west1-b",
     location: { city: "St. Ghislain", country: "BE", lat: 50.4542, lon: 3.8183 },
-    kubeconfig: kubeconfigFor("https://35.0.0.1", "gke-europe"),
+    kubeconfig: kubeconfigWithoutCredentials("https://35.0.0.1", "gke-europe"),
     exposure: "loadBalancer",
     capacity: { nodes: 2, vcpuPerNode: 1, memoryGiBPerNode: 3.75 },
   },
   "arnes-ljubljana": {
     provider: "kubeconfig",
     location: { city: "Ljubljana", country: "SI", lat: 46.0569, lon: 14.5058 },
-    kubeconfig: kubeconfigFor("https://193.2.1.10:6443", "arnes"),
+    kubeconfig: kubeconfigWithoutCredentials("https://193.2.1.10:6443", "arnes"),
     exposure: "nodePort",
     publicAddress: "193.2.1.10",
     capacity: { nodes: 2, vcpuPerNode: 1, memoryGiBPerNode: 4 },
@@ -24,7 +24,7 @@ export const TESTBED_CLUSTERS = {
   "flexiops-edinburgh": {
     provider: "kubeconfig",
     location: { city: "Edinburgh", country: "GB", lat: 55.9533, lon: -3.1883 },
-    kubeconfig: kubeconfigFor("https://k8s.flexiops.example:6443", "flexiops"),
+    kubeconfig: kubeconfigWithoutCredentials("https://k8s.flexiops.example:6443", "flexiops"),
     exposure: "nodePort",
     publicAddress: "k8s.flexiops.example",
     capacity: { nodes: 2, vcpuPerNode: 4, memoryGiBPerNode: 4 },

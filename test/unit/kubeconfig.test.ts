@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { apiServerHost } from "../../components/testbed/existing-cluster.ts";
-import { kubeconfigFor } from "../support/kubeconfig.ts";
+import { apiServerHost, kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
 
 describe("apiServerHost", () => {
   it.each([
@@ -8,11 +7,11 @@ describe("apiServerHost", () => {
     ["https://k8s.example.org", "k8s.example.org"],
     ["https://[2001:db8::1]:6443", "2001:db8::1"],
   ])("finds the host of %s", (server, host) => {
-    expect(apiServerHost(kubeconfigFor(server))).toBe(host);
+    expect(apiServerHost(kubeconfigWithoutCredentials(server, "test"))).toBe(host);
   });
 
   it("follows the named context rather than the current one", () => {
-    const two = `${kubeconfigFor("https://198.51.100.1:6443", "a")}`.replace("current-context: a", "current-context: b");
+    const two = `${kubeconfigWithoutCredentials("https://198.51.100.1:6443", "a")}`.replace("current-context: a", "current-context: b");
     expect(() => apiServerHost(two)).toThrow('the kubeconfig has no server for context "b"');
     expect(apiServerHost(two, "a")).toBe("198.51.100.1");
   });
