@@ -52,3 +52,11 @@ const degrees = (axis: string, limit: number) =>
 export const latitude = degrees("latitude (degrees north)", 90);
 /** Longitude in decimal degrees east, with fix-it messages. */
 export const longitude = degrees("longitude (degrees east)", 180);
+
+const LABEL = "[a-z0-9](?:[-a-z0-9]*[a-z0-9])?";
+/** One DNS label (RFC 1123): lowercase letters, digits and '-', starting and ending with a letter or digit. */
+export const DNS_LABEL = new RegExp(`^${LABEL}$`);
+/** A domain of two labels or more, e.g. "conf.example.org". */
+export const DNS_DOMAIN = new RegExp(`^${LABEL}(?:\\.${LABEL})+$`);
+/** A host name of one label or more, at most 253 characters. Dotted-decimal IPv4 addresses are such names too. */
+export const HOST_NAME = new RegExp(`^(?=.{1,253}$)${LABEL}(?:\\.${LABEL})*$`);

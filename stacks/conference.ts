@@ -4,7 +4,7 @@ import { z } from "zod";
 import { JitsiConference } from "../components/conference/jitsi-conference.ts";
 import { parseConferenceSpec } from "../components/conference/spec.ts";
 import { testbedClusters } from "../components/testbed/contract.ts";
-import { InvalidArgumentsError, parseOrThrow } from "../components/validation.ts";
+import { DNS_DOMAIN, InvalidArgumentsError, parseOrThrow } from "../components/validation.ts";
 
 /** The testbed stack of this project on a self-managed (DIY) backend; Pulumi Cloud needs "<org>/switch-vaas/testbed". */
 export const DEFAULT_TESTBED_STACK = "organization/switch-vaas/testbed";
@@ -14,7 +14,7 @@ const tlsConfig = z.strictObject(
   {
     domain: z
       .string({ error: 'is required; give the domain the certificate covers as "*.<domain>", e.g. "conf.example.org"' })
-      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$/, {
+      .regex(DNS_DOMAIN, {
         error: 'is not a domain name; give e.g. "conf.example.org"',
       }),
     certificate: z.string({ error: "is required; give the PEM certificate chain" }).regex(PEM, { error: "is not PEM; give the certificate chain as PEM text" }),

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ROLES, type Role } from "../../automation/wae/model.ts";
 import { type AddressPool, ipv4ToInt, usableAddresses } from "../../automation/wae/network.ts";
-import { parseOrThrow } from "../validation.ts";
+import { DNS_DOMAIN, DNS_LABEL, parseOrThrow } from "../validation.ts";
 
 /**
  * A CDN point of presence as the cdn-pop stack takes it (ARCHITECTURE.md "Stack contracts"):
@@ -15,7 +15,6 @@ export type Service = (typeof SERVICES)[number];
 export const INSTANCE_MANAGER = "im";
 export type Component = Role | Service | typeof INSTANCE_MANAGER;
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const label = (what: string) =>
   z.string({ error: `is required; name the ${what} with a DNS label` }).regex(DNS_LABEL, {
     error: (issue) => `${JSON.stringify(issue.input)} is not a DNS label; use lowercase letters, digits and '-'`,
@@ -49,7 +48,7 @@ const popSpec = z
     imageTag: z.string({ error: 'is required; give the tag the role images were pushed with, e.g. "0.1.0"' }).min(1),
     zone: z
       .string()
-      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$/, { error: (issue) => `${JSON.stringify(issue.input)} is not a DNS zone; give e.g. "vienna.cdn.example.org"` })
+      .regex(DNS_DOMAIN, { error: (issue) => `${JSON.stringify(issue.input)} is not a DNS zone; give e.g. "vienna.cdn.example.org"` })
       .optional(),
   })
   .superRefine((pop, ctx) => {

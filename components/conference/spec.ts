@@ -1,12 +1,11 @@
 import { z } from "zod";
 import { formatBytes, formatMillicores, parseCpuMillicores, parseMemoryBytes } from "../quantity.ts";
-import { parseOrThrow } from "../validation.ts";
+import { DNS_LABEL, parseOrThrow } from "../validation.ts";
 import { MIN_POD } from "./jitsi.ts";
 
 
 /** Conference ids become namespace and stack names: `conf-<id>` must stay a DNS label (63 characters). */
 const MAX_ID_LENGTH = 40;
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 const quantity = (kind: "cpu" | "memory") => {
   const parse = kind === "cpu" ? parseCpuMillicores : parseMemoryBytes;

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { latitude, longitude, parseOrThrow } from "../validation.ts";
+import { HOST_NAME, latitude, longitude, parseOrThrow } from "../validation.ts";
 
 /** How a cluster makes a conference's web and media ports reachable from the internet. */
 export type Exposure = "loadBalancer" | "nodePort";
@@ -38,14 +38,15 @@ export const DEFAULT_EXPOSURE: Readonly<Record<"gke" | "kubeconfig", Exposure>> 
 };
 
 const MAX_SITE_NAME_LENGTH = 30;
-const DNS_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+/** A DNS label that starts with a letter, as GKE cluster names must. */
+const SITE_NAME = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 
 const siteName = z
   .string({ error: "is required; name the site with a DNS label, e.g. \"gcp-us-west1\"" })
   .max(MAX_SITE_NAME_LENGTH, {
     error: `is longer than ${MAX_SITE_NAME_LENGTH} characters; shorten it (GKE cluster names are limited to 40 including Pulumi's suffix)`,
   })
-  .regex(DNS_LABEL, {
+  .regex(SITE_NAME, {
     error: "is not a DNS label; use lowercase letters, digits and '-', starting with a letter, e.g. \"gcp-us-west1\"",
   });
 
@@ -73,8 +74,7 @@ const perNode = (what: string) =>
     .positive({ error: `must be positive; give the ${what} of one node` });
 
 /** An IPv4 address or a DNS name. */
-const HOST = /^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}|(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$/;
-const publicAddress = z.string().regex(HOST, {
+const publicAddress = z.string().regex(HOST_NAME, {
   error: (issue) => `${JSON.stringify(issue.input)} is neither an IPv4 address nor a DNS name; give the address at which the nodes are reachable`,
 });
 
