@@ -60,3 +60,11 @@ export const DNS_LABEL = new RegExp(`^${LABEL}$`);
 export const DNS_DOMAIN = new RegExp(`^${LABEL}(?:\\.${LABEL})+$`);
 /** A host name of one label or more, at most 253 characters. Dotted-decimal IPv4 addresses are such names too. */
 export const HOST_NAME = new RegExp(`^(?=.{1,253}$)${LABEL}(?:\\.${LABEL})*$`);
+
+/** A Kubernetes quantity that `parse` (components/quantity.ts) reads, with fix-it messages naming `example`. */
+export const kubernetesQuantity = (parse: (text: string) => number | undefined, example: string) =>
+  z.string({ error: `is required; give a Kubernetes quantity, e.g. ${example}` }).refine((text) => parse(text) !== undefined, {
+    error: (issue) => `${JSON.stringify(issue.input)} is not a Kubernetes quantity; use e.g. ${example}`,
+    // Later checks (a minimum) need a quantity to compare.
+    abort: true,
+  });

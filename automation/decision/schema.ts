@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { expectedParticipants, lastN } from "../../components/conference/spec.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../components/quantity.ts";
-import { latitude, longitude, parseOrThrow } from "../../components/validation.ts";
+import { kubernetesQuantity, latitude, longitude, parseOrThrow } from "../../components/validation.ts";
 import type { MeasuredRtt } from "./latency.ts";
 import type { CandidateCluster, PlacementRequest } from "./placement.ts";
 
@@ -38,11 +38,6 @@ const placementRequest = z.strictObject(
   { error: "must be { participants, expectedParticipants, lastN, simulcast, objective? }" },
 );
 
-const quantity = (parse: (text: string) => number | undefined, example: string) =>
-  z.string({ error: `is required; give a Kubernetes quantity, e.g. ${example}` }).refine((text) => parse(text) !== undefined, {
-    error: (issue) => `${JSON.stringify(issue.input)} is not a Kubernetes quantity; use e.g. ${example}`,
-  });
-
 const positive = z.number({ error: "must be a number" }).positive({ error: "must be positive" });
 
 // Not strict: the testbed's clusters output carries more (kubeconfigs among it), which is dropped here.
@@ -52,7 +47,7 @@ const candidateClusters = z.record(
     location: z.object({ lat: latitude, lon: longitude }, { error: "is required; give { lat, lon }" }),
     capacity: z.object({ nodes: positive, vcpuPerNode: positive, memoryGiBPerNode: positive }, { error: "is required; give { nodes, vcpuPerNode, memoryGiBPerNode }" }),
     free: z.object(
-      { cpu: quantity(parseCpuMillicores, '"1500m"'), memory: quantity(parseMemoryBytes, '"4Gi"') },
+      { cpu: kubernetesQuantity(parseCpuMillicores, '"1500m"'), memory: kubernetesQuantity(parseMemoryBytes, '"4Gi"') },
       { error: 'is required; give what is free now as { cpu, memory }, e.g. { cpu: "1500m", memory: "4Gi" }' },
     ),
   }),

@@ -1,8 +1,7 @@
 import { z } from "zod";
 import { formatBytes, formatMillicores, parseCpuMillicores, parseMemoryBytes } from "../quantity.ts";
-import { DNS_LABEL, parseOrThrow } from "../validation.ts";
+import { DNS_LABEL, kubernetesQuantity, parseOrThrow } from "../validation.ts";
 import { MIN_POD } from "./jitsi.ts";
-
 
 /** Conference ids become namespace and stack names: `conf-<id>` must stay a DNS label (63 characters). */
 const MAX_ID_LENGTH = 40;
@@ -13,13 +12,8 @@ const quantity = (kind: "cpu" | "memory") => {
   const minimum = kind === "cpu" ? MIN_POD.millicores : MIN_POD.bytes;
   const shownMinimum = kind === "cpu" ? formatMillicores(minimum) : formatBytes(minimum);
   const example = kind === "cpu" ? '"1500m" or "2"' : '"2Gi" or "1500Mi"';
-  return z.string({ error: `is required; give a Kubernetes quantity, e.g. ${example}` }).superRefine((text, ctx) => {
-    const amount = parse(text);
-    if (amount === undefined) {
-      ctx.addIssue({ code: "custom", message: `${JSON.stringify(text)} is not a Kubernetes quantity; use e.g. ${example}` });
-    } else if (amount < minimum) {
-      ctx.addIssue({ code: "custom", message: `${JSON.stringify(text)} is below the ${shownMinimum} a Jitsi pod needs; give at least ${shownMinimum}` });
-    }
+  return kubernetesQuantity(parse, example).refine((text) => parse(text)! >= minimum, {
+    error: (issue) => `${JSON.stringify(issue.input)} is below the ${shownMinimum} a Jitsi pod needs; give at least ${shownMinimum}`,
   });
 };
 
