@@ -4,6 +4,7 @@ import { z } from "zod";
 import { parseOrThrow } from "../../components/validation.ts";
 import { type Host, type Layout, ROLES, type Role, type RoleCounts, demandShares, hostWeight } from "./model.ts";
 import { type Problem, SolverError, evaluate, rolesOf, solveExact, solvePaper, toMatrix } from "./orchestrate.ts";
+import { edgeRole, nonNegative, requestCounts } from "./schema.ts";
 
 /** The paper's threshold: every role's capacity share within ±0.1 of its request share. */
 export const DEFAULT_TOLERANCE = 0.1;
@@ -63,15 +64,8 @@ export interface LayoutResult {
   note?: string;
 }
 
-const nonNegative = (what: string) =>
-  z.number({ error: `is required; give the ${what}` }).min(0, { error: (issue) => `${String(issue.input)} is negative; give the ${what}, 0 or more` });
 const positive = (what: string) =>
   z.number({ error: `is required; give the ${what}` }).positive({ error: (issue) => `${String(issue.input)} is not positive; give the ${what}` });
-const role = z.enum(ROLES, { error: (issue) => `${JSON.stringify(issue.input)} is not an edge role; use ${ROLES.map((r) => `"${r}"`).join(", ")}` });
-const requestCount = z
-  .number({ error: "is required; give the number of requests (0 if none)" })
-  .int({ error: (issue) => `${String(issue.input)} is not a whole number of requests` })
-  .min(0, { error: (issue) => `${String(issue.input)} is negative; give the number of requests, 0 or more` });
 
 const layoutInput = z
   .strictObject({
@@ -84,8 +78,8 @@ const layoutInput = z
         }),
       )
       .min(1, { error: "is empty; a PoP needs at least one host" }),
-    requests: z.strictObject({ small: requestCount, large: requestCount, vod: requestCount, live: requestCount }),
-    current: z.record(z.string(), z.array(role)),
+    requests: requestCounts,
+    current: z.record(z.string(), z.array(edgeRole)),
     tolerance: z.number().gt(0, { error: "must be above 0" }).lt(1, { error: "must be below 1" }).optional(),
     strategy: z.enum(["auto", "exact", "paper"], { error: (issue) => `${JSON.stringify(issue.input)} is not a strategy; use "auto", "exact" or "paper"` }).optional(),
     maxMoves: z.number().int().min(1, { error: "must be at least 1" }).optional(),

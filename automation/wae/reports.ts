@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { parseOrThrow } from "../../components/validation.ts";
 import { type Host, type RoleCounts, mapRoles } from "./model.ts";
+import { nonNegative, requestCounts } from "./schema.ts";
 
 /**
  * The data collection module: what an instance manager reports for its host every period
@@ -8,12 +9,6 @@ import { type Host, type RoleCounts, mapRoles } from "./model.ts";
  * orchestration's input.
  */
 
-const nonNegative = (what: string) =>
-  z.number({ error: `is required; give the ${what}` }).min(0, { error: (issue) => `${String(issue.input)} is negative; give the ${what}, 0 or more` });
-const count = z
-  .number({ error: "is required; give the number of requests (0 if none)" })
-  .int({ error: (issue) => `${String(issue.input)} is not a whole number of requests` })
-  .min(0, { error: (issue) => `${String(issue.input)} is negative; give the number of requests, 0 or more` });
 const instant = z.iso.datetime({ offset: true, error: (issue) => `${JSON.stringify(issue.input)} is not an ISO 8601 time; give e.g. "2026-11-23T10:00:00Z"` });
 
 const instanceManagerReport = z
@@ -30,7 +25,7 @@ const instanceManagerReport = z
       linkMbps: nonNegative("link capacity in Mbit/s").refine((mbps) => mbps > 0, { error: "is 0; give the link capacity in Mbit/s" }),
       txMbps: nonNegative("average transmitted Mbit/s over the period"),
     }),
-    requests: z.strictObject({ small: count, large: count, vod: count, live: count }),
+    requests: requestCounts,
   })
   .superRefine((report, ctx) => {
     if (Date.parse(report.periodEnd) <= Date.parse(report.periodStart)) {

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { ROLES, type Role } from "../../automation/wae/model.ts";
 import { type AddressPool, ipv4ToInt, usableAddresses } from "../../automation/wae/network.ts";
+import { edgeRole } from "../../automation/wae/schema.ts";
 import { DNS_DOMAIN, DNS_LABEL, parseOrThrow } from "../validation.ts";
 
 /**
@@ -20,8 +21,6 @@ const label = (what: string) =>
     error: (issue) => `${JSON.stringify(issue.input)} is not a DNS label; use lowercase letters, digits and '-'`,
   });
 
-const role = z.enum(ROLES, { error: (issue) => `${JSON.stringify(issue.input)} is not an edge role; use ${ROLES.map((r) => `"${r}"`).join(", ")}` });
-
 const popSpec = z
   .strictObject({
     name: label("PoP"),
@@ -40,7 +39,7 @@ const popSpec = z
         }),
       )
       .min(1, { error: "is empty; a PoP needs at least one host" }),
-    layout: z.record(z.string(), z.array(role)),
+    layout: z.record(z.string(), z.array(edgeRole)),
     addresses: z.record(z.string(), z.string()),
     reportEndpoint: z.url({ error: "is required; give the URL the instance managers send their reports to" }),
     origin: z.string({ error: 'is required; give the origin as "host:port"' }).regex(/^[^\s:]+:\d+$/, { error: (issue) => `${JSON.stringify(issue.input)} is not "host:port"` }),
