@@ -115,14 +115,11 @@ export function usableAddresses(pool: AddressPool): { list: number[]; set: Set<n
   if (network === undefined) {
     throw new InvalidArgumentsError(problems);
   }
-  const [base, prefix] = network;
-  const size = 2 ** (32 - prefix);
-  const start = ipv4ToInt(base.toString())!;
-  const first = start - (start % size);
-  const inSubnet = (value: number) => value >= first && value < first + size;
+  const [first, last] = blockOf(network);
+  const inSubnet = (value: number) => value >= first && value <= last;
   // /31 and /32 have no network and broadcast addresses to leave out (RFC 3021).
-  const low = size > 2 ? first + 1 : first;
-  const high = size > 2 ? first + size - 2 : first + size - 1;
+  const low = last - first > 1 ? first + 1 : first;
+  const high = last - first > 1 ? last - 1 : last;
 
   const gateway = ipv4ToInt(pool.gateway);
   if (gateway === undefined || !inSubnet(gateway)) {
@@ -153,17 +150,18 @@ export function usableAddresses(pool: AddressPool): { list: number[]; set: Set<n
 
 function rangeOf(entry: string): [number, number] | undefined {
   if (entry.includes("/")) {
-    if (!ipaddr.IPv4.isValidCIDR(entry)) {
-      return undefined;
-    }
-    const [base, prefix] = ipaddr.IPv4.parseCIDR(entry);
-    const size = 2 ** (32 - prefix);
-    const start = ipv4ToInt(base.toString())!;
-    const first = start - (start % size);
-    return [first, first + size - 1];
+    return ipaddr.IPv4.isValidCIDR(entry) ? blockOf(ipaddr.IPv4.parseCIDR(entry)) : undefined;
   }
   const value = ipv4ToInt(entry);
   return value === undefined ? undefined : [value, value];
+}
+
+/** The first and last address of a CIDR block (its base address need not be the first). */
+function blockOf([base, prefix]: [ipaddr.IPv4, number]): [number, number] {
+  const size = 2 ** (32 - prefix);
+  const start = ipv4ToInt(base.toString())!;
+  const first = start - (start % size);
+  return [first, first + size - 1];
 }
 
 export function ipv4ToInt(address: string): number | undefined {
