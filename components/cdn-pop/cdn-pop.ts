@@ -89,7 +89,7 @@ export class CdnPop extends pulumi.ComponentResource {
         return remote.imageId;
       };
 
-      const container = (component: Component, image: RoleImage, settings: Pick<docker.ContainerArgs, "envs" | "uploads">) =>
+      const container = (component: Component, image: RoleImage, settings: Pick<docker.ContainerArgs, "envs" | "uploads" | "mounts">) =>
         new docker.Container(
           `${name}-${host.name}-${component}`,
           {
@@ -121,36 +121,22 @@ export class CdnPop extends pulumi.ComponentResource {
       // network answers for this host's containers only), so its settings never change with the
       // layout and it keeps its last reading and waiting reports across periods.
       const edges = ROLES.map((role) => ({ role, statusUrl: `http://pop-${pop.name}-${role}${STATUS_PATH}` }));
-      const reportKey = pulumi.secret(args.reportKeys[host.name]!);
-      new docker.Container(
-        `${name}-${host.name}-${INSTANCE_MANAGER}`,
-        {
-          name: `pop-${pop.name}-${INSTANCE_MANAGER}`,
-          image: imageId("instance-manager"),
-          networksAdvanced: [{ name: network.name, ipv4Address: addressOf(host.name, INSTANCE_MANAGER)! }],
-          envs: pulumi
-            .output(reportKey)
-            .apply((key) => [
-              `POP=${pop.name}`,
-              `HOST=${host.name}`,
-              `PARENT_INTERFACE=${host.parentInterface ?? DEFAULT_INTERFACE}`,
-              `LINK_MBPS=${host.linkMbps}`,
-              `EDGES=${JSON.stringify(edges)}`,
-              `REPORT_ENDPOINT=${pop.reportEndpoint}`,
-              `REPORT_KEY=${key}`,
-              `STAT_FILE=${HOST_PROC}/stat`,
-              `NET_DEV_FILE=${HOST_PROC}/1/net/dev`,
-            ]),
-          // The host's counters: its /proc, read-only; PID 1's network is the host's.
-          mounts: [{ type: "bind", source: "/proc", target: HOST_PROC, readOnly: true }],
-          labels: [
-            { label: "switch-vaas/pop", value: pop.name },
-            { label: "switch-vaas/role", value: INSTANCE_MANAGER },
-          ],
-          restart: "unless-stopped",
-        },
-        { ...hostOpts, deleteBeforeReplace: true },
-      );
+      container(INSTANCE_MANAGER, "instance-manager", {
+        // Secret, as the key in them is.
+        envs: pulumi.secret(args.reportKeys[host.name]!).apply((key) => [
+          `POP=${pop.name}`,
+          `HOST=${host.name}`,
+          `PARENT_INTERFACE=${host.parentInterface ?? DEFAULT_INTERFACE}`,
+          `LINK_MBPS=${host.linkMbps}`,
+          `EDGES=${JSON.stringify(edges)}`,
+          `REPORT_ENDPOINT=${pop.reportEndpoint}`,
+          `REPORT_KEY=${key}`,
+          `STAT_FILE=${HOST_PROC}/stat`,
+          `NET_DEV_FILE=${HOST_PROC}/1/net/dev`,
+        ]),
+        // The host's counters: its /proc, read-only; PID 1's network is the host's.
+        mounts: [{ type: "bind", source: "/proc", target: HOST_PROC, readOnly: true }],
+      });
 
       if (dns.host === host.name) {
         const config = dnsmasqConfig({ listen: { address: "0.0.0.0", port: DNS_PORT }, zone: pop.zone ?? `${pop.name}.cdn.internal`, loadBalancer: lb.address, midCache: mid.address, edges: discovered });
