@@ -80,6 +80,19 @@ export interface EdgeConfig extends Common {
 }
 
 /**
+ * Playlists, in a location nested in an edge's `location /`. proxy_pass is not inherited into a
+ * nested location, and an add_header there replaces all the outer ones, so both are repeated.
+ */
+function playlistLocation(caching: string, cacheStatus: string): string {
+  return `location ~* \\.(?:m3u8|mpd)$ {
+  proxy_pass http://upstream;
+${indent(caching, 2)}
+  add_header X-Pop-Role $pop_role always;
+  add_header X-Cache-Status ${cacheStatus} always;
+}`;
+}
+
+/**
  * Caching per content type (../shared/reference/placement.md §5.4): small objects cached an hour
  * with one upstream fetch per miss; large files in 1 MiB slices so ranges are served from cache;
  * VoD segments for a week and playlists for a minute; live playlists never cached and segments ten
@@ -99,25 +112,13 @@ proxy_cache_lock on;`,
   vod: `proxy_cache_key $scheme$host$uri$is_args$args;
 proxy_cache_lock on;
 proxy_cache_valid 200 7d;
-location ~* \\.(?:m3u8|mpd)$ {
-  proxy_pass http://upstream;
-  proxy_cache edge;
-  proxy_cache_valid 200 60s;
-  add_header X-Pop-Role $pop_role always;
-  add_header X-Cache-Status $upstream_cache_status always;
-}`,
+${playlistLocation("proxy_cache edge;\nproxy_cache_valid 200 60s;", "$upstream_cache_status")}`,
   live: `proxy_cache_key $scheme$host$uri$is_args$args;
 proxy_cache_valid 200 10s;
 proxy_cache_lock on;
 proxy_cache_lock_timeout 5s;
 proxy_cache_lock_age 5s;
-location ~* \\.(?:m3u8|mpd)$ {
-  proxy_pass http://upstream;
-  proxy_cache off;
-  expires -1;
-  add_header X-Pop-Role $pop_role always;
-  add_header X-Cache-Status BYPASS always;
-}`,
+${playlistLocation("proxy_cache off;\nexpires -1;", "BYPASS")}`,
 };
 
 export function edgeConfig(config: EdgeConfig): string {
