@@ -12,6 +12,7 @@ import { parsePopSpec } from "../../components/cdn-pop/spec.ts";
 import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
 import { parseSites } from "../../components/testbed/sites.ts";
 import { InvalidArgumentsError } from "../../components/validation.ts";
+import { DEFAULT_PROGRAM } from "../../stacks/index.ts";
 import { DEFAULT_SITES } from "../../stacks/testbed.ts";
 import { type Registration, displayInputs, displayOutputs, evaluateOffline, providerName } from "../engine/offline.ts";
 import { type StackConfig, readStackConfig } from "../engine/stack-config.ts";
@@ -68,7 +69,7 @@ try {
  * the plan says which.
  */
 function standInForMissingSecrets(config: StackConfig["config"], secretKeys: string[]): string[] {
-  const program = config["switch-vaas:program"] ?? DEFAULT_STACK;
+  const program = config["switch-vaas:program"] ?? DEFAULT_PROGRAM;
   const fill = (key: string, names: string[], placeholder: string): string[] => {
     const given = z.record(z.string(), z.string()).parse(JSON.parse(config[key] ?? "{}"));
     const missing = names.filter((name) => !(name in given));

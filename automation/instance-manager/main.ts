@@ -29,8 +29,9 @@ const environment = z.object({
   REPORT_ENDPOINT: z.url(),
   REPORT_KEY: z.string().min(16, { error: "must be at least 16 characters" }),
   PERIOD_SECONDS: z.coerce.number().int().positive().default(600),
-  STAT_FILE: z.string().default("/proc/stat"),
-  NET_DEV_FILE: z.string().default("/proc/net/dev"),
+  // Unset: the agent's defaults, this machine's own /proc.
+  STAT_FILE: z.string().optional(),
+  NET_DEV_FILE: z.string().optional(),
 });
 
 const parsed = environment.safeParse(process.env);
