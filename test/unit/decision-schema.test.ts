@@ -1,19 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { parseCandidateClusters, parseMeasuredRtts, parsePlacementRequest } from "../../automation/decision/index.ts";
-import { InvalidArgumentsError } from "../../components/validation.ts";
+import { invalidArgumentsMessage } from "../support/validation.ts";
 
 const valid = { participants: [{ lat: 46.05, lon: 14.5 }], expectedParticipants: 5, lastN: 5, simulcast: true };
 const cluster = { location: { lat: 46, lon: 14 }, capacity: { nodes: 2, vcpuPerNode: 4, memoryGiBPerNode: 16 }, free: { cpu: "8", memory: "32Gi" } };
-
-function messageOf(parse: () => unknown): string {
-  try {
-    parse();
-  } catch (error) {
-    expect(error).toBeInstanceOf(InvalidArgumentsError);
-    return (error as Error).message;
-  }
-  throw new Error("expected a validation error");
-}
 
 describe("placement request validation", () => {
   it.each([
@@ -27,7 +17,7 @@ describe("placement request validation", () => {
     ["a percentile over 100", { ...valid, objective: { percentile: 120 } }, "request.objective.percentile 120 is out of range; use a percentile above 0 and at most 100"],
     ["a missing simulcast", { ...valid, simulcast: undefined }, "request.simulcast is required; true or false"],
   ])("rejects %s", (_case, request, message) => {
-    expect(messageOf(() => parsePlacementRequest(request))).toBe(message);
+    expect(invalidArgumentsMessage(() => parsePlacementRequest(request))).toBe(message);
   });
 
   it("accepts a valid request", () => {
@@ -42,7 +32,7 @@ describe("candidate cluster validation", () => {
     ["no free capacity", { a: { ...cluster, free: undefined } }, 'clusters.a.free is required; give what is free now as { cpu, memory }, e.g. { cpu: "1500m", memory: "4Gi" }'],
     ["zero vCPU per node", { a: { ...cluster, capacity: { ...cluster.capacity, vcpuPerNode: 0 } } }, "clusters.a.capacity.vcpuPerNode must be positive"],
   ])("rejects %s", (_case, clusters, message) => {
-    expect(messageOf(() => parseCandidateClusters(clusters))).toBe(message);
+    expect(invalidArgumentsMessage(() => parseCandidateClusters(clusters))).toBe(message);
   });
 
   it("drops what placement does not need, such as kubeconfigs", () => {
@@ -52,6 +42,6 @@ describe("candidate cluster validation", () => {
 
 describe("measured RTT validation", () => {
   it("rejects an entry that is neither by country nor by area", () => {
-    expect(messageOf(() => parseMeasuredRtts({ a: [{ rttMs: 5 }] }))).toBe("measured.a[0] must be { country, rttMs } or { area: { lat, lon, radiusKm }, rttMs }");
+    expect(invalidArgumentsMessage(() => parseMeasuredRtts({ a: [{ rttMs: 5 }] }))).toBe("measured.a[0] must be { country, rttMs } or { area: { lat, lon, radiusKm }, rttMs }");
   });
 });

@@ -3,19 +3,14 @@ import { describe, expect, it } from "vitest";
 import { DEFAULT_EXPOSURE, KNOWN_MACHINE_TYPES, type SiteInput, parseSites } from "../../components/testbed/sites.ts";
 import { InvalidArgumentsError } from "../../components/validation.ts";
 import { DEFAULT_SITES } from "../../stacks/testbed.ts";
+import { invalidArgumentsMessage } from "../support/validation.ts";
 
 const location = { city: "Ljubljana", country: "SI", lat: 46.05, lon: 14.5 };
 const gke = { name: "gcp-x", provider: "gke", region: "europe-west1", zone: "europe-west1-b", location } as const;
 const existing = { name: "arnes", provider: "kubeconfig", location, vcpuPerNode: 1, memoryGiBPerNode: 4 } as const;
 
 function messageOf(value: unknown): string {
-  try {
-    parseSites(value, "sites");
-  } catch (error) {
-    expect(error).toBeInstanceOf(InvalidArgumentsError);
-    return (error as Error).message;
-  }
-  throw new Error("expected the sites to be rejected");
+  return invalidArgumentsMessage(() => parseSites(value, "sites"));
 }
 
 describe("parseSites", () => {
