@@ -1,9 +1,7 @@
-import type { Highs } from "highs";
-import { createRequire } from "node:module";
 import { z } from "zod";
 import { parseOrThrow } from "../../components/validation.ts";
 import { type Host, type Layout, ROLES, type Role, type RoleCounts, demandShares, hostWeight } from "./model.ts";
-import { type Problem, SolverError, evaluate, rolesOf, solveExact, solvePaper, toMatrix } from "./orchestrate.ts";
+import { type Problem, SolverError, evaluate, highsSolver, rolesOf, solveExact, solvePaper, toMatrix } from "./orchestrate.ts";
 import { edgeRole, nonNegative, requestCounts } from "./schema.ts";
 
 /** The paper's threshold: every role's capacity share within ±0.1 of its request share. */
@@ -108,20 +106,6 @@ export function parseLayoutInput(value: unknown, keyPrefix = "input"): LayoutInp
 }
 
 /**
- * HiGHS's loader, from its CommonJS build: the package's one set of types is read as CommonJS under
- * nodenext and as ES module by Node, so an ES default import type-checks as one thing and runs as
- * another; require() gives the loader function either way.
- */
-const loadHighs = createRequire(import.meta.url)("highs") as () => Promise<Highs>;
-
-let highs: Promise<Highs> | undefined;
-/** HiGHS, compiled to WebAssembly, loaded once per process. */
-function solver(): Promise<Highs> {
-  highs ??= loadHighs();
-  return highs;
-}
-
-/**
  * The WAE's orchestration for one period: keeps the running layout while it is within the
  * tolerance; otherwise computes a new one (exact or heuristic) aimed at HYSTERESIS × tolerance,
  * and moves towards it by at most maxMoves changes. A PoP always gets a layout: when none is within
@@ -189,7 +173,7 @@ async function solve(strategy: Strategy, problem: Problem, current: Uint8Array):
     const heuristic = solvePaper(problem, current);
     return { x: heuristic.x, outcome: heuristic.stop };
   }
-  const exact = solveExact(await solver(), problem, current);
+  const exact = solveExact(await highsSolver(), problem, current);
   return { x: exact.x, outcome: exact.status };
 }
 

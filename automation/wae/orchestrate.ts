@@ -1,4 +1,5 @@
 import type { Highs } from "highs";
+import { createRequire } from "node:module";
 import { ROLES, type Role } from "./model.ts";
 
 /**
@@ -223,6 +224,20 @@ export interface ExactResult {
   status: "optimal" | "infeasible";
   /** With status infeasible: the smallest worst share error any layout reaches. */
   closestError?: number;
+}
+
+/**
+ * HiGHS's loader, from its CommonJS build: the package's one set of types is read as CommonJS under
+ * nodenext and as ES module by Node, so an ES default import type-checks as one thing and runs as
+ * another; require() gives the loader function either way.
+ */
+const loadHighs = createRequire(import.meta.url)("highs") as () => Promise<Highs>;
+
+let highs: Promise<Highs> | undefined;
+/** HiGHS, compiled to WebAssembly, loaded once per process. */
+export function highsSolver(): Promise<Highs> {
+  highs ??= loadHighs();
+  return highs;
 }
 
 /** HiGHS answered with something other than a proof. */

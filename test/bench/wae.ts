@@ -10,13 +10,11 @@
  * baseline measured in the same run: validating and normalising the same input without solving.
  * Seeded: every run draws the same instances.
  */
-import type { Highs } from "highs";
-import { createRequire } from "node:module";
 import { uniformFloat64 } from "pure-rand/distribution/uniformFloat64";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 import { type Host, type LayoutInput, ROLES, computeLayout, demandShares, hostWeight, parseLayoutInput } from "../../automation/wae/index.ts";
-import { type Problem, evaluate, solveExact, solvePaper } from "../../automation/wae/orchestrate.ts";
+import { type Problem, evaluate, highsSolver, solveExact, solvePaper } from "../../automation/wae/orchestrate.ts";
 import { medianMs } from "./measure.ts";
 
 const INSTANCES = 1000;
@@ -42,7 +40,7 @@ function problemOf(hosts: Host[], requests: LayoutInput["requests"]): Problem {
   return { weights: Float64Array.from(hosts, hostWeight), demand: Float64Array.from(ROLES, (role) => demand[role]), tolerance: TOLERANCE };
 }
 
-const highs = await (createRequire(import.meta.url)("highs") as () => Promise<Highs>)();
+const highs = await highsSolver();
 
 console.log(`heuristic against exact, ${INSTANCES.toLocaleString("en")} random instances per size, tolerance ±${TOLERANCE}:`);
 console.log(`  ${"hosts".padEnd(6)}${"optimal".padStart(9)}${"extra mean".padStart(12)}${"extra max".padStart(11)}${"misses".padStart(8)}${"none exists".padStart(13)}`);

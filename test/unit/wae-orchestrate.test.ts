@@ -1,14 +1,13 @@
 import fc from "fast-check";
 import type { Highs } from "highs";
-import { createRequire } from "node:module";
 import { beforeAll, describe, expect, it } from "vitest";
-import { type Problem, evaluate, solveExact, solvePaper } from "../../automation/wae/orchestrate.ts";
+import { type Problem, evaluate, highsSolver, solveExact, solvePaper } from "../../automation/wae/orchestrate.ts";
 
 const M = 4;
 let highs: Highs;
 
 beforeAll(async () => {
-  highs = await (createRequire(import.meta.url)("highs") as () => Promise<Highs>)();
+  highs = await highsSolver();
 });
 
 function problemOf(weights: number[], requests: number[], tolerance = 0.1): Problem {
