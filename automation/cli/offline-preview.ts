@@ -8,12 +8,11 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { parsePopSpec } from "../../components/cdn-pop/spec.ts";
 import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
-import { parseSites } from "../../components/testbed/sites.ts";
-import { InvalidArgumentsError } from "../../components/validation.ts";
-import { DEFAULT_PROGRAM } from "../../stacks/index.ts";
-import { DEFAULT_SITES } from "../../stacks/testbed.ts";
+import { parsePopSpec } from "../../domain/contracts/cdn-pop.ts";
+import { DEFAULT_PROGRAM } from "../../domain/contracts/project.ts";
+import { DEFAULT_SITES, parseSites } from "../../domain/contracts/testbed.ts";
+import { InvalidArgumentsError } from "../../domain/errors.ts";
 import { type Registration, displayInputs, displayOutputs, evaluateOffline, providerName } from "../engine/offline.ts";
 import { type StackConfig, readStackConfig } from "../engine/stack-config.ts";
 

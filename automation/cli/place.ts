@@ -5,10 +5,9 @@
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { parseSites } from "../../components/testbed/sites.ts";
-import { InvalidArgumentsError } from "../../components/validation.ts";
-import { DEFAULT_SITES } from "../../stacks/testbed.ts";
-import { type Participant, type Placement, SIZING_PROFILES, parseCandidateClusters, parsePlacementRequest, placeConference } from "../decision/index.ts";
+import { DEFAULT_SITES, parseSites, siteCapacity } from "../../domain/contracts/testbed.ts";
+import { type Participant, type Placement, SIZING_PROFILES, candidateClusters, parseCandidateClusters, parsePlacementRequest, placeConference } from "../../domain/decision/index.ts";
+import { InvalidArgumentsError } from "../../domain/errors.ts";
 import { type IpLocation, MmdbIpLocator } from "../geolocation/ip-locator.ts";
 
 const USAGE = `usage: npm run place -- [options] <participant>...
@@ -116,16 +115,7 @@ function objectiveFrom(text: string): unknown {
 
 /** The paper's seven sites with all their capacity free. */
 function emptyPaperTestbed(): unknown {
-  return Object.fromEntries(
-    parseSites(DEFAULT_SITES, "sites").map((site) => [
-      site.name,
-      {
-        location: site.location,
-        capacity: site.capacity,
-        free: { cpu: String(site.capacity.nodes * site.capacity.vcpuPerNode), memory: `${site.capacity.nodes * site.capacity.memoryGiBPerNode}Gi` },
-      },
-    ]),
-  );
+  return candidateClusters(Object.fromEntries(parseSites(DEFAULT_SITES, "sites").map((site) => [site.name, { location: site.location, capacity: siteCapacity(site) }])), []);
 }
 
 function print(reports: ParticipantReport[], expected: number, lastN: number, simulcast: boolean, placement: Placement): void {

@@ -1,7 +1,7 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import type { Role } from "../wae/model.ts";
-import { type InstanceManagerReport, parseReport } from "../wae/reports.ts";
+import type { Role } from "../../domain/wae/model.ts";
+import { type InstanceManagerReport, parseReport } from "../../domain/wae/reports.ts";
+import { SIGNATURE_HEADER, sign } from "../../domain/wae/signature.ts";
 import { type CpuTimes, coresUsed, growth, parseProcStat, parseStubStatus, parseTxBytes } from "./counters.ts";
 
 /**
@@ -67,20 +67,6 @@ export interface SignedReport {
   signature: string;
 }
 
-/** The signature header's value: "sha256=" and the HMAC-SHA256 of the body, hex. */
-export function sign(body: string, key: string): string {
-  return `sha256=${createHmac("sha256", key).update(body).digest("hex")}`;
-}
-
-/** Checks a signature in constant time. */
-export function verify(body: string, signature: string, key: string): boolean {
-  const expected = Buffer.from(sign(body, key));
-  const given = Buffer.from(signature);
-  return expected.length === given.length && timingSafeEqual(expected, given);
-}
-
-export const SIGNATURE_HEADER = "x-switch-vaas-signature";
-
 export class InstanceManager {
   private previous: Reading | undefined;
   private readonly outbox: SignedReport[] = [];
@@ -90,7 +76,11 @@ export class InstanceManager {
   private readonly fetch: typeof fetch;
   private readonly sleep: (ms: number) => Promise<void>;
 
-  constructor(private readonly options: InstanceManagerOptions) {
+  private readonly options: InstanceManagerOptions;
+
+  // No parameter properties: the image runs this file with Node's type stripping, which refuses them.
+  constructor(options: InstanceManagerOptions) {
+    this.options = options;
     this.now = options.now ?? (() => new Date());
     this.fetch = options.fetch ?? fetch;
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));

@@ -3,7 +3,7 @@
  * (validated), one report per period, a clean stop on SIGTERM.
  */
 import { z } from "zod";
-import { ROLES } from "../wae/model.ts";
+import { ROLES } from "../../domain/wae/model.ts";
 import { InstanceManager } from "./agent.ts";
 
 const environment = z.object({

@@ -1,12 +1,11 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { serviceDiscovery } from "../../automation/wae/discovery.ts";
-import { ROLES, type Role } from "../../automation/wae/model.ts";
+import { type CdnPopOutputs, type Component, INSTANCE_MANAGER, type PopSpecInput, type Service, parseCdnPop } from "../../domain/contracts/cdn-pop.ts";
+import { serviceDiscovery } from "../../domain/wae/discovery.ts";
+import { ROLES } from "../../domain/wae/model.ts";
 import { dnsmasqConfig } from "./dns.ts";
 import { GIVEN_CONFIG, type RoleImage } from "./images.ts";
-import { InvalidArgumentsError } from "../validation.ts";
 import { STATUS_PATH, loadBalancerConfig } from "./nginx.ts";
-import { type Component, INSTANCE_MANAGER, type PopSpecInput, type Service, parsePopSpec } from "./spec.ts";
 
 export interface CdnPopArgs {
   /** The PoP: hosts, the WAE's edge layout and every container's address. Validated first. */
@@ -36,19 +35,14 @@ const DEFAULT_INTERFACE = "eth0";
  * the edges, so they are replaced when the set of edges changes.
  */
 export class CdnPop extends pulumi.ComponentResource {
-  /** The running edges' "address:port", by role. */
-  readonly endpoints: Record<Role, string[]>;
-  /** The load balancer's address: where the PoP's clients connect. */
-  readonly loadBalancer: string;
-  readonly midCache: string;
-  readonly dns: string;
+  /** The stack's outputs (domain/contracts/cdn-pop.ts documents each). */
+  readonly endpoints: CdnPopOutputs["endpoints"];
+  readonly loadBalancer: CdnPopOutputs["loadBalancer"];
+  readonly midCache: CdnPopOutputs["midCache"];
+  readonly dns: CdnPopOutputs["dns"];
 
   constructor(name: string, args: CdnPopArgs, opts?: pulumi.ComponentResourceOptions) {
-    const pop = parsePopSpec(args.pop, "pop");
-    const keyless = pop.hosts.filter((host) => args.reportKeys[host.name] === undefined).map((host) => host.name);
-    if (keyless.length > 0) {
-      throw new InvalidArgumentsError(keyless.map((host) => `reportKeys.${host} is missing; every host's instance manager signs its reports with its own key`));
-    }
+    const pop = parseCdnPop({ pop: args.pop, reportKeyHosts: Object.keys(args.reportKeys) }, "");
     super("switch-vaas:cdn-pop:CdnPop", name, {}, opts);
 
     const addressOf = (host: string, component: Component) => pop.addresses[`${host}/${component}`];
@@ -64,7 +58,7 @@ export class CdnPop extends pulumi.ComponentResource {
     this.dns = dns.address;
     // The WAE's service discovery: which addresses serve each role.
     const discovered = serviceDiscovery(pop.layout, pop.addresses).endpoints;
-    this.endpoints = Object.fromEntries(ROLES.map((role) => [role, discovered[role].map((address) => `${address}:${HTTP_PORT}`)])) as Record<Role, string[]>;
+    this.endpoints = Object.fromEntries(ROLES.map((role) => [role, discovered[role].map((address) => `${address}:${HTTP_PORT}`)])) as CdnPopOutputs["endpoints"];
 
     for (const host of pop.hosts) {
       const provider = new docker.Provider(`${name}-${host.name}`, { host: host.dockerHost, sshOpts: host.sshOpts }, { parent: this });

@@ -1,4 +1,4 @@
-import type { Role } from "../../automation/wae/model.ts";
+import type { Role } from "../../domain/wae/model.ts";
 
 /**
  * Which edge role serves a request, from its path: the load balancer cannot see a response's type

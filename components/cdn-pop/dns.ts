@@ -1,4 +1,4 @@
-import { ROLES, type Role } from "../../automation/wae/model.ts";
+import { ROLES, type Role } from "../../domain/wae/model.ts";
 import type { Listen } from "./nginx.ts";
 
 /**

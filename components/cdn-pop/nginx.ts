@@ -1,4 +1,4 @@
-import type { Role } from "../../automation/wae/model.ts";
+import type { Role } from "../../domain/wae/model.ts";
 import { CONTENT_RULES } from "./content.ts";
 
 /**

@@ -2,13 +2,14 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { isIPv4 } from "node:net";
-import { CONFERENCE_PRIORITY_CLASS, MANAGED_BY } from "../testbed/cluster-bootstrap.ts";
-import type { Exposure } from "../testbed/sites.ts";
-import { JVB_MEDIA_PORT } from "../testbed/testbed.ts";
+import { type ConferenceOutputs, type ConferenceSpecInput, conferenceName, parseConferenceSpec } from "../../domain/contracts/conference.ts";
+import type { Exposure } from "../../domain/contracts/testbed.ts";
+import { InvalidArgumentsError } from "../../domain/errors.ts";
 import {
   CONTAINERS,
   type ContainerName,
   JITSI_IMAGE_TAG,
+  JVB_MEDIA_PORT,
   PORTS,
   PUBLIC_HTTPS_PORT,
   XMPP,
@@ -17,28 +18,16 @@ import {
   javaHeap,
   jitsiImage,
   splitResources,
-} from "./jitsi.ts";
-import { InvalidArgumentsError } from "../validation.ts";
-import { parseConferenceSpec } from "./spec.ts";
+} from "../../domain/jitsi.ts";
+import { CONFERENCE_PRIORITY_CLASS, MANAGED_BY } from "../testbed/cluster-bootstrap.ts";
 
 type EnvVar = k8s.types.input.core.v1.EnvVar;
 type Container = k8s.types.input.core.v1.Container;
 type Probe = k8s.types.input.core.v1.Probe;
 type ProbeHandler = Pick<Probe, "httpGet" | "exec" | "tcpSocket">;
 
-export interface JitsiConferenceArgs {
-  /** Conference id, a DNS label of at most 40 characters; the namespace is `conf-<id>`. */
-  id: string;
-  /** Name of the testbed cluster the conference runs on (labels and outputs). */
-  cluster: string;
-  /** Participants the conference is sized for; also the room's hard cap (MAX_PARTICIPANTS). */
-  expectedParticipants: number;
-  /** Video streams each participant receives, -1 for all. */
-  lastN: number;
-  /** Whether senders send several qualities (simulcast) or one. */
-  simulcast: boolean;
-  /** The whole pod's CPU and memory as Kubernetes quantities; split across the four containers. */
-  resources: { cpu: string; memory: string };
+/** The conference as the service decided it (its fields are documented on the contract's schema), and where it runs. */
+export interface JitsiConferenceArgs extends ConferenceSpecInput {
   /** The cluster's Kubernetes provider; every object is created through it. */
   provider: k8s.Provider;
   /** How the cluster exposes conferences: a load balancer per conference, or node ports. */
@@ -78,14 +67,11 @@ const MAX_SERVICES = "1";
  * by the cluster's mode so that media reaches the bridge.
  */
 export class JitsiConference extends pulumi.ComponentResource {
-  /** Where participants join: https://… */
-  readonly url: pulumi.Output<string>;
-  /** The conference's namespace. */
-  readonly namespace: string;
-  /** The testbed cluster it runs on. */
-  readonly cluster: string;
-  /** Where participants send media: udp://<address>:<port>. */
-  readonly mediaEndpoint: pulumi.Output<string>;
+  /** The stack's outputs (domain/contracts/conference.ts documents each). */
+  readonly url: pulumi.Output<ConferenceOutputs["url"]>;
+  readonly namespace: ConferenceOutputs["namespace"];
+  readonly cluster: ConferenceOutputs["cluster"];
+  readonly mediaEndpoint: pulumi.Output<ConferenceOutputs["mediaEndpoint"]>;
 
   constructor(name: string, args: JitsiConferenceArgs, opts?: pulumi.ComponentResourceOptions) {
     const spec = parseConferenceSpec(
@@ -104,7 +90,7 @@ export class JitsiConference extends pulumi.ComponentResource {
     const tag = args.imageTag ?? JITSI_IMAGE_TAG;
     const parts = splitResources(spec.resources);
 
-    this.namespace = `conf-${id}`;
+    this.namespace = conferenceName(id);
     this.cluster = spec.cluster;
 
     const namespace = new k8s.core.v1.Namespace(

@@ -1,6 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { parse, stringify } from "yaml";
+import { YAMLError, parse, stringify } from "yaml";
+import { InvalidArgumentsError } from "../../domain/errors.ts";
 
 export interface ExistingClusterArgs {
   /** The cluster's kubeconfig (file contents). Kept secret wherever it goes. */
@@ -49,14 +50,28 @@ interface Kubeconfig {
 /**
  * The host of the API server a kubeconfig points at (for `context`, or its current context).
  * On clusters without a cloud load balancer it is usually a node's public address.
+ *
+ * The kubeconfig is a secret, so a problem with it is reported by `key` (the config key it came
+ * from) and position only: the YAML library's own message quotes the offending lines, tokens
+ * included.
  */
-export function apiServerHost(kubeconfig: string, context?: string): string {
-  const config = parse(kubeconfig) as Kubeconfig | null;
-  const contextName = context ?? config?.["current-context"];
-  const clusterName = config?.contexts?.find((entry) => entry.name === contextName)?.context?.cluster;
-  const server = config?.clusters?.find((entry) => entry.name === clusterName)?.cluster?.server;
-  if (server === undefined) {
-    throw new Error(`the kubeconfig has no server for context "${contextName ?? "(none)"}"`);
+export function apiServerHost(kubeconfig: string, context: string | undefined, key: string): string {
+  let config: unknown;
+  try {
+    config = parse(kubeconfig);
+  } catch (error) {
+    const where = error instanceof YAMLError && error.linePos !== undefined ? ` at line ${error.linePos[0].line}, column ${error.linePos[0].col}` : "";
+    throw new InvalidArgumentsError([`${key} is not YAML (${error instanceof YAMLError ? error.code : "unreadable"}${where}); give the kubeconfig file's contents`]);
+  }
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    throw new InvalidArgumentsError([`${key} is not a kubeconfig; give the kubeconfig file's contents, a YAML map with clusters, contexts and users`]);
+  }
+  const file = config as Kubeconfig;
+  const contextName = context ?? file["current-context"];
+  const clusterName = file.contexts?.find((entry) => entry.name === contextName)?.context?.cluster;
+  const server = file.clusters?.find((entry) => entry.name === clusterName)?.cluster?.server;
+  if (typeof server !== "string" || !URL.canParse(server)) {
+    throw new InvalidArgumentsError([`${key}: the kubeconfig has no server for context "${contextName ?? "(none)"}"; give a kubeconfig whose context names a cluster with a server URL`]);
   }
   return new URL(server).hostname.replace(/^\[|\]$/g, "");
 }

@@ -1,74 +1,26 @@
 import type * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { InvalidArgumentsError } from "../validation.ts";
+import { type Site, type SiteInput, TESTBED_CONFIG, type TestbedCluster, parseTestbed, siteCapacity } from "../../domain/contracts/testbed.ts";
+import { mediaUdpPorts } from "../../domain/jitsi.ts";
 import { ClusterBootstrap } from "./cluster-bootstrap.ts";
 import { ExistingCluster, apiServerHost } from "./existing-cluster.ts";
 import { GkeCluster } from "./gke-cluster.ts";
-import { type Exposure, type Site, type SiteInput, parseSites } from "./sites.ts";
-
-/** JVB's single media port (../shared/reference/jitsi.md §1.1); behind a load balancer every conference uses it. */
-export const JVB_MEDIA_PORT = 10000;
-/** Kubernetes' default --service-node-port-range, from which node-port conferences get their media port. */
-export const NODE_PORT_RANGE = "30000-32767";
-
-/** UDP ports a cluster's nodes must accept media on, by exposure mode. */
-export function mediaUdpPorts(exposure: Exposure): string[] {
-  return exposure === "loadBalancer" ? [String(JVB_MEDIA_PORT)] : [NODE_PORT_RANGE];
-}
 
 export interface TestbedArgs {
   /** The clusters of the testbed; see SiteInput. Validated before anything is created. */
-  sites: SiteInput[];
+  sites: readonly SiteInput[];
   /** Kubeconfig per kubeconfig site, by site name. Every kubeconfig site needs one. Defaults to none. */
   kubeconfigs?: Record<string, pulumi.Input<string>>;
 }
 
-/** One cluster of the testbed as other stacks see it (the testbed stack's `clusters` output). */
-export interface ClusterInfo {
-  provider: Site["provider"];
-  /** GCP region (gke sites). */
-  region?: string;
-  /** GCP zone (zonal gke sites). */
-  zone?: string;
-  location: { lat: number; lon: number; city: string; country: string };
-  /** Secret. */
-  kubeconfig: pulumi.Output<string>;
-  exposure: Exposure;
-  /**
-   * nodePort clusters: where their node ports are reachable from the internet. The site's
-   * publicAddress, else (kubeconfig sites) the host of the kubeconfig's API server.
-   */
-  publicAddress?: pulumi.Output<string>;
-  capacity: { nodes: number; vcpuPerNode: number; memoryGiBPerNode: number };
-}
-
 /**
- * Validates testbed arguments: the site list, and a kubeconfig for exactly the kubeconfig sites.
- * Messages name keys under `keyPrefix`; a stack passes "switch-vaas:" so they name its config keys.
+ * One cluster of the testbed as the component builds it: the contract's shape (TestbedCluster),
+ * with the values only a deployment knows (and the secret kubeconfig) as Outputs.
  */
-export function parseTestbedArgs(args: TestbedArgs, keyPrefix: string): Site[] {
-  const sites = parseSites(args.sites, `${keyPrefix}sites`);
-  const given = new Set(Object.keys(args.kubeconfigs ?? {}));
-  const problems: string[] = [];
-  for (const site of sites) {
-    if (site.provider === "kubeconfig" && !given.has(site.name)) {
-      problems.push(
-        `${keyPrefix}kubeconfigs.${site.name} is missing; the kubeconfig site "${site.name}" needs its cluster's kubeconfig` +
-          (keyPrefix === "" ? "" : `: pulumi config set --secret --path 'kubeconfigs.${site.name}' "$(cat kubeconfig.yaml)"`),
-      );
-    }
-  }
-  const kubeconfigSites = new Set(sites.filter((site) => site.provider === "kubeconfig").map((site) => site.name));
-  for (const name of given) {
-    if (!kubeconfigSites.has(name)) {
-      problems.push(`${keyPrefix}kubeconfigs.${name} names no kubeconfig site; remove it or add a kubeconfig site called "${name}"`);
-    }
-  }
-  if (problems.length > 0) {
-    throw new InvalidArgumentsError(problems);
-  }
-  return sites;
-}
+export type ClusterOutput = Omit<TestbedCluster, "kubeconfig" | "publicAddress"> & {
+  kubeconfig: pulumi.Output<string>;
+  publicAddress?: pulumi.Output<string>;
+};
 
 /**
  * The paper's testbed: one cluster per site — GKE clusters created here, existing clusters reached
@@ -76,12 +28,12 @@ export function parseTestbedArgs(args: TestbedArgs, keyPrefix: string): Site[] {
  */
 export class Testbed extends pulumi.ComponentResource {
   /** Every cluster by site name, in the shape of the testbed stack's `clusters` output. */
-  readonly clusters: Record<string, ClusterInfo>;
+  readonly clusters: Record<string, ClusterOutput>;
   /** Each cluster's Kubernetes provider, by site name. */
   readonly providers: Record<string, k8s.Provider>;
 
   constructor(name: string, args: TestbedArgs, opts?: pulumi.ComponentResourceOptions) {
-    const sites = parseTestbedArgs(args, "");
+    const sites = parseTestbed({ sites: args.sites, kubeconfigNames: Object.keys(args.kubeconfigs ?? {}) }, "");
     super("switch-vaas:testbed:Testbed", name, {}, opts);
 
     this.clusters = {};
@@ -124,7 +76,7 @@ export class Testbed extends pulumi.ComponentResource {
         kubeconfig: cluster.kubeconfig,
         exposure: site.exposure,
         ...(site.exposure === "nodePort" ? { publicAddress: publicAddressOf(site, cluster.kubeconfig) } : {}),
-        capacity: { ...site.capacity },
+        capacity: siteCapacity(site),
       };
     }
 
@@ -138,5 +90,5 @@ function publicAddressOf(site: Site, kubeconfig: pulumi.Output<string>): pulumi.
   }
   const context = site.provider === "kubeconfig" ? site.context : undefined;
   // The API server's host is not a secret, though it is read from one.
-  return pulumi.unsecret(kubeconfig.apply((text) => apiServerHost(text, context)));
+  return pulumi.unsecret(kubeconfig.apply((text) => apiServerHost(text, context, `${TESTBED_CONFIG.kubeconfigs}.${site.name}`)));
 }

@@ -15,9 +15,9 @@ import { performance } from "node:perf_hooks";
 import { uniformFloat64 } from "pure-rand/distribution/uniformFloat64";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
-import { type CandidateCluster, DEFAULT_LATENCY_MODEL, type Participant, type PlacementRequest, greatCircleKm, modelRttMs, placeConference } from "../../automation/decision/index.ts";
-import { parseSites } from "../../components/testbed/sites.ts";
-import { DEFAULT_SITES } from "../../stacks/testbed.ts";
+import { type CandidateCluster, DEFAULT_LATENCY_MODEL, type Participant, type PlacementRequest, greatCircleKm, modelRttMs, placeConference } from "../../domain/decision/index.ts";
+import { parseSites } from "../../domain/contracts/testbed.ts";
+import { DEFAULT_SITES } from "../../domain/contracts/testbed.ts";
 
 const CONFERENCES = 10_000;
 const LOCAL_SHARE = 0.7;

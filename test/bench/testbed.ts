@@ -6,8 +6,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { evaluateOffline } from "../../automation/engine/offline.ts";
 import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
-import type { SiteInput } from "../../components/testbed/sites.ts";
-import testbed, { DEFAULT_SITES } from "../../stacks/testbed.ts";
+import type { SiteInput } from "../../domain/contracts/testbed.ts";
+import { DEFAULT_SITES } from "../../domain/contracts/testbed.ts";
+import testbed from "../../stacks/testbed.ts";
 import { RUNS, WARMUP, median, ratio } from "./measure.ts";
 
 function sitesTimes(copies: number): { sites: SiteInput[]; kubeconfigs: Record<string, string> } {

@@ -5,7 +5,7 @@ import { readStackConfig } from "../../automation/engine/stack-config.ts";
 import { dnsmasqConfig } from "../../components/cdn-pop/dns.ts";
 import { GIVEN_CONFIG } from "../../components/cdn-pop/images.ts";
 import { loadBalancerConfig } from "../../components/cdn-pop/nginx.ts";
-import { InvalidArgumentsError } from "../../components/validation.ts";
+import { InvalidArgumentsError } from "../../domain/errors.ts";
 import { ofType } from "../support/pulumi.ts";
 
 const stacks = join(import.meta.dirname, "..", "..", "stacks");
@@ -14,7 +14,13 @@ const local = JSON.parse(readStackConfig(join(stacks, "Pulumi.pop-local.yaml")).
 
 const KEYS = { host1: "key-of-host1-0123456789", host2: "key-of-host2-0123456789", host3: "key-of-host3-0123456789", local: "key-of-local-0123456789" };
 
-function configOf(pop: unknown, keys: Record<string, string> = KEYS): Record<string, string> {
+/** The keys of the PoP's own hosts: a key for a host the PoP does not have is refused. */
+function keysOf(pop: unknown): Record<string, string> {
+  const hosts = new Set(((pop as { hosts?: { name: string }[] }).hosts ?? []).map((host) => host.name));
+  return Object.fromEntries(Object.entries(KEYS).filter(([host]) => hosts.has(host)));
+}
+
+function configOf(pop: unknown, keys: Record<string, string> = keysOf(pop)): Record<string, string> {
   return { "switch-vaas:pop": JSON.stringify(pop), "switch-vaas:reportKeys": JSON.stringify(keys) };
 }
 
@@ -207,7 +213,7 @@ describe("invalid PoP config, rejected before anything is registered", () => {
 
   it("rejects a host without a report key, saying how to set one", async () => {
     const mocks = new RecordingMocks();
-    const { host3: _missing, ...keys } = KEYS;
+    const { host3: _missing, ...keys } = keysOf(vienna);
     const error = await evaluateOffline(async () => (await import("../../stacks/cdn-pop.ts")).default(), { mocks, config: configOf(vienna, keys) }).catch(
       (caught: unknown) => caught,
     );

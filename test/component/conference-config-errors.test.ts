@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { InvalidArgumentsError } from "../../components/validation.ts";
+import { InvalidArgumentsError } from "../../domain/errors.ts";
 import { TESTBED_CLUSTERS, conferenceMocks, nodePortAllocator, runConference } from "../support/conference.ts";
 
 const valid = { id: "physics-101", cluster: "gcp-europe-west1", expectedParticipants: 20, lastN: 5, simulcast: true, resources: { cpu: "2", memory: "3Gi" } };

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type OfflineResult, type Registration, isSecretEnvelope, providerName } from "../../automation/engine/offline.ts";
-import { parseCpuMillicores, parseMemoryBytes } from "../../components/quantity.ts";
+import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 import { type ConferenceOutputs, LOAD_BALANCER_IP, TESTBED_CLUSTERS, conferenceMocks, nodePortAllocator, runConference } from "../support/conference.ts";
 import { isKubernetesObject, validateKubernetesObject } from "../support/kubernetes-schema.ts";
 import { ofType, outputOf } from "../support/pulumi.ts";

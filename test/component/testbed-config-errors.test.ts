@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { RecordingMocks, evaluateOffline } from "../../automation/engine/offline.ts";
-import { InvalidArgumentsError } from "../../components/validation.ts";
+import { InvalidArgumentsError } from "../../domain/errors.ts";
 import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
 
 const location = { city: "The Dalles", country: "US", lat: 45.59, lon: -121.18 };

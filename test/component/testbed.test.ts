@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { type OfflineResult, RecordingMocks, type Registration, evaluateOffline, isSecretEnvelope, providerName } from "../../automation/engine/offline.ts";
-import type { ClusterInfo } from "../../components/testbed/testbed.ts";
+import type { ClusterOutput } from "../../components/testbed/testbed.ts";
 import { isKubernetesObject, validateKubernetesObject } from "../support/kubernetes-schema.ts";
 import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
 import { ofType, outputOf } from "../support/pulumi.ts";
@@ -34,7 +34,7 @@ const GKE_SITES = [
 const EXISTING_SITES = ["arnes-ljubljana", "flexiops-edinburgh"] as const;
 const ALL_SITES = [...GKE_SITES.map(([name]) => name), ...EXISTING_SITES].sort();
 
-let result: OfflineResult<{ clusters: Record<string, ClusterInfo> }>;
+let result: OfflineResult<{ clusters: Record<string, ClusterOutput> }>;
 let registrations: Registration[];
 
 beforeAll(async () => {

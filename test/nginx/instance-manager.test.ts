@@ -4,9 +4,10 @@ import { type IncomingMessage, type Server, createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { InstanceManager, SIGNATURE_HEADER, verify } from "../../automation/instance-manager/agent.ts";
+import { InstanceManager } from "../../automation/instance-manager/agent.ts";
+import { SIGNATURE_HEADER, verify } from "../../domain/wae/signature.ts";
 import { coresUsed, growth, parseProcStat, parseStubStatus, parseTxBytes } from "../../automation/instance-manager/counters.ts";
-import { type InstanceManagerReport, parseReport } from "../../automation/wae/reports.ts";
+import { type InstanceManagerReport, parseReport } from "../../domain/wae/reports.ts";
 import { STATUS_PATH, edgeConfig } from "../../components/cdn-pop/nginx.ts";
 import { type RunningNginx, freePort, originConfig, startNginx } from "../support/nginx.ts";
 

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ROLES } from "../../automation/wae/model.ts";
+import { ROLES } from "../../domain/wae/model.ts";
 import { roleForPath } from "../../components/cdn-pop/content.ts";
 import { STATUS_PATH, edgeConfig, loadBalancerConfig, midCacheConfig } from "../../components/cdn-pop/nginx.ts";
 import { nginxTest } from "../support/nginx.ts";

@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { ROLES, type Role } from "../../automation/wae/model.ts";
+import { ROLES, type Role } from "../../domain/wae/model.ts";
 import { edgeConfig, loadBalancerConfig, midCacheConfig } from "../../components/cdn-pop/nginx.ts";
 import { type RunningNginx, freePort, originConfig, startNginx } from "./nginx.ts";
 

@@ -1,5 +1,5 @@
 import { expect } from "vitest";
-import { InvalidArgumentsError } from "../../components/validation.ts";
+import { InvalidArgumentsError } from "../../domain/errors.ts";
 
 /** The message of the InvalidArgumentsError `parse` throws; the test fails if it throws anything else, or nothing. */
 export function invalidArgumentsMessage(parse: () => unknown): string {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseCandidateClusters, parseMeasuredRtts, parsePlacementRequest } from "../../automation/decision/index.ts";
+import { parseCandidateClusters, parseMeasuredRtts, parsePlacementRequest } from "../../domain/decision/index.ts";
 import { invalidArgumentsMessage } from "../support/validation.ts";
 
 const valid = { participants: [{ lat: 46.05, lon: 14.5 }], expectedParticipants: 5, lastN: 5, simulcast: true };

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { greatCircleKm } from "../../automation/decision/index.ts";
+import { greatCircleKm } from "../../domain/decision/index.ts";
 import { type IpLocator, MmdbIpLocator, interpretRecord } from "../../automation/geolocation/ip-locator.ts";
 
 const LJUBLJANA = { lat: 46.0569, lon: 14.5058 };

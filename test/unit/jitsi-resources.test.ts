@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { CONTAINERS, MIN_POD, bridgePart, javaHeap, podForBridge, splitResources } from "../../components/conference/jitsi.ts";
-import { formatBytes, formatMillicores, parseCpuMillicores, parseMemoryBytes } from "../../components/quantity.ts";
+import { CONTAINERS, MIN_POD, bridgePart, javaHeap, podForBridge, splitResources } from "../../domain/jitsi.ts";
+import { formatBytes, formatMillicores, parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 
 const MIB = 1024 * 1024;
 

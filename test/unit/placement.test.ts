@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type CandidateCluster, type Objective, type Participant, type PlacementRequest, placeConference, sizeConference } from "../../automation/decision/index.ts";
+import { type CandidateCluster, type Objective, type Participant, type PlacementRequest, placeConference, sizeConference } from "../../domain/decision/index.ts";
 
 /** The paper's seven sites, each with two 4-vCPU nodes free (room for any conference these tests make). */
 const SITES: Record<string, [number, number]> = {

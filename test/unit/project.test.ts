@@ -3,12 +3,11 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { parsePopSpec } from "../../components/cdn-pop/spec.ts";
-import { parseConferenceSpec } from "../../components/conference/spec.ts";
-import { parseSites } from "../../components/testbed/sites.ts";
-import { DEFAULT_TESTBED_STACK } from "../../stacks/conference.ts";
-import { DEFAULT_PROGRAM } from "../../stacks/index.ts";
-import { DEFAULT_SITES } from "../../stacks/testbed.ts";
+import { CDN_POP_CONFIG, parsePopSpec } from "../../domain/contracts/cdn-pop.ts";
+import { CONFERENCE_CONFIG, DEFAULT_TESTBED_STACK, parseConferenceSpec } from "../../domain/contracts/conference.ts";
+import { DEFAULT_PROGRAM, PROGRAM_KEY } from "../../domain/contracts/project.ts";
+import { DEFAULT_SITES, TESTBED_CONFIG, parseSites } from "../../domain/contracts/testbed.ts";
+import { readSources } from "../support/architecture.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const read = (path: string) => readFileSync(join(root, path), "utf8");
@@ -50,16 +49,11 @@ describe("Pulumi.yaml", () => {
     expect(project.config.program?.default).toBe(DEFAULT_PROGRAM);
   });
 
-  it("declares every config key a stack program reads", () => {
-    const stackSources = readdirSync(join(root, "stacks")).filter((file) => file.endsWith(".ts"));
-    const read = new Set<string>();
-    for (const file of stackSources) {
-      for (const match of readFileSync(join(root, "stacks", file), "utf8").matchAll(/\bconfig\.(?:get|require)\w*(?:<[^>]*>)?\("([\w-]+)"\)/g)) {
-        read.add(match[1]!);
-      }
-    }
-    expect(read.size).toBeGreaterThan(0);
-    expect([...read].filter((key) => !(key in project.config))).toEqual([]);
+  it("declares exactly the config keys of the stack contracts, and only stacks/config.ts reads config", () => {
+    const contractKeys = [PROGRAM_KEY, ...Object.values(TESTBED_CONFIG), ...Object.values(CONFERENCE_CONFIG), ...Object.values(CDN_POP_CONFIG)];
+    expect(contractKeys.sort()).toEqual(Object.keys(project.config).sort());
+    const readers = [...readSources(root)].filter(([, source]) => /new pulumi\.Config\(/.test(source)).map(([path]) => path);
+    expect(readers).toEqual(["stacks/config.ts"]);
   });
 
   it("keeps the testbedStack default in step with the conference program", () => {
@@ -101,19 +95,6 @@ describe("package", () => {
     expect(pkg.name).toBe("switch-vaas");
     expect(pkg.engines.node).toBe(">=20");
     expect(Object.keys(pkg.scripts)).toEqual(expect.arrayContaining(["build", "typecheck", "lint", "test", "bench", "start"]));
-  });
-});
-
-describe("architecture", () => {
-  it("keeps decision code pure: no Pulumi, no I/O, no clock, no randomness (STYLE habit 8)", () => {
-    const dir = join(root, "automation", "decision");
-    for (const file of readdirSync(dir)) {
-      const source = readFileSync(join(dir, file), "utf8");
-      expect(source, file).not.toMatch(/from "@pulumi|from "node:|Date\.now|new Date|Math\.random|process\./);
-      for (const [, imported] of source.matchAll(/from "(\.[^"]+)"/g)) {
-        expect(imported, `${file} imports ${imported}`).toMatch(/^\.\/|^\.\.\/\.\.\/components\/(quantity|validation|conference\/jitsi|conference\/spec)\.ts$/);
-      }
-    }
   });
 });
 

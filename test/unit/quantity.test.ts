@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { formatBytes, formatMillicores, parseCpuMillicores, parseMemoryBytes } from "../../components/quantity.ts";
+import { formatBytes, formatMillicores, parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 
 describe("Kubernetes quantities", () => {
   it.each([

@@ -1,8 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_EXPOSURE, KNOWN_MACHINE_TYPES, type SiteInput, parseSites } from "../../components/testbed/sites.ts";
-import { InvalidArgumentsError } from "../../components/validation.ts";
-import { DEFAULT_SITES } from "../../stacks/testbed.ts";
+import { DEFAULT_EXPOSURE, DEFAULT_SITES, KNOWN_MACHINE_TYPES, type SiteInput, parseSites, siteCapacity } from "../../domain/contracts/testbed.ts";
+import { InvalidArgumentsError } from "../../domain/errors.ts";
 import { invalidArgumentsMessage } from "../support/validation.ts";
 
 const location = { city: "Ljubljana", country: "SI", lat: 46.05, lon: 14.5 };
@@ -95,11 +94,13 @@ describe("parseSites properties", () => {
         const sites = parseSites(input, "sites");
         expect(sites.map((site) => site.name)).toEqual(input.map((site) => site.name));
         sites.forEach((site, index) => {
+          // A parsed site parses to itself, so stacks can hand components what they parsed.
+          expect(parseSites([site], "sites")[0]).toEqual(site);
           const given = input[index]!;
           expect(site.exposure).toBe(DEFAULT_EXPOSURE[site.provider]);
-          expect(site.capacity.nodes).toBe(given.nodes);
+          expect(siteCapacity(site).nodes).toBe(given.nodes);
           const perNode = "machineType" in given ? KNOWN_MACHINE_TYPES[given.machineType]! : { vcpu: given.vcpuPerNode, memoryGiB: given.memoryGiBPerNode };
-          expect(site.capacity).toEqual({ nodes: given.nodes, vcpuPerNode: perNode.vcpu, memoryGiBPerNode: perNode.memoryGiB });
+          expect(siteCapacity(site)).toEqual({ nodes: given.nodes, vcpuPerNode: perNode.vcpu, memoryGiBPerNode: perNode.memoryGiB });
         });
       }),
     );

@@ -1,8 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { HD_PROFILE, PAPER_PROFILE, TARGET_UTILISATION, bridgeVcpu, forwardedStreams, sizeConference } from "../../automation/decision/index.ts";
-import { CONTAINERS } from "../../components/conference/jitsi.ts";
-import { parseCpuMillicores, parseMemoryBytes } from "../../components/quantity.ts";
+import { HD_PROFILE, PAPER_PROFILE, TARGET_UTILISATION, bridgeVcpu, forwardedStreams, sizeConference } from "../../domain/decision/index.ts";
+import { CONTAINERS } from "../../domain/jitsi.ts";
+import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 
 describe("sizing calibration", () => {
   it("puts the paper's saturation point at exactly one vCPU: 18 participants, last-N unlimited, simulcast on", () => {

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type AddressPool, AddressPoolExhaustedError, type Layout, ROLES, assignAddresses, combineReports, parseReport, serviceDiscovery } from "../../automation/wae/index.ts";
-import { InvalidArgumentsError } from "../../components/validation.ts";
+import { type AddressPool, type Layout, ROLES, assignAddresses, combineReports, parseReport, serviceDiscovery } from "../../domain/wae/index.ts";
+import { ExhaustedError, InvalidArgumentsError } from "../../domain/errors.ts";
 
 const POOL: AddressPool = { subnet: "192.0.2.0/28", gateway: "192.0.2.1", excluded: ["192.0.2.2", "192.0.2.12/30"] };
 // 192.0.2.0/28: hosts .1-.14; minus gateway .1, .2 and .12-.15: .3 to .11 are usable (9 addresses).
@@ -28,7 +28,7 @@ describe("network integration", () => {
   it("fails clearly when the pool is exhausted", () => {
     const layout = Object.fromEntries(["a", "b", "c"].map((host) => [host, [...ROLES]]));
     expect(() => assignAddresses(POOL, layout)).toThrow(
-      new AddressPoolExhaustedError("192.0.2.0/28 has no free address for c/large: all 9 usable addresses are taken; widen the subnet or exclude fewer addresses"),
+      new ExhaustedError("192.0.2.0/28 has no free address for c/large: all 9 usable addresses are taken; widen the subnet or exclude fewer addresses"),
     );
   });
 

@@ -1,10 +1,12 @@
 import fc from "fast-check";
-import type { Highs } from "highs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { type Problem, evaluate, highsSolver, solveExact, solvePaper } from "../../automation/wae/orchestrate.ts";
+import { highsSolver } from "../../automation/solver/highs.ts";
+import { solvePaper } from "../../domain/wae/heuristic.ts";
+import { type MilpSolver, solveExact } from "../../domain/wae/milp.ts";
+import { type Problem, evaluate } from "../../domain/wae/problem.ts";
 
 const M = 4;
-let highs: Highs;
+let highs: MilpSolver;
 
 beforeAll(async () => {
   highs = await highsSolver();

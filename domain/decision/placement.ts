@@ -1,35 +1,9 @@
-import { parseCpuMillicores, parseMemoryBytes } from "../../components/quantity.ts";
+import { InvalidArgumentsError } from "../errors.ts";
+import { parseCpuMillicores, parseMemoryBytes } from "../quantity.ts";
 import { arcKm, writeUnitVector } from "./geometry.ts";
-import { DEFAULT_LATENCY_MODEL, type LatencyModel, type MeasuredRtt, type PreparedMeasurements, measuredRtt, modelRttMs, prepareMeasurements } from "./latency.ts";
-import { type ConferenceSize, PAPER_PROFILE, type SizingProfile, type SizingRequest, sizeConference } from "./sizing.ts";
-
-/** A participant's position; `country` (ISO 3166-1 alpha-2) when known, for measured RTTs by country. */
-export interface Participant {
-  lat: number;
-  lon: number;
-  country?: string;
-}
-
-/**
- * What placement minimises over participants: the mean participant–bridge RTT, the worst RTT
- * between two participants through the bridge (the sum of their two RTTs), or a percentile of the
- * participant–bridge RTTs.
- */
-export type Objective = "mean" | "worstPair" | { percentile: number };
-
-export interface PlacementRequest extends SizingRequest {
-  participants: Participant[];
-  /** Defaults to "mean". */
-  objective?: Objective;
-}
-
-/** A cluster as the testbed's `clusters` output describes it, with what is free on it now. */
-export interface CandidateCluster {
-  location: { lat: number; lon: number };
-  capacity: { nodes: number; vcpuPerNode: number; memoryGiBPerNode: number };
-  /** Kubernetes quantities. */
-  free: { cpu: string; memory: string };
-}
+import { DEFAULT_LATENCY_MODEL, type LatencyModel, type PreparedMeasurements, measuredRtt, modelRttMs, prepareMeasurements } from "./latency.ts";
+import type { CandidateCluster, MeasuredRtt, PlacementRequest } from "./schema.ts";
+import { type ConferenceSize, PAPER_PROFILE, type SizingProfile, sizeConference } from "./sizing.ts";
 
 export interface PlacementOptions {
   /** Defaults to DEFAULT_LATENCY_MODEL. */
@@ -76,7 +50,7 @@ const NANOSECONDS_PER_MS = 1e6;
 export function placeConference(request: PlacementRequest, clusters: Readonly<Record<string, CandidateCluster>>, options: PlacementOptions = {}): Placement {
   const count = request.participants.length;
   if (count === 0) {
-    throw new Error("placeConference: there are no participants to place the conference near");
+    throw new InvalidArgumentsError(["placeConference: there are no participants to place the conference near"]);
   }
   const model: LatencyModel = { ...DEFAULT_LATENCY_MODEL, ...options.latency };
   const size = sizeConference(request, options.profile ?? PAPER_PROFILE);

@@ -1,3 +1,4 @@
+import { InvalidArgumentsError } from "../errors.ts";
 import { type Layout, ROLES, type Role } from "./model.ts";
 import { type EdgeKey, edgeKey, ipv4ToInt } from "./network.ts";
 
@@ -30,7 +31,7 @@ export function serviceDiscovery(layout: Layout, addresses: Readonly<Record<Edge
       }
       const address = addresses[edgeKey(host, role)];
       if (address === undefined) {
-        throw new Error(`serviceDiscovery: the running edge ${edgeKey(host, role)} has no address; assign addresses first`);
+        throw new InvalidArgumentsError([`serviceDiscovery: the running edge ${edgeKey(host, role)} has no address; assign addresses first`]);
       }
       endpoints[role].push(address);
       return { role, running: true, address };

@@ -1,4 +1,5 @@
 import { arcKm, writeUnitVector } from "./geometry.ts";
+import type { MeasuredRtt } from "./schema.ts";
 
 /**
  * Predicted round-trip time between a participant and a cluster:
@@ -21,13 +22,6 @@ export const DEFAULT_INFLATION = 2.0;
 /** A typical broadband or mobile access round trip. */
 export const DEFAULT_OVERHEAD_MS = 5;
 export const DEFAULT_LATENCY_MODEL: LatencyModel = { k: DEFAULT_INFLATION, overheadMs: DEFAULT_OVERHEAD_MS };
-
-/**
- * A measured round trip from a cluster to participants in a country (ISO 3166-1 alpha-2, known
- * when a participant was located by IP or gives it) or in an area (a circle). The smallest area
- * containing the participant wins, then the country, then the model.
- */
-export type MeasuredRtt = { rttMs: number } & ({ country: string } | { area: { lat: number; lon: number; radiusKm: number } });
 
 /** A cluster's measured figures, prepared for fast lookup. */
 export interface PreparedMeasurements {

@@ -1,14 +1,24 @@
 import { z } from "zod";
-import { ROLES, type Role } from "../../automation/wae/model.ts";
-import { type AddressPool, ipv4ToInt, usableAddresses } from "../../automation/wae/network.ts";
-import { edgeRole } from "../../automation/wae/schema.ts";
+import { InvalidArgumentsError } from "../errors.ts";
 import { DNS_DOMAIN, DNS_LABEL, parseOrThrow } from "../validation.ts";
+import { ROLES, type Role } from "../wae/model.ts";
+import { type AddressPool, ipv4ToInt, usableAddresses } from "../wae/network.ts";
+import { edgeRole } from "../wae/schema.ts";
 
 /**
- * A CDN point of presence as the cdn-pop stack takes it (ARCHITECTURE.md "Stack contracts"):
- * hosts, the WAE's edge layout, and an address for every container. Besides the edges, one host
- * each runs the load balancer ("lb") and the mid-cache ("mid"), placed by their address keys.
+ * The cdn-pop stack's contract (ARCHITECTURE.md "Stack contracts"): a CDN point of presence as
+ * stack `pop-<name>` takes it — hosts, the WAE's edge layout, and an address for every container.
+ * Besides the edges, one host each runs the load balancer ("lb"), the mid-cache ("mid") and the
+ * DNS ("dns"), placed by their address keys.
  */
+
+/** Config keys of a cdn-pop stack, in the project's namespace. */
+export const CDN_POP_CONFIG = { pop: "pop", reportKeys: "reportKeys" } as const;
+
+/** The stack of a PoP. */
+export function popStackName(pop: string): string {
+  return `pop-${pop}`;
+}
 
 export const SERVICES = ["lb", "mid", "dns"] as const;
 export type Service = (typeof SERVICES)[number];
@@ -134,3 +144,50 @@ export type PopSpecInput = z.input<typeof popSpec>;
 export function parsePopSpec(value: unknown, keyPrefix: string): PopSpec {
   return parseOrThrow(popSpec, value, keyPrefix);
 }
+
+/** Every host's report key. Secret: no message quotes a value. */
+const reportKeys = z.record(z.string(), z.string({ error: "must be the key as a string" }).min(16, { error: "is too short; give a random key of at least 16 characters" }), {
+  error: "must be a map from host name to key",
+});
+
+/** Validates the reportKeys config; errors name each bad entry under `keyPrefix`, never its value. */
+export function parseReportKeys(value: unknown, keyPrefix: string): Record<string, string> {
+  return parseOrThrow(reportKeys, value, keyPrefix);
+}
+
+/**
+ * Validates a PoP and that exactly its hosts have report keys (by the names of the keys given).
+ * Messages name keys under `keyPrefix`; a stack passes "switch-vaas:" so that they name its config
+ * keys and say how to set them.
+ */
+export function parseCdnPop(value: { pop: unknown; reportKeyHosts: readonly string[] }, keyPrefix: string): PopSpec {
+  const pop = parsePopSpec(value.pop, `${keyPrefix}${CDN_POP_CONFIG.pop}`);
+  const hosts = new Set(pop.hosts.map((host) => host.name));
+  const given = new Set(value.reportKeyHosts);
+  const key = (host: string) => `${keyPrefix}${CDN_POP_CONFIG.reportKeys}.${host}`;
+  const problems = [
+    ...pop.hosts
+      .filter((host) => !given.has(host.name))
+      .map((host) =>
+        keyPrefix === ""
+          ? `${key(host.name)} is missing; every host's instance manager signs its reports with its own key`
+          : `${key(host.name)} is missing; set it: pulumi config set --secret --path '${CDN_POP_CONFIG.reportKeys}.${host.name}' "$(openssl rand -hex 32)"`,
+      ),
+    ...[...given].filter((host) => !hosts.has(host)).map((host) => `${key(host)} names no host of the PoP; remove it or add the host to ${keyPrefix}${CDN_POP_CONFIG.pop}.hosts`),
+  ];
+  if (problems.length > 0) {
+    throw new InvalidArgumentsError(problems);
+  }
+  return pop;
+}
+
+/** The outputs of a cdn-pop stack. */
+export const cdnPopOutputs = z.object({
+  /** The running edges' "address:port", by role. */
+  endpoints: z.record(z.enum(ROLES), z.array(z.string())),
+  /** The load balancer's address: where the PoP's clients connect. */
+  loadBalancer: z.string(),
+  midCache: z.string(),
+  dns: z.string(),
+});
+export type CdnPopOutputs = z.output<typeof cdnPopOutputs>;

@@ -1,7 +1,10 @@
 import { z } from "zod";
-import { parseOrThrow } from "../../components/validation.ts";
+import { SolverError } from "../errors.ts";
+import { parseOrThrow } from "../validation.ts";
+import { solvePaper } from "./heuristic.ts";
+import { type MilpSolver, solveExact } from "./milp.ts";
 import { type Host, type Layout, ROLES, type Role, type RoleCounts, demandShares, hostWeight } from "./model.ts";
-import { type Problem, SolverError, evaluate, highsSolver, rolesOf, solveExact, solvePaper, toMatrix } from "./orchestrate.ts";
+import { type Problem, evaluate, rolesOf, toMatrix } from "./problem.ts";
 import { edgeRole, nonNegative, requestCounts } from "./schema.ts";
 
 /** The paper's threshold: every role's capacity share within ±0.1 of its request share. */
@@ -110,8 +113,10 @@ export function parseLayoutInput(value: unknown, keyPrefix = "input"): LayoutInp
  * tolerance; otherwise computes a new one (exact or heuristic) aimed at HYSTERESIS × tolerance,
  * and moves towards it by at most maxMoves changes. A PoP always gets a layout: when none is within
  * the tolerance the closest is returned with feasible: false.
+ *
+ * Synchronous given its solver (automation/solver loads HiGHS); the heuristic never calls it.
  */
-export async function computeLayout(raw: LayoutInput): Promise<LayoutResult> {
+export function computeLayout(raw: LayoutInput, solver: MilpSolver): LayoutResult {
   const input = parseLayoutInput(raw);
   const names = input.hosts.map((host) => host.name);
   const weights = Float64Array.from(input.hosts, hostWeight);
@@ -145,10 +150,10 @@ export async function computeLayout(raw: LayoutInput): Promise<LayoutResult> {
   let target: { x: Uint8Array; outcome: string; note?: string };
   try {
     const tight: Problem = { ...problem, tolerance: tolerance * HYSTERESIS };
-    target = await solve(strategy, tight, current);
+    target = solve(solver, strategy, tight, current);
     if (!evaluate(tight, target.x).feasible) {
       // No layout with a margin: take what the full tolerance allows (or the closest).
-      target = await solve(strategy, problem, current);
+      target = solve(solver, strategy, problem, current);
     }
   } catch (error) {
     if (!(error instanceof SolverError)) {
@@ -168,12 +173,12 @@ export async function computeLayout(raw: LayoutInput): Promise<LayoutResult> {
   return result(target.x, target.outcome, notes);
 }
 
-async function solve(strategy: Strategy, problem: Problem, current: Uint8Array): Promise<{ x: Uint8Array; outcome: string }> {
+function solve(solver: MilpSolver, strategy: Strategy, problem: Problem, current: Uint8Array): { x: Uint8Array; outcome: string } {
   if (strategy === "paper") {
     const heuristic = solvePaper(problem, current);
     return { x: heuristic.x, outcome: heuristic.stop };
   }
-  const exact = solveExact(await highsSolver(), problem, current);
+  const exact = solveExact(solver, problem, current);
   return { x: exact.x, outcome: exact.status };
 }
 

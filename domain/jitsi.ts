@@ -4,7 +4,9 @@
  * config files. Sources: ../shared/reference/jitsi.md (cited by section) and
  * jitsi/docker-jitsi-meet at the pinned tag.
  */
-import { formatBytes, formatMillicores, parseCpuMillicores, parseMemoryBytes } from "../quantity.ts";
+import type { Exposure } from "./contracts/testbed.ts";
+import { InvalidArgumentsError } from "./errors.ts";
+import { formatBytes, formatMillicores, parseCpuMillicores, parseMemoryBytes } from "./quantity.ts";
 
 const MEBIBYTE = 1024 * 1024;
 
@@ -27,6 +29,16 @@ export const PORTS = {
   jicofoRest: 8888,
   jvbHttp: 8080,
 } as const;
+
+/** JVB's single media port (jitsi.md §1.1); behind a load balancer every conference uses it. */
+export const JVB_MEDIA_PORT = 10000;
+/** Kubernetes' default --service-node-port-range, from which node-port conferences get their media port. */
+export const NODE_PORT_RANGE = "30000-32767";
+
+/** UDP ports a cluster's nodes must accept media on, by exposure mode. */
+export function mediaUdpPorts(exposure: Exposure): string[] {
+  return exposure === "loadBalancer" ? [String(JVB_MEDIA_PORT)] : [NODE_PORT_RANGE];
+}
 
 /** The public HTTPS port a load balancer offers for the web container. */
 export const PUBLIC_HTTPS_PORT = 443;
@@ -121,7 +133,7 @@ export function splitResources(total: { cpu: string; memory: string }): Record<C
   const millicores = parseCpuMillicores(total.cpu);
   const bytes = parseMemoryBytes(total.memory);
   if (millicores === undefined || bytes === undefined) {
-    throw new Error(`splitResources: ${JSON.stringify(total)} are not Kubernetes quantities`);
+    throw new InvalidArgumentsError([`splitResources: ${JSON.stringify(total)} are not Kubernetes quantities`]);
   }
   return splitPod(millicores, bytes);
 }
@@ -129,7 +141,9 @@ export function splitResources(total: { cpu: string; memory: string }): Record<C
 /** splitResources for amounts already in millicores and bytes. */
 export function splitPod(millicores: number, bytes: number): Record<ContainerName, ContainerResources> {
   if (millicores < MIN_POD.millicores || bytes < MIN_POD.bytes) {
-    throw new Error(`splitResources: ${formatMillicores(millicores)} and ${formatBytes(bytes)} are below the smallest pod, ${formatMillicores(MIN_POD.millicores)} and ${formatBytes(MIN_POD.bytes)}`);
+    throw new InvalidArgumentsError([
+      `splitResources: ${formatMillicores(millicores)} and ${formatBytes(bytes)} are below the smallest pod, ${formatMillicores(MIN_POD.millicores)} and ${formatBytes(MIN_POD.bytes)}`,
+    ]);
   }
   const parts = {} as Record<ContainerName, ContainerResources>;
   for (const container of OTHERS) {

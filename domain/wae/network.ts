@@ -1,5 +1,5 @@
 import ipaddr from "ipaddr.js";
-import { InvalidArgumentsError } from "../../components/validation.ts";
+import { ExhaustedError, InvalidArgumentsError } from "../errors.ts";
 import { type Layout, ROLES, type Role } from "./model.ts";
 
 /**
@@ -27,10 +27,6 @@ export interface AddressAssignment {
   allocated: Record<EdgeKey, string>;
   /** Edges no longer in the layout, with the address they gave back. */
   released: Record<EdgeKey, string>;
-}
-
-export class AddressPoolExhaustedError extends Error {
-  override readonly name = "AddressPoolExhaustedError";
 }
 
 export function edgeKey(host: string, role: Role): EdgeKey {
@@ -86,7 +82,7 @@ export function assignAddresses(pool: AddressPool, layout: Layout, previous: Rea
       cursor++;
     }
     if (cursor === usable.list.length) {
-      throw new AddressPoolExhaustedError(
+      throw new ExhaustedError(
         `${pool.subnet} has no free address for ${key}: all ${usable.list.length} usable addresses are taken; widen the subnet or exclude fewer addresses`,
       );
     }

@@ -1,5 +1,6 @@
-import { type ContainerName, type ContainerResources, MIN_POD, podForBridge, splitPod } from "../../components/conference/jitsi.ts";
-import { formatBytes, formatMillicores } from "../../components/quantity.ts";
+import type { SizingRequest } from "./schema.ts";
+import { type ContainerName, type ContainerResources, MIN_POD, podForBridge, splitPod } from "../jitsi.ts";
+import { formatBytes, formatMillicores } from "../quantity.ts";
 
 /**
  * How much CPU and memory a conference needs.
@@ -64,13 +65,6 @@ export const HD_PROFILE: SizingProfile = {
 };
 
 export const SIZING_PROFILES: Readonly<Record<string, SizingProfile>> = { paper: PAPER_PROFILE, hd: HD_PROFILE };
-
-export interface SizingRequest {
-  expectedParticipants: number;
-  /** −1 for unlimited. */
-  lastN: number;
-  simulcast: boolean;
-}
 
 /** Frozen: sizes are shared between callers. */
 export interface ConferenceSize {

@@ -1,7 +1,24 @@
 import { z } from "zod";
+import { MIN_POD } from "../jitsi.ts";
 import { formatBytes, formatMillicores, parseCpuMillicores, parseMemoryBytes } from "../quantity.ts";
-import { DNS_LABEL, kubernetesQuantity, parseOrThrow } from "../validation.ts";
-import { MIN_POD } from "./jitsi.ts";
+import { DNS_DOMAIN, DNS_LABEL, kubernetesQuantity, parseOrThrow } from "../validation.ts";
+
+/**
+ * The conference stack's contract (ARCHITECTURE.md "Stack contracts"): stack `conf-<id>` takes
+ * the service's whole decision as config, so that a human can reproduce any conference with
+ * `pulumi config set` and `pulumi up`.
+ */
+
+/** Config keys of a conference stack, in the project's namespace. */
+export const CONFERENCE_CONFIG = { conference: "conference", testbedStack: "testbedStack", tls: "tls" } as const;
+
+/** The testbed stack of this project on a self-managed (DIY) backend; Pulumi Cloud needs "<org>/switch-vaas/testbed". */
+export const DEFAULT_TESTBED_STACK = "organization/switch-vaas/testbed";
+
+/** A conference's stack, namespace and Pulumi resource names: `conf-<id>`. */
+export function conferenceName(id: string): string {
+  return `conf-${id}`;
+}
 
 /** Conference ids become namespace and stack names: `conf-<id>` must stay a DNS label (63 characters). */
 const MAX_ID_LENGTH = 40;
@@ -31,6 +48,7 @@ export const lastN = z
 
 const conferenceSpec = z.strictObject(
   {
+    /** Conference id, a DNS label of at most 40 characters; the namespace is `conf-<id>`. */
     id: z
       .string({ error: 'is required; give the conference a DNS label, e.g. "physics-101"' })
       .max(MAX_ID_LENGTH, { error: `is longer than ${MAX_ID_LENGTH} characters; shorten it` })
@@ -38,10 +56,15 @@ const conferenceSpec = z.strictObject(
         error: (issue) =>
           `${JSON.stringify(issue.input)} is not a DNS label; use lowercase letters, digits and '-', starting and ending with a letter or digit`,
       }),
+    /** Name of the testbed cluster the conference runs on (labels and outputs). */
     cluster: z.string({ error: "is required; name the testbed cluster to run on" }).min(1, { error: "is empty; name the testbed cluster to run on" }),
+    /** Participants the conference is sized for; also the room's hard cap (MAX_PARTICIPANTS). */
     expectedParticipants,
+    /** Video streams each participant receives, -1 for all. */
     lastN,
+    /** Whether senders send several qualities (simulcast) or one. */
     simulcast: z.boolean({ error: "is required; true to let senders send several qualities, false for one" }),
+    /** The whole pod's CPU and memory as Kubernetes quantities; split across the four containers. */
     resources: z.strictObject(
       { cpu: quantity("cpu"), memory: quantity("memory") },
       { error: 'is required; give { cpu, memory } as Kubernetes quantities, e.g. { cpu: "2", memory: "3Gi" }' },
@@ -53,7 +76,44 @@ const conferenceSpec = z.strictObject(
 /** What the service decided about one conference (ARCHITECTURE.md "Stack contracts"). */
 export type ConferenceSpec = z.output<typeof conferenceSpec>;
 
+/** What the service decided about one conference, as written in config. */
+export type ConferenceSpecInput = z.input<typeof conferenceSpec>;
+
 /** Validates a conference spec; errors name each bad field under `keyPrefix` and say how to fix it. */
 export function parseConferenceSpec(value: unknown, keyPrefix: string): ConferenceSpec {
   return parseOrThrow(conferenceSpec, value, keyPrefix);
 }
+
+const PEM = /-----BEGIN [A-Z ]+-----/;
+/** Secret: no message quotes the certificate or the key. */
+const tlsConfig = z.strictObject(
+  {
+    domain: z
+      .string({ error: 'is required; give the domain the certificate covers as "*.<domain>", e.g. "conf.example.org"' })
+      .regex(DNS_DOMAIN, {
+        error: 'is not a domain name; give e.g. "conf.example.org"',
+      }),
+    certificate: z.string({ error: "is required; give the PEM certificate chain" }).regex(PEM, { error: "is not PEM; give the certificate chain as PEM text" }),
+    key: z.string({ error: "is required; give the PEM private key" }).regex(PEM, { error: "is not PEM; give the private key as PEM text" }),
+  },
+  { error: "must be { domain, certificate, key }" },
+);
+
+export type TlsConfig = z.output<typeof tlsConfig>;
+
+/** Validates the tls config; errors name each bad field under `keyPrefix`, never its value. */
+export function parseTlsConfig(value: unknown, keyPrefix: string): TlsConfig {
+  return parseOrThrow(tlsConfig, value, keyPrefix);
+}
+
+/** The outputs of a conference stack. */
+export const conferenceOutputs = z.object({
+  /** Where participants join. */
+  url: z.string(),
+  /** `conf-<id>`. */
+  namespace: z.string(),
+  cluster: z.string(),
+  /** "udp://<address>:<port>": where clients send media to the bridge. */
+  mediaEndpoint: z.string(),
+});
+export type ConferenceOutputs = z.output<typeof conferenceOutputs>;

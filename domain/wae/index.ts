@@ -6,5 +6,5 @@
 export { type Host, type Layout, ROLES, type Role, type RoleCounts, demandShares, hostWeight, resourceShares, worstError } from "./model.ts";
 export { type InstanceManagerReport, combineReports, parseReport } from "./reports.ts";
 export { DEFAULT_MAX_MOVES, DEFAULT_TOLERANCE, EXACT_MAX_HOSTS, HYSTERESIS, type LayoutInput, type LayoutResult, type Move, type Strategy, computeLayout, parseLayoutInput } from "./layout.ts";
-export { type AddressAssignment, type AddressPool, AddressPoolExhaustedError, type EdgeKey, assignAddresses, edgeKey } from "./network.ts";
+export { type AddressAssignment, type AddressPool, type EdgeKey, assignAddresses, edgeKey } from "./network.ts";
 export { type Assignment, type Discovery, serviceDiscovery } from "./discovery.ts";

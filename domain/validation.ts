@@ -1,16 +1,5 @@
 import { z } from "zod";
-
-/**
- * Invalid plain arguments or stack config. Thrown before any resource is registered, with one
- * line per problem, each naming the key and saying how to fix it.
- */
-export class InvalidArgumentsError extends Error {
-  override readonly name = "InvalidArgumentsError";
-
-  constructor(readonly problems: readonly string[]) {
-    super(problems.join("\n"));
-  }
-}
+import { InvalidArgumentsError } from "./errors.ts";
 
 /**
  * Parses `value` with `schema`; on failure throws an {@link InvalidArgumentsError} whose lines
@@ -61,7 +50,7 @@ export const DNS_DOMAIN = new RegExp(`^${LABEL}(?:\\.${LABEL})+$`);
 /** A host name of one label or more, at most 253 characters. Dotted-decimal IPv4 addresses are such names too. */
 export const HOST_NAME = new RegExp(`^(?=.{1,253}$)${LABEL}(?:\\.${LABEL})*$`);
 
-/** A Kubernetes quantity that `parse` (components/quantity.ts) reads, with fix-it messages naming `example`. */
+/** A Kubernetes quantity that `parse` (quantity.ts) reads, with fix-it messages naming `example`. */
 export const kubernetesQuantity = (parse: (text: string) => number | undefined, example: string) =>
   z.string({ error: `is required; give a Kubernetes quantity, e.g. ${example}` }).refine((text) => parse(text) !== undefined, {
     error: (issue) => `${JSON.stringify(issue.input)} is not a Kubernetes quantity; use e.g. ${example}`,

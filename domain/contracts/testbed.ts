@@ -1,8 +1,22 @@
 import { z } from "zod";
+import { InvalidArgumentsError } from "../errors.ts";
 import { HOST_NAME, latitude, longitude, parseOrThrow } from "../validation.ts";
 
+/**
+ * The testbed stack's contract (ARCHITECTURE.md "Stack contracts"): its config keys, the site
+ * schema they are read with, the paper's seven sites as the default, and the `clusters` output
+ * that conference stacks and the service read.
+ */
+
+/** Config keys of the testbed stack, in the project's namespace. */
+export const TESTBED_CONFIG = { sites: "sites", kubeconfigs: "kubeconfigs" } as const;
+
+export const PROVIDERS = ["gke", "kubeconfig"] as const;
+export type SiteProvider = (typeof PROVIDERS)[number];
+
 /** How a cluster makes a conference's web and media ports reachable from the internet. */
-export type Exposure = "loadBalancer" | "nodePort";
+export const EXPOSURES = ["loadBalancer", "nodePort"] as const;
+export type Exposure = (typeof EXPOSURES)[number];
 
 /**
  * vCPUs and memory of the GCE machine types we know, so that a site's capacity follows from its
@@ -32,7 +46,7 @@ export const DEFAULT_NETWORK = "default";
 /** Participants join from anywhere, so media is open to the internet, and only media. */
 export const DEFAULT_MEDIA_SOURCE_RANGES: readonly string[] = ["0.0.0.0/0"];
 /** GKE gets cloud load balancers; existing clusters (flannel, no cloud LB) use node ports. */
-export const DEFAULT_EXPOSURE: Readonly<Record<"gke" | "kubeconfig", Exposure>> = {
+export const DEFAULT_EXPOSURE: Readonly<Record<SiteProvider, Exposure>> = {
   gke: "loadBalancer",
   kubeconfig: "nodePort",
 };
@@ -50,7 +64,8 @@ const siteName = z
     error: "is not a DNS label; use lowercase letters, digits and '-', starting with a letter, e.g. \"gcp-us-west1\"",
   });
 
-const location = z.strictObject(
+/** Where a cluster is; the decision maker measures participants' distance to it. */
+export const clusterLocation = z.strictObject(
   {
     city: z.string({ error: "is required; give the city the cluster is in" }).min(1),
     country: z.string({ error: "is required; give the country the cluster is in" }).min(1),
@@ -78,7 +93,7 @@ const publicAddress = z.string().regex(HOST_NAME, {
   error: (issue) => `${JSON.stringify(issue.input)} is neither an IPv4 address nor a DNS name; give the address at which the nodes are reachable`,
 });
 
-const exposure = z.enum(["loadBalancer", "nodePort"], {
+const exposure = z.enum(EXPOSURES, {
   error: (issue) => `${JSON.stringify(issue.input)} is not an exposure mode; use "loadBalancer" or "nodePort"`,
 });
 
@@ -86,7 +101,7 @@ const gkeSite = z
   .strictObject({
     name: siteName,
     provider: z.literal("gke"),
-    location,
+    location: clusterLocation,
     exposure: exposure.default(DEFAULT_EXPOSURE.gke),
     publicAddress: publicAddress.optional(),
     region: z.string({ error: "is required for a gke site; set the GCP region, e.g. \"us-west1\"" }).min(1),
@@ -134,35 +149,20 @@ const gkeSite = z
         message: `"${site.machineType}" is not a machine type this program knows; set vcpuPerNode and memoryGiBPerNode for it`,
       });
     }
-  })
-  .transform((site) => {
-    const known = KNOWN_MACHINE_TYPES[site.machineType];
-    return {
-      ...site,
-      capacity: {
-        nodes: site.nodes,
-        vcpuPerNode: site.vcpuPerNode ?? known?.vcpu ?? 0,
-        memoryGiBPerNode: site.memoryGiBPerNode ?? known?.memoryGiB ?? 0,
-      },
-    };
   });
 
 const kubeconfigSite = z
   .strictObject({
     name: siteName,
     provider: z.literal("kubeconfig"),
-    location,
+    location: clusterLocation,
     exposure: exposure.default(DEFAULT_EXPOSURE.kubeconfig),
     publicAddress: publicAddress.optional(),
     nodes: nodeCount.default(DEFAULT_NODE_COUNT),
     vcpuPerNode: perNode("vCPU count"),
     memoryGiBPerNode: perNode("memory in GiB"),
     context: z.string().min(1).optional(),
-  })
-  .transform((site) => ({
-    ...site,
-    capacity: { nodes: site.nodes, vcpuPerNode: site.vcpuPerNode, memoryGiBPerNode: site.memoryGiBPerNode },
-  }));
+  });
 
 const site = z.discriminatedUnion("provider", [gkeSite, kubeconfigSite], {
   error: (issue) => {
@@ -194,10 +194,23 @@ const sites = z
 
 /** A site as written in config: optional fields may be left out. */
 export type SiteInput = z.input<typeof site>;
-/** A validated site with every default applied and its capacity worked out. */
+/**
+ * A validated site with every default applied. Parsing a Site again gives the same Site, so a
+ * stack can pass what it parsed to a component, which validates its arguments once more.
+ */
 export type Site = z.output<typeof site>;
 export type GkeSite = Extract<Site, { provider: "gke" }>;
 export type KubeconfigSite = Extract<Site, { provider: "kubeconfig" }>;
+
+/** Nodes, vCPUs and memory per node of a site: given, or known from its machine type. */
+export function siteCapacity(site: Site): TestbedCluster["capacity"] {
+  if (site.provider === "kubeconfig") {
+    return { nodes: site.nodes, vcpuPerNode: site.vcpuPerNode, memoryGiBPerNode: site.memoryGiBPerNode };
+  }
+  // The schema refuses a machine type it does not know unless both amounts are given.
+  const known = KNOWN_MACHINE_TYPES[site.machineType];
+  return { nodes: site.nodes, vcpuPerNode: site.vcpuPerNode ?? known?.vcpu ?? 0, memoryGiBPerNode: site.memoryGiBPerNode ?? known?.memoryGiB ?? 0 };
+}
 
 /**
  * Validates a site list and applies defaults. Throws an InvalidArgumentsError naming each bad key
@@ -206,3 +219,139 @@ export type KubeconfigSite = Extract<Site, { provider: "kubeconfig" }>;
 export function parseSites(value: unknown, keyPrefix: string): Site[] {
   return parseOrThrow(sites, value, keyPrefix);
 }
+
+/**
+ * The seven clusters of the paper's evaluation (seed 000, "Evaluation"). Coordinates are of the
+ * named city. The paper gives the existing clusters' machines (flexiOps: 4 vCPUs, Arnes: 1 vCPU;
+ * 3.75 or 4 GB) but not how many nodes they had; two is the least it ran on (conference + load
+ * generator). GKE zones are ones that exist in each region
+ * (https://cloud.google.com/compute/docs/regions-zones).
+ */
+export const DEFAULT_SITES: readonly SiteInput[] = [
+  {
+    name: "flexiops-edinburgh",
+    provider: "kubeconfig",
+    location: { city: "Edinburgh", country: "GB", lat: 55.9533, lon: -3.1883 },
+    nodes: 2,
+    vcpuPerNode: 4,
+    memoryGiBPerNode: 4,
+  },
+  {
+    name: "arnes-ljubljana",
+    provider: "kubeconfig",
+    location: { city: "Ljubljana", country: "SI", lat: 46.0569, lon: 14.5058 },
+    nodes: 2,
+    vcpuPerNode: 1,
+    memoryGiBPerNode: 4,
+  },
+  {
+    name: "gcp-us-west1",
+    provider: "gke",
+    location: { city: "The Dalles", country: "US", lat: 45.5946, lon: -121.1787 },
+    region: "us-west1",
+    zone: "us-west1-b",
+  },
+  {
+    name: "gcp-europe-west1",
+    provider: "gke",
+    location: { city: "St. Ghislain", country: "BE", lat: 50.4542, lon: 3.8183 },
+    region: "europe-west1",
+    zone: "europe-west1-b",
+  },
+  {
+    name: "gcp-asia-east1",
+    provider: "gke",
+    location: { city: "Changhua County", country: "TW", lat: 24.0518, lon: 120.5161 },
+    region: "asia-east1",
+    zone: "asia-east1-b",
+  },
+  {
+    name: "gcp-asia-southeast1",
+    provider: "gke",
+    location: { city: "Jurong West", country: "SG", lat: 1.3404, lon: 103.709 },
+    region: "asia-southeast1",
+    zone: "asia-southeast1-b",
+  },
+  {
+    name: "gcp-asia-northeast1",
+    provider: "gke",
+    location: { city: "Tokyo", country: "JP", lat: 35.6762, lon: 139.6503 },
+    region: "asia-northeast1",
+    zone: "asia-northeast1-b",
+  },
+];
+
+/** Kubeconfigs by site name. Secret: no message quotes a value. */
+const kubeconfigs = z.record(z.string(), z.string({ error: "must be the kubeconfig file's contents as a string" }), {
+  error: "must be a map from site name to kubeconfig",
+});
+
+/** Validates the kubeconfigs config; errors name each bad entry under `keyPrefix`, never its value. */
+export function parseKubeconfigs(value: unknown, keyPrefix: string): Record<string, string> {
+  return parseOrThrow(kubeconfigs, value, keyPrefix);
+}
+
+/**
+ * Validates a testbed: the site list, and a kubeconfig for exactly the kubeconfig sites (by the
+ * names of the kubeconfigs given). Messages name keys under `keyPrefix`; a stack passes
+ * "switch-vaas:" so that they name its config keys and say how to set them.
+ */
+export function parseTestbed(value: { sites: unknown; kubeconfigNames: readonly string[] }, keyPrefix: string): Site[] {
+  const sites = parseSites(value.sites, `${keyPrefix}${TESTBED_CONFIG.sites}`);
+  const given = new Set(value.kubeconfigNames);
+  const key = (site: string) => `${keyPrefix}${TESTBED_CONFIG.kubeconfigs}.${site}`;
+  const howToSet = (site: string) => (keyPrefix === "" ? "" : `: pulumi config set --secret --path '${TESTBED_CONFIG.kubeconfigs}.${site}' "$(cat kubeconfig.yaml)"`);
+  const problems: string[] = [];
+  for (const site of sites) {
+    if (site.provider === "kubeconfig" && !given.has(site.name)) {
+      problems.push(`${key(site.name)} is missing; the kubeconfig site "${site.name}" needs its cluster's kubeconfig${howToSet(site.name)}`);
+    }
+  }
+  const kubeconfigSites = new Set(sites.filter((site) => site.provider === "kubeconfig").map((site) => site.name));
+  for (const name of given) {
+    if (!kubeconfigSites.has(name)) {
+      problems.push(`${key(name)} names no kubeconfig site; remove it or add a kubeconfig site called "${name}"`);
+    }
+  }
+  if (problems.length > 0) {
+    throw new InvalidArgumentsError(problems);
+  }
+  return sites;
+}
+
+const positive = z.number({ error: "must be a number" }).positive({ error: "must be positive" });
+
+/** How much a cluster has: the decision maker checks that a conference's pod fits. */
+export const clusterCapacity = z.object(
+  { nodes: positive, vcpuPerNode: positive, memoryGiBPerNode: positive },
+  { error: "is required; give { nodes, vcpuPerNode, memoryGiBPerNode }" },
+);
+
+/**
+ * The testbed stack's `clusters` output as other stacks and the service read it (resolved, through
+ * a StackReference). The component builds the same shape with Outputs for its secrets.
+ */
+export const testbedCluster = z.object({
+  provider: z.enum(PROVIDERS),
+  /** GCP region (gke sites). */
+  region: z.string().optional(),
+  /** GCP zone (zonal gke sites). */
+  zone: z.string().optional(),
+  location: clusterLocation,
+  /** Secret. */
+  kubeconfig: z.string().min(1),
+  exposure: z.enum(EXPOSURES),
+  /**
+   * nodePort clusters: where their node ports are reachable from the internet. The site's
+   * publicAddress, else (kubeconfig sites) the host of the kubeconfig's API server.
+   */
+  publicAddress: z.string().optional(),
+  capacity: clusterCapacity,
+});
+export const testbedClusters = z.record(z.string(), testbedCluster);
+
+/** The outputs of a testbed stack. */
+export const TESTBED_OUTPUTS = { clusters: "clusters" } as const;
+
+export type TestbedClusters = z.output<typeof testbedClusters>;
+export type TestbedCluster = z.output<typeof testbedCluster>;

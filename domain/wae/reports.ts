@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { parseOrThrow } from "../../components/validation.ts";
+import { parseOrThrow } from "../validation.ts";
 import { type Host, type RoleCounts, mapRoles } from "./model.ts";
 import { nonNegative, requestCounts } from "./schema.ts";
 

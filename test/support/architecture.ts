@@ -1,0 +1,127 @@
+import { readFileSync, readdirSync } from "node:fs";
+import { builtinModules } from "node:module";
+import { dirname, join, posix, relative, sep } from "node:path";
+import ts from "typescript";
+
+/**
+ * The arrows of ARCHITECTURE.md "Layout", checked over source text: which file may import which.
+ * Imports are read by TypeScript's own pre-processor, so type-only and dynamic imports count too.
+ */
+
+/** What domain/ may import besides itself: validation, addresses, and HMAC for report signatures. */
+export const DOMAIN_ALLOWED = ["zod", "ipaddr.js", "node:crypto"] as const;
+
+/** The agent's own entry point; everything it imports, transitively, goes into its image. */
+export const INSTANCE_MANAGER_MAIN = "automation/instance-manager/main.ts";
+
+const LAYERS = ["domain", "components", "stacks", "automation", "scripts", "test"] as const;
+
+/** Every TypeScript source of the layers, by repository-relative POSIX path. */
+export function readSources(root: string): Map<string, string> {
+  const sources = new Map<string, string>();
+  const visit = (directory: string) => {
+    for (const entry of readdirSync(directory, { withFileTypes: true })) {
+      const path = join(directory, entry.name);
+      if (entry.isDirectory() && entry.name !== "node_modules") {
+        visit(path);
+      } else if (entry.isFile() && entry.name.endsWith(".ts")) {
+        sources.set(relative(root, path).split(sep).join("/"), readFileSync(path, "utf8"));
+      }
+    }
+  };
+  for (const layer of LAYERS) {
+    visit(join(root, layer));
+  }
+  return sources;
+}
+
+/** The module specifiers a file imports: static, type-only, re-exports and dynamic import(). */
+export function importsOf(source: string): string[] {
+  return ts.preProcessFile(source, true, true).importedFiles.map((file) => file.fileName);
+}
+
+/** A relative specifier as a repository path; undefined for a package or builtin. */
+function resolve(from: string, specifier: string): string | undefined {
+  return specifier.startsWith(".") ? posix.normalize(posix.join(dirname(from), specifier)) : undefined;
+}
+
+function isBuiltin(specifier: string): boolean {
+  return specifier.startsWith("node:") || builtinModules.includes(specifier);
+}
+
+/** A package import's package name ("@scope/name" or "name"). */
+function packageOf(specifier: string): string {
+  const parts = specifier.split("/");
+  return specifier.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0]!;
+}
+
+const inLayer = (path: string, layer: string) => path.startsWith(`${layer}/`);
+
+/**
+ * Every arrow that the sources break, one line each ("<file> imports <specifier>: <rule>"):
+ * domain/ imports only itself and DOMAIN_ALLOWED and uses no clock, randomness or process state,
+ * and throws only the domain's own errors; components/ never import automation/ or stacks/;
+ * stacks/ never import automation/; nothing outside test/ imports test/; the instance manager's
+ * import closure stays within domain/ and itself, using only `agentDependencies` and builtins.
+ */
+export function arrowViolations(sources: ReadonlyMap<string, string>, agentDependencies: readonly string[]): string[] {
+  const violations: string[] = [];
+  for (const [file, source] of sources) {
+    for (const specifier of importsOf(source)) {
+      const target = resolve(file, specifier);
+      const broken = (rule: string) => violations.push(`${file} imports ${specifier}: ${rule}`);
+      if (inLayer(file, "domain")) {
+        if (target === undefined ? !(DOMAIN_ALLOWED as readonly string[]).includes(specifier) : !inLayer(target, "domain")) {
+          broken(`domain/ imports only itself and ${DOMAIN_ALLOWED.join(", ")}`);
+        }
+      }
+      if (inLayer(file, "components") && target !== undefined && (inLayer(target, "automation") || inLayer(target, "stacks"))) {
+        broken("components/ never import automation/ or stacks/");
+      }
+      if (inLayer(file, "stacks") && target !== undefined && inLayer(target, "automation")) {
+        broken("stacks/ never import automation/");
+      }
+      if (!inLayer(file, "test") && target !== undefined && inLayer(target, "test")) {
+        broken("nothing imports test/");
+      }
+    }
+    if (inLayer(file, "domain")) {
+      for (const [, impurity] of source.matchAll(/\b(Date\.now|new Date\(|Math\.random|process\.|new Error\()/g)) {
+        violations.push(`${file} uses ${impurity}: domain/ is pure and throws only the errors of domain/errors.ts`);
+      }
+    }
+  }
+  violations.push(...agentViolations(sources, agentDependencies));
+  return violations;
+}
+
+function agentViolations(sources: ReadonlyMap<string, string>, dependencies: readonly string[]): string[] {
+  const violations: string[] = [];
+  const seen = new Set<string>();
+  const pending = [INSTANCE_MANAGER_MAIN];
+  while (pending.length > 0) {
+    const file = pending.pop()!;
+    if (seen.has(file)) {
+      continue;
+    }
+    seen.add(file);
+    const source = sources.get(file);
+    if (source === undefined) {
+      violations.push(`${file} is imported by the instance manager but does not exist`);
+      continue;
+    }
+    for (const specifier of importsOf(source)) {
+      const target = resolve(file, specifier);
+      if (target === undefined) {
+        if (!isBuiltin(specifier) && !dependencies.includes(packageOf(specifier))) {
+          violations.push(`${file} imports ${specifier}: the instance manager's image has only its own dependencies (${dependencies.join(", ")})`);
+        }
+      } else if (!inLayer(target, "domain") && !inLayer(target, "automation/instance-manager")) {
+        violations.push(`${file} imports ${specifier}: the instance manager imports only domain/ and itself`);
+      } else {
+        pending.push(target);
+      }
+    }
+  }
+  return violations;
+}
