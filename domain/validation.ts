@@ -13,17 +13,28 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, key
   if (result.success) {
     return result.data;
   }
-  throw new InvalidArgumentsError(result.error.issues.map((issue) => describeIssue(keyPrefix, issue)));
+  // One line per problem: checks of one value may raise the same issue more than once.
+  throw new InvalidArgumentsError([...new Set(result.error.issues.flatMap((issue) => describeIssue(keyPrefix, issue)))]);
 }
 
-function describeIssue(keyPrefix: string, issue: z.core.$ZodIssue): string {
-  const key = keyPrefix + formatPath(issue.path);
+/**
+ * The message of a schema's type check, e.g. `z.number({ error: expected("a number", "give the
+ * number of nodes, e.g. 2") })`: "is required; <fix>" when the value is missing and "must be
+ * <type>; <fix>" when it is there with another type. zod fires a type check's error for both, and
+ * its own text ("Invalid input: expected string, received number") names neither the fix nor,
+ * for a wrong type, the truth. Without `fix`, the type is the fix ("give <type>").
+ */
+export function expected(type: string, fix?: string): (issue: { readonly input?: unknown }) => string {
+  return (issue) => (issue.input === undefined ? `is required; ${fix ?? `give ${type}`}` : `must be ${type}${fix === undefined ? "" : `; ${fix}`}`);
+}
+
+function describeIssue(keyPrefix: string, issue: z.core.$ZodIssue): string[] {
+  // A component names its fields bare ("id"), a stack under its config key ("switch-vaas:conference.id").
+  const key = (keyPrefix + formatPath(issue.path)).replace(/^\./, "");
   if (issue.code === "unrecognized_keys") {
-    return issue.keys
-      .map((unknown) => `${key} has an unknown key "${unknown}"; remove it or correct its spelling`)
-      .join("\n");
+    return issue.keys.map((unknown) => `${key} has an unknown key "${unknown}"; remove it or correct its spelling`);
   }
-  return `${key} ${issue.message}`;
+  return [`${key} ${issue.message}`];
 }
 
 function formatPath(path: readonly PropertyKey[]): string {
@@ -32,7 +43,7 @@ function formatPath(path: readonly PropertyKey[]): string {
 
 const degrees = (axis: string, limit: number) =>
   z
-    .number({ error: `is required; give the ${axis} in decimal degrees` })
+    .number({ error: expected("a number", `give the ${axis} in decimal degrees`) })
     .refine((value) => Math.abs(value) <= limit, {
       error: (issue) => `${String(issue.input)} is out of range; use decimal degrees between -${limit} and ${limit}`,
     });
@@ -52,7 +63,7 @@ export const HOST_NAME = new RegExp(`^(?=.{1,253}$)${LABEL}(?:\\.${LABEL})*$`);
 
 /** A Kubernetes quantity that `parse` (quantity.ts) reads, with fix-it messages naming `example`. */
 export const kubernetesQuantity = (parse: (text: string) => number | undefined, example: string) =>
-  z.string({ error: `is required; give a Kubernetes quantity, e.g. ${example}` }).refine((text) => parse(text) !== undefined, {
+  z.string({ error: expected("a string", `give a Kubernetes quantity, e.g. ${example}`) }).refine((text) => parse(text) !== undefined, {
     error: (issue) => `${JSON.stringify(issue.input)} is not a Kubernetes quantity; use e.g. ${example}`,
     // Later checks (a minimum) need a quantity to compare.
     abort: true,

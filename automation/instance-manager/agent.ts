@@ -15,6 +15,17 @@ import { type CpuTimes, coresUsed, growth, parseProcStat, parseStubStatus, parse
  * recognises by pop, host and periodStart. Reports wait in order while the service is unreachable.
  */
 
+export const DEFAULT_STAT_FILE = "/proc/stat";
+export const DEFAULT_NET_DEV_FILE = "/proc/net/dev";
+/** Five sends with doubling delays from one second ride out a service restart of half a minute. */
+export const DEFAULT_MAX_ATTEMPTS = 5;
+export const DEFAULT_BASE_DELAY_MS = 1000;
+/** A day of ten-minute periods. */
+export const DEFAULT_MAX_BUFFERED = 144;
+/** An edge's status page is local and tiny; one that takes longer is treated as not answering. */
+const STATUS_TIMEOUT_MS = 5000;
+const SEND_TIMEOUT_MS = 10_000;
+
 export interface Edge {
   role: Role;
   /** The edge's stub_status URL, e.g. http://192.0.2.10/pop-status. */
@@ -32,10 +43,10 @@ export interface InstanceManagerOptions {
   endpoint: string;
   /** This host's HMAC key. */
   key: string;
-  /** The kernel's CPU counters. Defaults to "/proc/stat". */
+  /** The kernel's CPU counters. Defaults to DEFAULT_STAT_FILE. */
   statFile?: string;
   /**
-   * The host's interface counters. Defaults to "/proc/net/dev". In a container with the host's
+   * The host's interface counters. Defaults to DEFAULT_NET_DEV_FILE. In a container with the host's
    * /proc mounted at /host/proc, "/host/proc/1/net/dev" (the host's init, in the host's network).
    */
   netDevFile?: string;
@@ -45,11 +56,11 @@ export interface InstanceManagerOptions {
   fetch?: typeof fetch;
   /** Defaults to setTimeout. */
   sleep?: (ms: number) => Promise<void>;
-  /** Sends per report before it waits for the next period. Defaults to 5. */
+  /** Sends per report before it waits for the next period. Defaults to DEFAULT_MAX_ATTEMPTS. */
   maxAttempts?: number;
-  /** First retry delay, doubled each time. Defaults to 1000 ms. */
+  /** First retry delay in ms, doubled each time. Defaults to DEFAULT_BASE_DELAY_MS. */
   baseDelayMs?: number;
-  /** Reports kept while the service is unreachable; the oldest go first. Defaults to 144 (a day of 10-minute periods). */
+  /** Reports kept while the service is unreachable; the oldest go first. Defaults to DEFAULT_MAX_BUFFERED. */
   maxBuffered?: number;
 }
 
@@ -117,12 +128,12 @@ export class InstanceManager {
   }
 
   private async read(): Promise<Reading> {
-    const [stat, netDev] = await Promise.all([readFile(this.options.statFile ?? "/proc/stat", "utf8"), readFile(this.options.netDevFile ?? "/proc/net/dev", "utf8")]);
+    const [stat, netDev] = await Promise.all([readFile(this.options.statFile ?? DEFAULT_STAT_FILE, "utf8"), readFile(this.options.netDevFile ?? DEFAULT_NET_DEV_FILE, "utf8")]);
     const requests = new Map<string, number>();
     await Promise.all(
       this.options.edges.map(async (edge) => {
         try {
-          const response = await this.fetch(edge.statusUrl, { signal: AbortSignal.timeout(5000) });
+          const response = await this.fetch(edge.statusUrl, { signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
           requests.set(edge.statusUrl, parseStubStatus(await response.text()).requests);
         } catch {
           // An edge that does not answer keeps its last count, so its next answer covers the gap.
@@ -162,7 +173,7 @@ export class InstanceManager {
 
   private enqueue(signed: SignedReport): void {
     this.outbox.push(signed);
-    const limit = this.options.maxBuffered ?? 144;
+    const limit = this.options.maxBuffered ?? DEFAULT_MAX_BUFFERED;
     // Beyond the limit the oldest period is the least useful to the next layout.
     this.outbox.splice(0, Math.max(0, this.outbox.length - limit));
   }
@@ -172,17 +183,17 @@ export class InstanceManager {
    * the status of a refusal that a retry cannot change, or "unreachable" after the last attempt.
    */
   private async deliver(signed: SignedReport): Promise<"delivered" | "unreachable" | number> {
-    const attempts = this.options.maxAttempts ?? 5;
+    const attempts = this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
     for (let attempt = 0; attempt < attempts; attempt++) {
       if (attempt > 0) {
-        await this.sleep((this.options.baseDelayMs ?? 1000) * 2 ** (attempt - 1));
+        await this.sleep((this.options.baseDelayMs ?? DEFAULT_BASE_DELAY_MS) * 2 ** (attempt - 1));
       }
       try {
         const response = await this.fetch(this.options.endpoint, {
           method: "POST",
           headers: { "content-type": "application/json", [SIGNATURE_HEADER]: signed.signature },
           body: signed.body,
-          signal: AbortSignal.timeout(10_000),
+          signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
         });
         await response.body?.cancel();
         // 409: the service has this period already (an earlier send arrived); it is delivered.

@@ -13,7 +13,7 @@ import { formatBytes, formatMillicores } from "../quantity.ts";
  * 1500 alone) and most receivers get the 500 kbit/s layer (forwardFactor 1/3); without it every
  * forwarded stream is full quality and each sender sends one (both factors 1). The bridge is sized
  * for TARGET_UTILISATION of its CPU at the expected size, and the pod around the bridge by the
- * conference component's split (components/conference/jitsi.ts).
+ * conference component's split (domain/jitsi.ts).
  */
 export interface SizingProfile {
   name: string;

@@ -6,9 +6,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import { evaluateOffline } from "../../automation/engine/offline.ts";
 import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
-import type { SiteInput } from "../../domain/contracts/testbed.ts";
-import { DEFAULT_SITES } from "../../domain/contracts/testbed.ts";
-import testbed from "../../stacks/testbed.ts";
+import { DEFAULT_SITES, type SiteInput } from "../../domain/contracts/testbed.ts";
+import { runStack } from "../support/pulumi.ts";
 import { RUNS, WARMUP, median, ratio } from "./measure.ts";
 
 function sitesTimes(copies: number): { sites: SiteInput[]; kubeconfigs: Record<string, string> } {
@@ -21,10 +20,7 @@ function sitesTimes(copies: number): { sites: SiteInput[]; kubeconfigs: Record<s
 
 async function evaluateTestbed(copies: number): Promise<unknown> {
   const { sites, kubeconfigs } = sitesTimes(copies);
-  return evaluateOffline(testbed, {
-    config: { "switch-vaas:sites": JSON.stringify(sites), "switch-vaas:kubeconfigs": JSON.stringify(kubeconfigs) },
-    secretKeys: ["switch-vaas:kubeconfigs"],
-  });
+  return runStack("testbed", { config: { sites, kubeconfigs }, secretKeys: ["kubeconfigs"], preview: true });
 }
 
 console.log(`testbed program under mocks (${RUNS} runs after ${WARMUP} warm-up, one process):`);

@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type OfflineResult, type Registration, isSecretEnvelope, providerName } from "../../automation/engine/offline.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
-import { type ConferenceOutputs, LOAD_BALANCER_IP, TESTBED_CLUSTERS, conferenceMocks, nodePortAllocator, runConference } from "../support/conference.ts";
+import { type ConferenceStackOutputs, LOAD_BALANCER_IP, TESTBED_CLUSTERS, conferenceMocks, nodePortAllocator, runConference } from "../support/conference.ts";
 import { isKubernetesObject, validateKubernetesObject } from "../support/kubernetes-schema.ts";
 import { ofType, outputOf } from "../support/pulumi.ts";
 
@@ -25,7 +25,7 @@ const base = { expectedParticipants: 20, lastN: 5, simulcast: true, resources: {
 const CERTIFICATE = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 const KEY = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
 
-type Run = OfflineResult<ConferenceOutputs>;
+type Run = OfflineResult<ConferenceStackOutputs>;
 let loadBalancer: Run;
 let nodePortByIp: Run;
 let nodePortByName: Run;

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { type Registration, evaluateOffline } from "../../automation/engine/offline.ts";
-import { ofType } from "../support/pulumi.ts";
+import type { Registration } from "../../automation/engine/offline.ts";
+import { ofType, runStack } from "../support/pulumi.ts";
 
 const location = { city: "Council Bluffs", country: "US", lat: 41.26, lon: -95.86 };
 
@@ -30,9 +30,7 @@ beforeAll(async () => {
       mediaSourceRanges: ["192.0.2.0/24"],
     },
   ];
-  ({ registrations } = await evaluateOffline(async () => (await import("../../stacks/testbed.ts")).default(), {
-    config: { "switch-vaas:sites": JSON.stringify(sites) },
-  }));
+  ({ registrations } = await runStack("testbed", { config: { sites }, preview: true }));
 });
 
 describe("testbed stack with a site that overrides every default", () => {

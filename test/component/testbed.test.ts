@@ -1,11 +1,11 @@
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { type OfflineResult, RecordingMocks, type Registration, evaluateOffline, isSecretEnvelope, providerName } from "../../automation/engine/offline.ts";
+import { type OfflineResult, RecordingMocks, type Registration, isSecretEnvelope, providerName } from "../../automation/engine/offline.ts";
 import type { ClusterOutput } from "../../components/testbed/testbed.ts";
 import { isKubernetesObject, validateKubernetesObject } from "../support/kubernetes-schema.ts";
 import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
-import { ofType, outputOf } from "../support/pulumi.ts";
+import { ofType, outputOf, runStack } from "../support/pulumi.ts";
 
 const KUBECONFIGS = {
   "flexiops-edinburgh": kubeconfigWithoutCredentials("https://198.51.100.10:6443", "flexiops"),
@@ -38,12 +38,7 @@ let result: OfflineResult<{ clusters: Record<string, ClusterOutput> }>;
 let registrations: Registration[];
 
 beforeAll(async () => {
-  result = await evaluateOffline(async () => (await import("../../stacks/testbed.ts")).default(), {
-    preview: false,
-    mocks: new RecordingMocks(gkeComputed),
-    config: { "switch-vaas:kubeconfigs": JSON.stringify(KUBECONFIGS) },
-    secretKeys: ["switch-vaas:kubeconfigs"],
-  });
+  result = await runStack("testbed", { mocks: new RecordingMocks(gkeComputed), config: { kubeconfigs: KUBECONFIGS }, secretKeys: ["kubeconfigs"] });
   registrations = result.registrations;
 });
 

@@ -1,6 +1,8 @@
 import type * as pulumi from "@pulumi/pulumi";
-import { type OfflineResult, RecordingMocks, evaluateOffline } from "../../automation/engine/offline.ts";
+import { type OfflineResult, RecordingMocks } from "../../automation/engine/offline.ts";
 import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
+import type { ConferenceOutputs } from "../../domain/contracts/conference.ts";
+import { runStack } from "./pulumi.ts";
 
 /** What a testbed stack's `clusters` output holds, for the clusters the conference tests use. */
 export const TESTBED_CLUSTERS = {
@@ -75,24 +77,21 @@ export function conferenceMocks(
   });
 }
 
-export type ConferenceOutputs = Record<"url" | "namespace" | "cluster" | "mediaEndpoint", pulumi.Output<string> | string>;
+/** What the conference program returns: the contract's outputs, before resolution. */
+export type ConferenceStackOutputs = { [K in keyof ConferenceOutputs]: pulumi.Output<ConferenceOutputs[K]> | ConferenceOutputs[K] };
 
 /** Evaluates the conference stack program for `conference` (and optional tls) with `mocks`. */
 export function runConference(
   conference: unknown,
   options: { mocks?: RecordingMocks; tls?: unknown; testbedStack?: string } = {},
-): Promise<OfflineResult<ConferenceOutputs>> {
-  const config: Record<string, string> = { "switch-vaas:conference": JSON.stringify(conference) };
-  if (options.tls !== undefined) {
-    config["switch-vaas:tls"] = JSON.stringify(options.tls);
-  }
-  if (options.testbedStack !== undefined) {
-    config["switch-vaas:testbedStack"] = options.testbedStack;
-  }
-  return evaluateOffline(async () => (await import("../../stacks/conference.ts")).default() as Promise<ConferenceOutputs>, {
-    preview: false,
+): Promise<OfflineResult<ConferenceStackOutputs>> {
+  return runStack<ConferenceStackOutputs>("conference", {
     mocks: options.mocks ?? conferenceMocks(),
-    config,
-    secretKeys: options.tls === undefined ? [] : ["switch-vaas:tls"],
+    config: {
+      conference,
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
+      ...(options.testbedStack === undefined ? {} : { testbedStack: options.testbedStack }),
+    },
+    secretKeys: options.tls === undefined ? [] : ["tls"],
   });
 }

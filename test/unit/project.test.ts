@@ -6,7 +6,22 @@ import { parse } from "yaml";
 import { CDN_POP_CONFIG, parsePopSpec } from "../../domain/contracts/cdn-pop.ts";
 import { CONFERENCE_CONFIG, DEFAULT_TESTBED_STACK, parseConferenceSpec } from "../../domain/contracts/conference.ts";
 import { DEFAULT_PROGRAM, PROGRAM_KEY } from "../../domain/contracts/project.ts";
-import { DEFAULT_SITES, TESTBED_CONFIG, parseSites } from "../../domain/contracts/testbed.ts";
+import {
+  DEFAULT_DELETION_PROTECTION,
+  DEFAULT_DISK_SIZE_GB,
+  DEFAULT_DISK_TYPE,
+  DEFAULT_EXPOSURE,
+  DEFAULT_MACHINE_TYPE,
+  DEFAULT_MEDIA_SOURCE_RANGES,
+  DEFAULT_NETWORK,
+  DEFAULT_NODE_COUNT,
+  DEFAULT_RELEASE_CHANNEL,
+  DEFAULT_SITES,
+  TESTBED_CONFIG,
+  parseSites,
+} from "../../domain/contracts/testbed.ts";
+import { MIN_POD } from "../../domain/jitsi.ts";
+import { formatBytes, formatMillicores } from "../../domain/quantity.ts";
 import { readSources } from "../support/architecture.ts";
 
 const root = join(import.meta.dirname, "..", "..");
@@ -54,6 +69,27 @@ describe("Pulumi.yaml", () => {
     expect(contractKeys.sort()).toEqual(Object.keys(project.config).sort());
     const readers = [...readSources(root)].filter(([, source]) => /new pulumi\.Config\(/.test(source)).map(([path]) => path);
     expect(readers).toEqual(["stacks/config.ts"]);
+  });
+
+  it("states the defaults and limits the code computes, as the code computes them", () => {
+    const sites = project.config[TESTBED_CONFIG.sites]?.description ?? "";
+    for (const stated of [
+      `nodes (${DEFAULT_NODE_COUNT})`,
+      `machineType (${DEFAULT_MACHINE_TYPE})`,
+      `diskSizeGb (${DEFAULT_DISK_SIZE_GB})`,
+      `diskType (${DEFAULT_DISK_TYPE})`,
+      `releaseChannel (${DEFAULT_RELEASE_CHANNEL})`,
+      `deletionProtection (${DEFAULT_DELETION_PROTECTION})`,
+      `network (${DEFAULT_NETWORK})`,
+      `mediaSourceRanges (${JSON.stringify(DEFAULT_MEDIA_SOURCE_RANGES)})`,
+      `"${DEFAULT_EXPOSURE.gke}" for gke`,
+      `"${DEFAULT_EXPOSURE.kubeconfig}" for kubeconfig`,
+    ]) {
+      expect(sites.replace(/\s+/g, " ")).toContain(stated);
+    }
+    expect(project.config[CONFERENCE_CONFIG.conference]?.description?.replace(/\s+/g, " ")).toContain(
+      `${formatMillicores(MIN_POD.millicores)} and ${formatBytes(MIN_POD.bytes)}, MIN_POD in domain/jitsi.ts`,
+    );
   });
 
   it("keeps the testbedStack default in step with the conference program", () => {
