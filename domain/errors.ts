@@ -8,6 +8,8 @@ export type DomainErrorCode = "invalid_arguments" | "not_found" | "conflict" | "
 
 export abstract class DomainError extends Error {
   abstract readonly code: DomainErrorCode;
+  // The subclass's own name ("NotFoundError"), as a stack trace or a log line shows it.
+  override readonly name: string = this.constructor.name;
 }
 
 /**
@@ -15,7 +17,6 @@ export abstract class DomainError extends Error {
  * line per problem, each naming the key and saying how to fix it.
  */
 export class InvalidArgumentsError extends DomainError {
-  override readonly name = "InvalidArgumentsError";
   readonly code = "invalid_arguments";
   readonly problems: readonly string[];
 
@@ -26,28 +27,16 @@ export class InvalidArgumentsError extends DomainError {
 }
 
 /** Something named (a cluster, a host, a conference) does not exist. */
-export class NotFoundError extends DomainError {
-  override readonly name = "NotFoundError";
-  readonly code = "not_found";
-}
+export class NotFoundError extends DomainError { readonly code = "not_found"; }
 
 /** The request contradicts the current state (a duplicate, a change already under way). */
-export class ConflictError extends DomainError {
-  override readonly name = "ConflictError";
-  readonly code = "conflict";
-}
+export class ConflictError extends DomainError { readonly code = "conflict"; }
 
 /** A finite resource ran out: no free address in a pool, no capacity on any cluster. */
-export class ExhaustedError extends DomainError {
-  override readonly name = "ExhaustedError";
-  readonly code = "exhausted";
-}
+export class ExhaustedError extends DomainError { readonly code = "exhausted"; }
 
 /** An injected solver answered with something other than a proof. */
-export class SolverError extends DomainError {
-  override readonly name = "SolverError";
-  readonly code = "solver_failed";
-}
+export class SolverError extends DomainError { readonly code = "solver_failed"; }
 
 /** True for any error of the family, so a boundary can tell the domain's refusals from bugs. */
 export function isDomainError(error: unknown): error is DomainError {

@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import * as random from "@pulumi/random";
+import { randomInt } from "node:crypto";
 import { isIPv4 } from "node:net";
 import { type ConferenceOutputs, type ConferenceSpecInput, conferenceName, parseConferenceSpec } from "../../domain/contracts/conference.ts";
 import type { Exposure } from "../../domain/contracts/testbed.ts";
@@ -44,6 +44,15 @@ export interface JitsiConferenceArgs extends ConferenceSpecInput {
   imageTag?: string;
   /** PriorityClass of the conference pod. Defaults to the testbed bootstrap's CONFERENCE_PRIORITY_CLASS. */
   priorityClassName?: string;
+}
+
+const PASSWORD_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/** 32 letters and digits: about 190 bits, and nothing a shell, a URL or a config file would mangle. */
+const PASSWORD_LENGTH = 32;
+
+/** A password for the conference's XMPP accounts, from the system's CSPRNG. */
+function newPassword(): string {
+  return Array.from({ length: PASSWORD_LENGTH }, () => PASSWORD_ALPHABET[randomInt(PASSWORD_ALPHABET.length)]).join("");
 }
 
 /** The web container serves HTTPS itself; participants reach it on this Service port. */
@@ -174,15 +183,17 @@ export class JitsiConference extends pulumi.ComponentResource {
     );
 
     const secretName = `jitsi-auth-${id}`;
-    const password = (role: string) => new random.RandomPassword(`${name}-${role}`, { length: 32, special: false }, { parent: this }).result;
+    // Drawn afresh each time the program runs, but only the first draw is ever used: the Secret
+    // ignores later changes to its data, so the passwords stay what the conference started with
+    // (in state, encrypted) until it is destroyed. This needs no provider plugin of its own.
     new k8s.core.v1.Secret(
       name,
       {
         metadata: { name: secretName, namespace: ns, labels },
         type: "Opaque",
-        stringData: { JICOFO_AUTH_PASSWORD: password("jicofo"), JVB_AUTH_PASSWORD: password("jvb") },
+        stringData: { JICOFO_AUTH_PASSWORD: pulumi.secret(newPassword()), JVB_AUTH_PASSWORD: pulumi.secret(newPassword()) },
       },
-      childOpts,
+      { ...childOpts, ignoreChanges: ["stringData"] },
     );
     const fromSecret = (key: "JICOFO_AUTH_PASSWORD" | "JVB_AUTH_PASSWORD"): EnvVar => ({
       name: key,

@@ -26,6 +26,14 @@ const CERTIFICATE = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE----
 const KEY = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
 
 type Run = OfflineResult<ConferenceStackOutputs>;
+
+/** The XMPP passwords in a conference's Secret, as the cluster would receive them. */
+function passwordsOf(run: Run): string[] {
+  const secret = ofType(run.registrations, "kubernetes:core/v1:Secret").find((s) => (s.inputs.metadata as { name: string }).name.startsWith("jitsi-auth-"))!;
+  const reveal = (value: unknown) => (isSecretEnvelope(value) ? value.value : value);
+  const stringData = reveal(secret.inputs.stringData) as Record<string, unknown>;
+  return ["JICOFO_AUTH_PASSWORD", "JVB_AUTH_PASSWORD"].map((key) => String(reveal(stringData[key])));
+}
 let loadBalancer: Run;
 let nodePortByIp: Run;
 let nodePortByName: Run;
@@ -110,12 +118,12 @@ describe.each([
     expect(isSecretEnvelope(stringData) || Object.values(stringData as object).every(isSecretEnvelope)).toBe(true);
   });
 
-  it("generates the two passwords per conference, 32 letters and digits", () => {
-    const passwords = ofType(run().registrations, "random:index/randomPassword:RandomPassword");
-    expect(passwords.map((p) => p.inputs)).toEqual([
-      { length: 32, special: false },
-      { length: 32, special: false },
-    ]);
+  it("generates the two passwords per conference, 32 letters and digits, each its own, with no provider plugin", () => {
+    const [jicofo, jvb] = passwordsOf(run());
+    expect(jicofo).toMatch(/^[A-Za-z0-9]{32}$/);
+    expect(jvb).toMatch(/^[A-Za-z0-9]{32}$/);
+    expect(jicofo).not.toBe(jvb);
+    expect(run().registrations.filter((registration) => registration.type.startsWith("random:"))).toEqual([]);
   });
 
   it("serves the web over https at a PUBLIC_URL given to web and prosody", () => {
@@ -377,8 +385,7 @@ describe("two conferences on one cluster", () => {
     expect(alpha.outputs.namespace).not.toBe(beta.outputs.namespace);
     const secretNames = (run: Run) => ofType(run.registrations, "kubernetes:core/v1:Secret").map((s) => (s.inputs.metadata as { name: string }).name);
     expect(secretNames(alpha)).not.toEqual(secretNames(beta));
-    const passwords = (run: Run) => ofType(run.registrations, "random:index/randomPassword:RandomPassword").map((p) => p.name);
-    expect(passwords(alpha).filter((name) => passwords(beta).includes(name))).toEqual([]);
+    expect(passwordsOf(alpha).filter((password) => passwordsOf(beta).includes(password))).toEqual([]);
     expect(envOf(alpha, "jvb").JVB_PORT).not.toBe(envOf(beta, "jvb").JVB_PORT);
   });
 });

@@ -47,7 +47,7 @@ export function nodePortAllocator(): NodePortAllocator {
 
 /**
  * Mocks answering what the engine and the cluster would: the testbed's outputs (a secret, as the
- * nested kubeconfigs make them), generated passwords, a load balancer's address and node ports
+ * nested kubeconfigs make them), a load balancer's address and node ports
  * from Kubernetes' allocator (distinct across every Service these mocks see, as in one cluster).
  */
 export function conferenceMocks(
@@ -63,8 +63,6 @@ export function conferenceMocks(
               ? {}
               : { clusters: { "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", value: testbed.clusters } },
         };
-      case "random:index/randomPassword:RandomPassword":
-        return { result: `password-of-${resource.name}` };
       case "kubernetes:core/v1:Service": {
         const inputs = resource.inputs as { spec: { type: string; ports: Record<string, unknown>[] } };
         const ports = inputs.spec.ports.map((port) => ({ ...port, nodePort: cluster.allocate() }));
