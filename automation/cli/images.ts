@@ -12,6 +12,32 @@ import { roleImageContexts } from "../../components/cdn-pop/images.ts";
 
 const REPOSITORY = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const USAGE = "usage: npm run images -- <dir> [--registry <registry> --tag <tag> [--push]]";
+/** Docker's rule for a tag (https://docs.docker.com/reference/cli/docker/image/tag/). */
+const DOCKER_TAG = /^[\w][\w.-]{0,127}$/;
+/** A registry host (with an optional port) and repository path, lowercase as Docker requires. */
+const REGISTRY = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/;
+
+/** Usage problems, one line each, naming the flag and what to give. */
+function usageProblems(values: { registry?: string; tag?: string; push: boolean }, positionals: string[]): string[] {
+  const problems: string[] = [];
+  if (positionals.length !== 1) {
+    problems.push(positionals.length === 0 ? "<dir> is missing; give the directory to write the build contexts to, e.g. build/images" : `give one <dir>, not ${positionals.length} (${positionals.join(", ")})`);
+  }
+  if (values.push && values.registry === undefined) {
+    problems.push("--push needs --registry and --tag: images are pushed to <registry>/pop-<image>:<tag>; give both, e.g. --registry localhost:5000/switch-vaas --tag 0.1.0");
+  } else if (values.registry !== undefined && values.tag === undefined) {
+    problems.push("--registry needs --tag; give the tag to build the images with, e.g. --tag 0.1.0");
+  } else if (values.tag !== undefined && values.registry === undefined) {
+    problems.push("--tag needs --registry; give the registry to build the images for, e.g. --registry localhost:5000/switch-vaas");
+  }
+  if (values.registry !== undefined && !REGISTRY.test(values.registry)) {
+    problems.push(`--registry ${JSON.stringify(values.registry)} is not a registry and repository; give e.g. localhost:5000/switch-vaas or registry.example.org/switch-vaas`);
+  }
+  if (values.tag !== undefined && !DOCKER_TAG.test(values.tag)) {
+    problems.push(`--tag ${JSON.stringify(values.tag)} is not a Docker tag; use letters, digits, '_', '.' and '-' (at most 128), e.g. 0.1.0`);
+  }
+  return problems;
+}
 
 function docker(args: string[]): void {
   const result = spawnSync("docker", args, { stdio: "inherit" });
@@ -20,15 +46,25 @@ function docker(args: string[]): void {
   }
 }
 
+let parsed: ReturnType<typeof parseArgs<{ options: { registry: { type: "string" }; tag: { type: "string" }; push: { type: "boolean"; default: false } }; allowPositionals: true }>>;
 try {
-  const { values, positionals } = parseArgs({
+  parsed = parseArgs({
     allowPositionals: true,
     options: { registry: { type: "string" }, tag: { type: "string" }, push: { type: "boolean", default: false } },
   });
-  const out = positionals[0];
-  if (out === undefined || (values.registry === undefined) !== (values.tag === undefined)) {
-    throw new Error(USAGE);
-  }
+} catch (error) {
+  console.error(`${(error as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
+const { values, positionals } = parsed;
+const problems = usageProblems(values, positionals);
+if (problems.length > 0) {
+  console.error(`${problems.join("\n")}\n${USAGE}`);
+  process.exit(2);
+}
+const out = positionals[0]!;
+
+try {
   for (const context of roleImageContexts()) {
     const dir = join(out, context.image);
     mkdirSync(dir, { recursive: true });

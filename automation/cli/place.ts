@@ -1,17 +1,21 @@
 /**
  * `npm run place -- [options] <participant>...`: where the decision maker would put a conference,
- * and why. Participants are "lat,lon" or IP addresses. By default the clusters are the paper's
- * seven sites, empty.
+ * and why. Participants are "lat,lon" or IP addresses, on the command line or in a file. By default
+ * the clusters are the paper's seven sites, empty.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_SITES, parseSites, siteCapacity } from "../../domain/contracts/testbed.ts";
 import { type Participant, type Placement, SIZING_PROFILES, candidateClusters, parseCandidateClusters, parsePlacementRequest, placeConference } from "../../domain/decision/index.ts";
 import { InvalidArgumentsError } from "../../domain/errors.ts";
-import { type IpLocation, MmdbIpLocator } from "../geolocation/ip-locator.ts";
+import { type IpLocation, MmdbIpLocator, isIpAddress } from "../geolocation/ip-locator.ts";
 
 const USAGE = `usage: npm run place -- [options] <participant>...
-  participant          "lat,lon" (decimal degrees) or an IPv4/IPv6 address
+  participant          "lat,lon" (decimal degrees, e.g. -33.92,18.42) or an IPv4/IPv6 address
+  --participants FILE  more participants, separated by spaces or newlines ("-": standard input); for
+                       more than a few thousand, since npm hands the whole command line to sh as
+                       one argument, which Linux limits to 128 KiB
   --expected N         participants to size for (default: as many as given)
   --last-n=N           video streams per participant, -1 for all (default: -1)
   --no-simulcast       senders send one quality (default: simulcast on)
@@ -24,6 +28,7 @@ const USAGE = `usage: npm run place -- [options] <participant>...
   --json               print the result as JSON`;
 
 const OPTIONS = {
+  participants: { type: "string" },
   expected: { type: "string" },
   "last-n": { type: "string", default: "-1" },
   "no-simulcast": { type: "boolean", default: false },
@@ -36,10 +41,40 @@ const OPTIONS = {
   help: { type: "boolean", default: false },
 } as const;
 
-let values: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
+const COORDINATES = /^-?\d+(\.\d+)?,-?\d+(\.\d+)?$/;
+const WHOLE_NUMBER = /^-?\d+$/;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
+
+/**
+ * The command line, with every "lat,lon" token a participant: parseArgs would read a negative
+ * latitude ("-33.9,18.4") as options, so such tokens are set aside before it runs and put back in
+ * their places among the positionals after.
+ */
+function parseCommandLine(argv: readonly string[]): { values: Values; positionals: string[] } {
+  const end = argv.indexOf("--");
+  const participants: { at: number; value: string }[] = [];
+  const rest: { at: number; token: string }[] = [];
+  argv.forEach((token, at) => {
+    if ((end === -1 || at < end) && token.startsWith("-") && COORDINATES.test(token)) {
+      participants.push({ at, value: token });
+    } else {
+      rest.push({ at, token });
+    }
+  });
+  const { values, tokens } = parseArgs({ args: rest.map((entry) => entry.token), options: OPTIONS, allowPositionals: true, tokens: true });
+  for (const token of tokens) {
+    if (token.kind === "positional") {
+      participants.push({ at: rest[token.index]!.at, value: token.value });
+    }
+  }
+  return { values, positionals: participants.sort((a, b) => a.at - b.at).map((entry) => entry.value) };
+}
+
+let values: Values;
 let positionals: string[];
 try {
-  ({ values, positionals } = parseArgs({ allowPositionals: true, options: OPTIONS }));
+  ({ values, positionals } = parseCommandLine(process.argv.slice(2)));
 } catch (error) {
   console.error(`${(error as Error).message}\n\n${USAGE}`);
   process.exit(2);
@@ -52,38 +87,52 @@ interface ParticipantReport {
   placed: boolean;
 }
 
-async function place(): Promise<void> {
+/** Request fields as the flags that set them, so that a refusal names what the user typed. */
+const FLAGS: Readonly<Record<string, string>> = { expectedParticipants: "--expected", lastN: "--last-n", simulcast: "--no-simulcast", objective: "--objective" };
+
+async function place(given: string[]): Promise<void> {
   const profile = SIZING_PROFILES[values.profile];
   if (profile === undefined) {
     throw new InvalidArgumentsError([`--profile "${values.profile}" is not a sizing profile; use ${Object.keys(SIZING_PROFILES).join(" or ")}`]);
   }
-  const reports = await locate(positionals);
-  const participants: Participant[] = reports.flatMap((report) => {
-    if (!report.placed) {
-      return [];
-    }
+  const notParticipants = given.filter((entry) => !COORDINATES.test(entry) && !isIpAddress(entry));
+  if (notParticipants.length > 0) {
+    throw new InvalidArgumentsError(
+      notParticipants.map((entry) => `participant ${JSON.stringify(entry)} is neither "lat,lon" nor an IPv4 or IPv6 address; give e.g. 46.05,14.51 or 193.2.1.66`),
+    );
+  }
+  const expectedParticipants = values.expected === undefined ? given.length : wholeNumber("--expected", values.expected, "give the number of participants to size for, e.g. --expected 20");
+  const lastN = wholeNumber("--last-n", values["last-n"], "give -1 (unlimited) or a number of video streams, e.g. --last-n=5");
+  const objective = objectiveFrom(values.objective);
+
+  const reports = await locate(given);
+  const placed = reports.filter((report) => report.placed);
+  if (placed.length === 0) {
+    throw new InvalidArgumentsError([
+      "none of the participants could be located; give coordinates (lat,lon) for at least one",
+      ...reports.map((report) => `participant ${report.given} ${whyNotPlaced(report)}`),
+    ]);
+  }
+  const participants: Participant[] = placed.map((report) => {
     if (report.lookup.status === "given") {
       const [lat, lon] = report.given.split(",").map(Number);
-      return [{ lat: lat!, lon: lon! }];
+      return { lat: lat!, lon: lon! };
     }
     const { lat, lon, country } = report.lookup.location!;
-    return [{ lat, lon, ...(country === undefined ? {} : { country }) }];
+    return { lat, lon, ...(country === undefined ? {} : { country }) };
   });
-  if (participants.length === 0) {
-    throw new InvalidArgumentsError(["none of the participants could be located; give coordinates (lat,lon) for at least one"]);
-  }
 
-  const request = parsePlacementRequest(
-    {
-      participants,
-      expectedParticipants: values.expected === undefined ? positionals.length : Number(values.expected),
-      lastN: Number(values["last-n"]),
-      simulcast: !values["no-simulcast"],
-      objective: objectiveFrom(values.objective),
+  const request = asFlags(
+    () => parsePlacementRequest({ participants, expectedParticipants, lastN, simulcast: !values["no-simulcast"], objective }, "request"),
+    (key) => {
+      const [, field, index, rest = ""] = /^request\.(\w+)(?:\[(\d+)\])?(.*)$/.exec(key) ?? [];
+      if (field === "participants" && index !== undefined) {
+        return `participant ${placed[Number(index)]!.given}:${rest.replace(/^\./, " ")}`;
+      }
+      return field === undefined ? key : (FLAGS[field] ?? key);
     },
-    "request",
   );
-  const clusters = parseCandidateClusters(values.clusters === undefined ? emptyPaperTestbed() : JSON.parse(readFileSync(values.clusters, "utf8")), "--clusters");
+  const clusters = values.clusters === undefined ? parseCandidateClusters(emptyPaperTestbed(), "clusters") : clustersFile(values.clusters);
   const placement = placeConference(request, clusters, { profile });
 
   if (values.json) {
@@ -93,11 +142,118 @@ async function place(): Promise<void> {
   }
 }
 
-const COORDINATES = /^-?\d+(\.\d+)?,-?\d+(\.\d+)?$/;
+/** Runs `parse`; a refusal comes back with each line's key rewritten by `rename` (to the flag the user typed). */
+function asFlags<T>(parse: () => T, rename: (key: string) => string): T {
+  try {
+    return parse();
+  } catch (error) {
+    if (!(error instanceof InvalidArgumentsError)) {
+      throw error;
+    }
+    throw new InvalidArgumentsError(
+      error.problems.map((problem) => {
+        const space = problem.indexOf(" ");
+        return `${rename(problem.slice(0, space))}${problem.slice(space)}`;
+      }),
+    );
+  }
+}
+
+function wholeNumber(flag: string, text: string, fix: string): number {
+  if (!WHOLE_NUMBER.test(text)) {
+    throw new InvalidArgumentsError([`${flag} ${JSON.stringify(text)} is not a whole number; ${fix}`]);
+  }
+  return Number(text);
+}
+
+function objectiveFrom(text: string): unknown {
+  if (text === "mean" || text === "worstPair") {
+    return text;
+  }
+  const percentile = /^p(\d+(\.\d+)?)$/.exec(text);
+  if (percentile === null) {
+    throw new InvalidArgumentsError([`--objective ${JSON.stringify(text)} is not an objective; use mean, worstPair or pNN (a percentile, e.g. p95)`]);
+  }
+  return { percentile: Number(percentile[1]) };
+}
+
+function whyNotPlaced({ lookup }: ParticipantReport): string {
+  // Only looked-up participants go unplaced; coordinates are always placed.
+  const reason = lookup.status === "given" ? "" : (lookup.reason ?? `is ${lookup.status}`);
+  return lookup.status === "low-confidence"
+    ? `${reason}; pass --use-low-confidence to place it there anyway, or give its coordinates`
+    : `${reason}; give its coordinates (lat,lon) instead`;
+}
+
+/**
+ * Text of the file a flag names (standard input for "-"), relative to where npm was run (it runs
+ * scripts in the package's directory); refusals name the flag and the file, never its contents.
+ */
+function readFlagFile(flag: string, path: string, what: string): string {
+  try {
+    return readFileSync(path === "-" ? 0 : fromInvocation(path), "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "unreadable";
+    throw new InvalidArgumentsError([`${flag} ${code === "ENOENT" ? "does not exist" : `cannot be read (${code})`}; give ${what}`]);
+  }
+}
+
+function readJson(flag: string, path: string, what: string): unknown {
+  const text = readFlagFile(flag, path, what);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    // Where, but not what: the file may be a stack output with kubeconfigs in it.
+    const position = /position (\d+)/.exec((error as Error).message)?.[1];
+    const before = position === undefined ? undefined : text.slice(0, Number(position)).split("\n");
+    const where = before === undefined ? "" : ` at line ${before.length}, column ${before.at(-1)!.length + 1}`;
+    throw new InvalidArgumentsError([`${flag} is not JSON${where}; give ${what}`]);
+  }
+}
+
+/** The clusters of --clusters FILE; refusals name the flag and the file, then the key in it. */
+function clustersFile(path: string): ReturnType<typeof parseCandidateClusters> {
+  const flag = `--clusters ${path}`;
+  const value = readJson(flag, path, "a JSON map of clusters as the testbed's clusters output, with free: { cpu, memory }");
+  return asFlags(
+    () => parseCandidateClusters(value, "clusters"),
+    (key) => `${flag}: ${key}`,
+  );
+}
+
+/** The participants of --participants FILE, separated by whitespace. */
+function participantsFile(path: string): string[] {
+  return readFlagFile(`--participants ${path}`, path, 'a file of participants, "lat,lon" or IP addresses separated by spaces or newlines')
+    .split(/\s+/)
+    .filter((entry) => entry !== "");
+}
+
+async function openLocator(): Promise<MmdbIpLocator> {
+  const path = values.mmdb;
+  if (path === undefined) {
+    return MmdbIpLocator.open();
+  }
+  const what = "a MaxMind GeoIP2/GeoLite2 City database (.mmdb), or leave --mmdb out for the shipped DB-IP Lite";
+  const stat = statSync(fromInvocation(path), { throwIfNoEntry: false });
+  if (stat === undefined) {
+    throw new InvalidArgumentsError([`--mmdb ${path} does not exist; give ${what}`]);
+  }
+  if (!stat.isFile()) {
+    throw new InvalidArgumentsError([`--mmdb ${path} is not a file; give ${what}`]);
+  }
+  try {
+    return await MmdbIpLocator.open({ path: fromInvocation(path) });
+  } catch {
+    throw new InvalidArgumentsError([`--mmdb ${path} is not a MaxMind database; give ${what}`]);
+  }
+}
+
+function fromInvocation(path: string): string {
+  return resolve(process.env.INIT_CWD ?? ".", path);
+}
 
 async function locate(given: string[]): Promise<ParticipantReport[]> {
-  const needsDatabase = given.some((entry) => !COORDINATES.test(entry));
-  const locator = needsDatabase ? await MmdbIpLocator.open(values.mmdb === undefined ? {} : { path: values.mmdb }) : undefined;
+  const locator = given.some((entry) => !COORDINATES.test(entry)) ? await openLocator() : undefined;
   return given.map((entry) => {
     if (COORDINATES.test(entry)) {
       return { given: entry, lookup: { status: "given" }, placed: true };
@@ -106,11 +262,6 @@ async function locate(given: string[]): Promise<ParticipantReport[]> {
     const placed = lookup.status === "located" || (lookup.status === "low-confidence" && values["use-low-confidence"]);
     return { given: entry, lookup, placed };
   });
-}
-
-function objectiveFrom(text: string): unknown {
-  const percentile = /^p(\d+(\.\d+)?)$/.exec(text);
-  return percentile === null ? text : { percentile: Number(percentile[1]) };
 }
 
 /** The paper's seven sites with all their capacity free. */
@@ -148,11 +299,12 @@ function print(reports: ParticipantReport[], expected: number, lastN: number, si
 }
 
 try {
-  if (values.help || positionals.length === 0) {
+  const given = [...positionals, ...(values.participants === undefined ? [] : participantsFile(values.participants))];
+  if (values.help || given.length === 0) {
     console.log(USAGE);
     process.exitCode = values.help ? 0 : 2;
   } else {
-    await place();
+    await place(given);
   }
 } catch (error) {
   console.error(error instanceof Error ? error.message : error);

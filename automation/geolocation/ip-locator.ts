@@ -67,7 +67,7 @@ export class MmdbIpLocator implements IpLocator {
   }
 
   locate(ip: string): IpLocation {
-    if (!ipaddr.isValid(ip)) {
+    if (!isIpAddress(ip)) {
       return { ip, status: "invalid", reason: "is not an IP address" };
     }
     // IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are looked up as the IPv4 address they carry.
@@ -82,6 +82,15 @@ export class MmdbIpLocator implements IpLocator {
     // maxmind types records as MaxMind's own schema; DB-IP's flat records are read as well.
     return interpretRecord(ip, (address.kind() === "ipv4" ? this.ipv4 : this.ipv6).get(address.toString()) as CityRecord | null);
   }
+}
+
+/**
+ * An IPv4 address in four decimal parts, or an IPv6 address. ipaddr.js's own isValid also takes
+ * the short and octal forms inet_aton does ("48.21" is 48.0.0.21), which a participant's address
+ * never is: those are typos, most often a coordinate without its longitude.
+ */
+export function isIpAddress(text: string): boolean {
+  return ipaddr.IPv4.isValidFourPartDecimal(text) || ipaddr.IPv6.isValid(text);
 }
 
 /** What a database record says about where `ip` is, and how sure it is. */

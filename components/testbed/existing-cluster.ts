@@ -41,10 +41,13 @@ export class ExistingCluster extends pulumi.ComponentResource {
   }
 }
 
-interface Kubeconfig {
-  "current-context"?: string;
-  contexts?: { name: string; context?: { cluster?: string } }[];
-  clusters?: { name: string; cluster?: { server?: string } }[];
+/** The entries of a kubeconfig list (contexts, clusters) that are maps; anything else has none. */
+function entries(list: unknown): Record<string, unknown>[] {
+  return Array.isArray(list) ? list.filter((entry): entry is Record<string, unknown> => typeof entry === "object" && entry !== null && !Array.isArray(entry)) : [];
+}
+
+function field(value: unknown, key: string): unknown {
+  return typeof value === "object" && value !== null ? (value as Record<string, unknown>)[key] : undefined;
 }
 
 /**
@@ -52,13 +55,14 @@ interface Kubeconfig {
  * On clusters without a cloud load balancer it is usually a node's public address.
  *
  * The kubeconfig is a secret, so a problem with it is reported by `key` (the config key it came
- * from) and position only: the YAML library's own message quotes the offending lines, tokens
- * included.
+ * from) and position only: the YAML library's own messages and warnings quote the offending
+ * lines, tokens included, so they are neither shown nor logged.
  */
 export function apiServerHost(kubeconfig: string, context: string | undefined, key: string): string {
   let config: unknown;
   try {
-    config = parse(kubeconfig);
+    // "error": the library's warnings (an unknown tag, say) would print their lines to stderr.
+    config = parse(kubeconfig, { logLevel: "error" });
   } catch (error) {
     const where = error instanceof YAMLError && error.linePos !== undefined ? ` at line ${error.linePos[0].line}, column ${error.linePos[0].col}` : "";
     throw new InvalidArgumentsError([`${key} is not YAML (${error instanceof YAMLError ? error.code : "unreadable"}${where}); give the kubeconfig file's contents`]);
@@ -66,10 +70,10 @@ export function apiServerHost(kubeconfig: string, context: string | undefined, k
   if (typeof config !== "object" || config === null || Array.isArray(config)) {
     throw new InvalidArgumentsError([`${key} is not a kubeconfig; give the kubeconfig file's contents, a YAML map with clusters, contexts and users`]);
   }
-  const file = config as Kubeconfig;
-  const contextName = context ?? file["current-context"];
-  const clusterName = file.contexts?.find((entry) => entry.name === contextName)?.context?.cluster;
-  const server = file.clusters?.find((entry) => entry.name === clusterName)?.cluster?.server;
+  const current = field(config, "current-context");
+  const contextName = context ?? (typeof current === "string" ? current : undefined);
+  const clusterName = field(field(entries(field(config, "contexts")).find((entry) => entry.name === contextName), "context"), "cluster");
+  const server = field(field(entries(field(config, "clusters")).find((entry) => entry.name === clusterName), "cluster"), "server");
   if (typeof server !== "string" || !URL.canParse(server)) {
     throw new InvalidArgumentsError([`${key}: the kubeconfig has no server for context "${contextName ?? "(none)"}"; give a kubeconfig whose context names a cluster with a server URL`]);
   }

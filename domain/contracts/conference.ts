@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { MIN_POD } from "../jitsi.ts";
 import { formatBytes, formatMillicores, parseCpuMillicores, parseMemoryBytes } from "../quantity.ts";
-import { DNS_DOMAIN, DNS_LABEL, kubernetesQuantity, parseOrThrow } from "../validation.ts";
+import { DNS_DOMAIN, DNS_LABEL, expected, kubernetesQuantity, parseOrThrow } from "../validation.ts";
 
 /**
  * The conference stack's contract (ARCHITECTURE.md "Stack contracts"): stack `conf-<id>` takes
@@ -36,13 +36,13 @@ const quantity = (kind: "cpu" | "memory") => {
 
 /** Participants a conference is sized for; shared with the decision maker's requests. */
 export const expectedParticipants = z
-  .number({ error: "is required; give the number of participants the conference is sized for" })
+  .number({ error: expected("a number", "give the number of participants the conference is sized for") })
   .int({ error: (issue) => `${String(issue.input)} is not a whole number; give a number of participants of at least 1` })
   .min(1, { error: (issue) => `${String(issue.input)} is too few; a conference needs at least 1 participant` });
 
 /** Video streams each participant receives, -1 for all; shared with the decision maker's requests. */
 export const lastN = z
-  .number({ error: "is required; give the last-N value (-1 for unlimited)" })
+  .number({ error: expected("a number", "give the last-N value (-1 for unlimited)") })
   .int({ error: (issue) => `${String(issue.input)} is not a whole number; give -1 (unlimited) or a number of video streams` })
   .min(-1, { error: (issue) => `${String(issue.input)} is below -1; use -1 for unlimited or a number of video streams` });
 
@@ -50,27 +50,27 @@ const conferenceSpec = z.strictObject(
   {
     /** Conference id, a DNS label of at most 40 characters; the namespace is `conf-<id>`. */
     id: z
-      .string({ error: 'is required; give the conference a DNS label, e.g. "physics-101"' })
+      .string({ error: expected("a string", 'give the conference a DNS label, e.g. "physics-101"') })
       .max(MAX_ID_LENGTH, { error: `is longer than ${MAX_ID_LENGTH} characters; shorten it` })
       .regex(DNS_LABEL, {
         error: (issue) =>
           `${JSON.stringify(issue.input)} is not a DNS label; use lowercase letters, digits and '-', starting and ending with a letter or digit`,
       }),
     /** Name of the testbed cluster the conference runs on (labels and outputs). */
-    cluster: z.string({ error: "is required; name the testbed cluster to run on" }).min(1, { error: "is empty; name the testbed cluster to run on" }),
+    cluster: z.string({ error: expected("a string", "name the testbed cluster to run on") }).min(1, { error: "is empty; name the testbed cluster to run on" }),
     /** Participants the conference is sized for; also the room's hard cap (MAX_PARTICIPANTS). */
     expectedParticipants,
     /** Video streams each participant receives, -1 for all. */
     lastN,
     /** Whether senders send several qualities (simulcast) or one. */
-    simulcast: z.boolean({ error: "is required; true to let senders send several qualities, false for one" }),
+    simulcast: z.boolean({ error: expected("true or false", "true to let senders send several qualities, false for one") }),
     /** The whole pod's CPU and memory as Kubernetes quantities; split across the four containers. */
     resources: z.strictObject(
       { cpu: quantity("cpu"), memory: quantity("memory") },
-      { error: 'is required; give { cpu, memory } as Kubernetes quantities, e.g. { cpu: "2", memory: "3Gi" }' },
+      { error: expected("a map", 'give { cpu, memory } as Kubernetes quantities, e.g. { cpu: "2", memory: "3Gi" }') },
     ),
   },
-  { error: "is required; give { id, cluster, expectedParticipants, lastN, simulcast, resources }" },
+  { error: expected("a map", "give { id, cluster, expectedParticipants, lastN, simulcast, resources }") },
 );
 
 /** What the service decided about one conference (ARCHITECTURE.md "Stack contracts"). */
@@ -89,14 +89,14 @@ const PEM = /-----BEGIN [A-Z ]+-----/;
 const tlsConfig = z.strictObject(
   {
     domain: z
-      .string({ error: 'is required; give the domain the certificate covers as "*.<domain>", e.g. "conf.example.org"' })
+      .string({ error: expected("a string", 'give the domain the certificate covers as "*.<domain>", e.g. "conf.example.org"') })
       .regex(DNS_DOMAIN, {
         error: 'is not a domain name; give e.g. "conf.example.org"',
       }),
-    certificate: z.string({ error: "is required; give the PEM certificate chain" }).regex(PEM, { error: "is not PEM; give the certificate chain as PEM text" }),
-    key: z.string({ error: "is required; give the PEM private key" }).regex(PEM, { error: "is not PEM; give the private key as PEM text" }),
+    certificate: z.string({ error: expected("a string", "give the PEM certificate chain") }).regex(PEM, { error: "is not PEM; give the certificate chain as PEM text" }),
+    key: z.string({ error: expected("a string", "give the PEM private key") }).regex(PEM, { error: "is not PEM; give the private key as PEM text" }),
   },
-  { error: "must be { domain, certificate, key }" },
+  { error: expected("{ domain, certificate, key }", `set each with pulumi config set --path '${CONFERENCE_CONFIG.tls}.<field>' (--secret for the certificate and the key)`) },
 );
 
 export type TlsConfig = z.output<typeof tlsConfig>;

@@ -1,6 +1,7 @@
+import ipaddr from "ipaddr.js";
 import { z } from "zod";
 import { InvalidArgumentsError } from "../errors.ts";
-import { HOST_NAME, latitude, longitude, parseOrThrow } from "../validation.ts";
+import { HOST_NAME, expected, latitude, longitude, parseOrThrow } from "../validation.ts";
 
 /**
  * The testbed stack's contract (ARCHITECTURE.md "Stack contracts"): its config keys, the site
@@ -51,12 +52,29 @@ export const DEFAULT_EXPOSURE: Readonly<Record<SiteProvider, Exposure>> = {
   kubeconfig: "nodePort",
 };
 
+// Upper bounds that catch a unit or scope mix-up (millicores for cores, MiB for GiB, the whole
+// cluster for one node) before it reaches a plan.
+/** GKE allows at most 1,000 nodes per node pool in a zone (https://cloud.google.com/kubernetes-engine/quotas). */
+export const MAX_NODES = 1000;
+/** Above any node a conference cluster uses; 4000 is 4 cores given in millicores. */
+export const MAX_VCPU_PER_NODE = 512;
+/** 24 TiB, above any node a conference cluster uses; 32768 is 32 GiB given in MiB. */
+export const MAX_MEMORY_GIB_PER_NODE = 24576;
+/** A persistent disk holds at most 64 TiB (https://cloud.google.com/compute/docs/disks). */
+export const MAX_DISK_SIZE_GB = 65536;
+/** GKE's smallest boot disk. */
+export const MIN_DISK_SIZE_GB = 10;
+
+export const DISK_TYPES = ["pd-standard", "pd-balanced", "pd-ssd"] as const;
+export const RELEASE_CHANNELS = ["RAPID", "REGULAR", "STABLE", "EXTENDED"] as const;
+const oneOf = (values: readonly string[]) => `one of ${values.map((value) => `"${value}"`).join(", ")}`;
+
 const MAX_SITE_NAME_LENGTH = 30;
 /** A DNS label that starts with a letter, as GKE cluster names must. */
 const SITE_NAME = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 
 const siteName = z
-  .string({ error: "is required; name the site with a DNS label, e.g. \"gcp-us-west1\"" })
+  .string({ error: expected("a string", 'name the site with a DNS label, e.g. "gcp-us-west1"') })
   .max(MAX_SITE_NAME_LENGTH, {
     error: `is longer than ${MAX_SITE_NAME_LENGTH} characters; shorten it (GKE cluster names are limited to 40 including Pulumi's suffix)`,
   })
@@ -67,35 +85,51 @@ const siteName = z
 /** Where a cluster is; the decision maker measures participants' distance to it. */
 export const clusterLocation = z.strictObject(
   {
-    city: z.string({ error: "is required; give the city the cluster is in" }).min(1),
-    country: z.string({ error: "is required; give the country the cluster is in" }).min(1),
+    city: z.string({ error: expected("a string", "give the city the cluster is in") }).min(1, { error: "is empty; give the city the cluster is in" }),
+    country: z.string({ error: expected("a string", "give the country the cluster is in") }).min(1, { error: "is empty; give the country the cluster is in" }),
     lat: latitude,
     lon: longitude,
   },
-  { error: "is required; give { city, country, lat, lon }" },
+  { error: expected("a map", "give { city, country, lat, lon }") },
 );
 
 const nodeCount = z
-  .number({ error: "must be a number; give the number of nodes, e.g. 2" })
+  .number({ error: expected("a number", "give the number of nodes, e.g. 2") })
   .int({ error: (issue) => `${String(issue.input)} is not a whole number; give a whole number of nodes of at least 1` })
-  .min(1, { error: (issue) => `${String(issue.input)} is not allowed; give a whole number of nodes of at least 1` });
+  .min(1, { error: (issue) => `${String(issue.input)} is not allowed; give a whole number of nodes of at least 1` })
+  .max(MAX_NODES, { error: (issue) => `${String(issue.input)} is more than ${MAX_NODES}; give the number of nodes of this cluster, at most ${MAX_NODES}` });
 
-const perNode = (what: string) =>
+const perNode = (what: string, max: number, mixUp: string) =>
   z
-    .number({
-      error: (issue) =>
-        issue.input === undefined ? `is required; give the ${what} of one node` : `must be a number; give the ${what} of one node`,
-    })
-    .positive({ error: `must be positive; give the ${what} of one node` });
+    .number({ error: expected("a number", `give the ${what} of one node`) })
+    .positive({ error: `must be positive; give the ${what} of one node` })
+    .max(max, { error: (issue) => `${String(issue.input)} is more than ${max}; give the ${what} of one node (${mixUp})` });
+const vcpuPerNode = perNode("vCPU count", MAX_VCPU_PER_NODE, "not millicores");
+const memoryGiBPerNode = perNode("memory in GiB", MAX_MEMORY_GIB_PER_NODE, "not MiB");
 
 /** An IPv4 address or a DNS name. */
-const publicAddress = z.string().regex(HOST_NAME, {
+const publicAddress = z.string({ error: expected("a string", "give the address at which the nodes are reachable") }).regex(HOST_NAME, {
   error: (issue) => `${JSON.stringify(issue.input)} is neither an IPv4 address nor a DNS name; give the address at which the nodes are reachable`,
 });
 
 const exposure = z.enum(EXPOSURES, {
   error: (issue) => `${JSON.stringify(issue.input)} is not an exposure mode; use "loadBalancer" or "nodePort"`,
 });
+
+/** An IPv4 or IPv6 range in CIDR notation, e.g. "203.0.113.0/24" (IPv4 addresses in four decimal parts). */
+function isCidr(text: string): boolean {
+  const [address = "", prefix, ...rest] = text.split("/");
+  if (prefix === undefined || rest.length > 0 || !/^\d{1,3}$/.test(prefix)) {
+    return false;
+  }
+  return (ipaddr.IPv4.isValidFourPartDecimal(address) && Number(prefix) <= 32) || (ipaddr.IPv6.isValid(address) && Number(prefix) <= 128);
+}
+
+const sourceRange = z.string({ error: expected("a string", 'give a CIDR range, e.g. "203.0.113.0/24"') }).refine(isCidr, {
+  error: (issue) => `${JSON.stringify(issue.input)} is not a CIDR range; give e.g. "203.0.113.0/24", or "0.0.0.0/0" for anywhere`,
+});
+
+const flag = (fix: string) => z.boolean({ error: expected("true or false", fix) });
 
 const gkeSite = z
   .strictObject({
@@ -104,21 +138,37 @@ const gkeSite = z
     location: clusterLocation,
     exposure: exposure.default(DEFAULT_EXPOSURE.gke),
     publicAddress: publicAddress.optional(),
-    region: z.string({ error: "is required for a gke site; set the GCP region, e.g. \"us-west1\"" }).min(1),
-    zone: z.string().optional(),
-    regional: z.boolean().default(false),
+    region: z
+      .string({
+        error: (issue) =>
+          issue.input === undefined ? 'is required for a gke site; set the GCP region, e.g. "us-west1"' : expected("a string", 'set the GCP region, e.g. "us-west1"')(issue),
+      })
+      .min(1, { error: 'is empty; set the GCP region, e.g. "us-west1"' }),
+    zone: z.string({ error: expected("a string", 'give a zone of the region, e.g. "us-west1-b"') }).optional(),
+    regional: flag("true for a regional cluster, false for a zonal one").default(false),
     nodes: nodeCount.default(DEFAULT_NODE_COUNT),
-    machineType: z.string().default(DEFAULT_MACHINE_TYPE),
-    vcpuPerNode: perNode("vCPU count").optional(),
-    memoryGiBPerNode: perNode("memory in GiB").optional(),
-    diskSizeGb: z.number().int().min(10, { error: "must be at least 10 (GKE's minimum boot disk)" }).default(DEFAULT_DISK_SIZE_GB),
-    diskType: z.enum(["pd-standard", "pd-balanced", "pd-ssd"]).default(DEFAULT_DISK_TYPE),
-    logging: z.boolean().default(false),
-    monitoring: z.boolean().default(false),
-    releaseChannel: z.enum(["RAPID", "REGULAR", "STABLE", "EXTENDED"]).default(DEFAULT_RELEASE_CHANNEL),
-    deletionProtection: z.boolean().default(DEFAULT_DELETION_PROTECTION),
-    network: z.string().min(1).default(DEFAULT_NETWORK),
-    mediaSourceRanges: z.array(z.string()).min(1).default([...DEFAULT_MEDIA_SOURCE_RANGES]),
+    machineType: z.string({ error: expected("a string", `give a GCE machine type, e.g. "${DEFAULT_MACHINE_TYPE}"`) }).default(DEFAULT_MACHINE_TYPE),
+    vcpuPerNode: vcpuPerNode.optional(),
+    memoryGiBPerNode: memoryGiBPerNode.optional(),
+    diskSizeGb: z
+      .number({ error: expected("a number", `give the boot disk's size in GB, e.g. ${DEFAULT_DISK_SIZE_GB}`) })
+      .int({ error: (issue) => `${String(issue.input)} is not a whole number; give the boot disk's size in GB` })
+      .min(MIN_DISK_SIZE_GB, { error: `must be at least ${MIN_DISK_SIZE_GB} (GKE's minimum boot disk)` })
+      .max(MAX_DISK_SIZE_GB, { error: (issue) => `${String(issue.input)} is more than ${MAX_DISK_SIZE_GB}; a persistent disk holds at most ${MAX_DISK_SIZE_GB} GB` })
+      .default(DEFAULT_DISK_SIZE_GB),
+    diskType: z.enum(DISK_TYPES, { error: expected(oneOf(DISK_TYPES)) }).default(DEFAULT_DISK_TYPE),
+    logging: flag("true to send the cluster's logs to Cloud Logging").default(false),
+    monitoring: flag("true to send the cluster's metrics to Cloud Monitoring").default(false),
+    releaseChannel: z.enum(RELEASE_CHANNELS, { error: expected(oneOf(RELEASE_CHANNELS)) }).default(DEFAULT_RELEASE_CHANNEL),
+    deletionProtection: flag("true to make pulumi destroy fail while it is set").default(DEFAULT_DELETION_PROTECTION),
+    network: z
+      .string({ error: expected("a string", `give the VPC network, e.g. "${DEFAULT_NETWORK}"`) })
+      .min(1, { error: `is empty; give the VPC network, e.g. "${DEFAULT_NETWORK}"` })
+      .default(DEFAULT_NETWORK),
+    mediaSourceRanges: z
+      .array(sourceRange, { error: expected("a list", 'give CIDR ranges, e.g. ["0.0.0.0/0"]') })
+      .min(1, { error: 'is empty; give at least one CIDR range, e.g. ["0.0.0.0/0"] for anywhere' })
+      .default([...DEFAULT_MEDIA_SOURCE_RANGES]),
   })
   .superRefine((site, ctx) => {
     if (site.regional && site.zone !== undefined) {
@@ -159,13 +209,19 @@ const kubeconfigSite = z
     exposure: exposure.default(DEFAULT_EXPOSURE.kubeconfig),
     publicAddress: publicAddress.optional(),
     nodes: nodeCount.default(DEFAULT_NODE_COUNT),
-    vcpuPerNode: perNode("vCPU count"),
-    memoryGiBPerNode: perNode("memory in GiB"),
-    context: z.string().min(1).optional(),
+    vcpuPerNode,
+    memoryGiBPerNode,
+    context: z
+      .string({ error: expected("a string", "name a context of the kubeconfig") })
+      .min(1, { error: "is empty; name a context of the kubeconfig, or leave it out for its current-context" })
+      .optional(),
   });
 
 const site = z.discriminatedUnion("provider", [gkeSite, kubeconfigSite], {
   error: (issue) => {
+    if (typeof issue.input !== "object" || issue.input === null || Array.isArray(issue.input)) {
+      return expected("a map", "give a site { name, provider, location, ... }")(issue);
+    }
     const given = (issue.input as { provider?: unknown } | undefined)?.provider;
     return given === undefined
       ? `is required; set provider to "gke" or "kubeconfig"`
@@ -174,7 +230,7 @@ const site = z.discriminatedUnion("provider", [gkeSite, kubeconfigSite], {
 });
 
 const sites = z
-  .array(site, { error: "must be a list of sites" })
+  .array(site, { error: expected("a list of sites") })
   .min(1, { error: "is empty; give at least one site" })
   .superRefine((list, ctx) => {
     const firstIndex = new Map<string, number>();
@@ -282,8 +338,9 @@ export const DEFAULT_SITES: readonly SiteInput[] = [
 ];
 
 /** Kubeconfigs by site name. Secret: no message quotes a value. */
-const kubeconfigs = z.record(z.string(), z.string({ error: "must be the kubeconfig file's contents as a string" }), {
-  error: "must be a map from site name to kubeconfig",
+const SET_KUBECONFIG = `pulumi config set --secret --path '${TESTBED_CONFIG.kubeconfigs}.<site>' "$(cat kubeconfig.yaml)"`;
+const kubeconfigs = z.record(z.string(), z.string({ error: expected("a string", `give the kubeconfig file's contents as text: ${SET_KUBECONFIG}`) }), {
+  error: expected("a map from site name to kubeconfig", `set each site's: ${SET_KUBECONFIG}`),
 });
 
 /** Validates the kubeconfigs config; errors name each bad entry under `keyPrefix`, never its value. */
@@ -319,12 +376,12 @@ export function parseTestbed(value: { sites: unknown; kubeconfigNames: readonly 
   return sites;
 }
 
-const positive = z.number({ error: "must be a number" }).positive({ error: "must be positive" });
+const positive = (what: string) => z.number({ error: expected("a number", `give the ${what}`) }).positive({ error: "must be positive" });
 
 /** How much a cluster has: the decision maker checks that a conference's pod fits. */
 export const clusterCapacity = z.object(
-  { nodes: positive, vcpuPerNode: positive, memoryGiBPerNode: positive },
-  { error: "is required; give { nodes, vcpuPerNode, memoryGiBPerNode }" },
+  { nodes: positive("number of nodes"), vcpuPerNode: positive("vCPU count of one node"), memoryGiBPerNode: positive("memory of one node in GiB") },
+  { error: expected("a map", "give { nodes, vcpuPerNode, memoryGiBPerNode }") },
 );
 
 /**

@@ -1,11 +1,11 @@
 import { z } from "zod";
 import { SolverError } from "../errors.ts";
-import { parseOrThrow } from "../validation.ts";
+import { expected, parseOrThrow } from "../validation.ts";
 import { solvePaper } from "./heuristic.ts";
 import { type MilpSolver, solveExact } from "./milp.ts";
 import { type Host, type Layout, ROLES, type Role, type RoleCounts, demandShares, hostWeight } from "./model.ts";
 import { type Problem, evaluate, rolesOf, toMatrix } from "./problem.ts";
-import { edgeRole, nonNegative, requestCounts } from "./schema.ts";
+import { MAX_LINK_MBPS, edgeRole, nonNegative, requestCounts } from "./schema.ts";
 
 /** The paper's threshold: every role's capacity share within ±0.1 of its request share. */
 export const DEFAULT_TOLERANCE = 0.1;
@@ -66,25 +66,48 @@ export interface LayoutResult {
 }
 
 const positive = (what: string) =>
-  z.number({ error: `is required; give the ${what}` }).positive({ error: (issue) => `${String(issue.input)} is not positive; give the ${what}` });
+  z.number({ error: expected("a number", `give the ${what}`) }).positive({ error: (issue) => `${String(issue.input)} is not positive; give the ${what}` });
 
 const layoutInput = z
-  .strictObject({
-    hosts: z
-      .array(
-        z.strictObject({
-          name: z.string({ error: "is required; name the host" }).min(1, { error: "is empty; name the host" }),
-          cpu: z.strictObject({ capacityCores: positive("number of cores"), usedCores: nonNegative("cores in use") }),
-          network: z.strictObject({ linkMbps: positive("link capacity in Mbit/s"), txMbps: nonNegative("transmitted Mbit/s") }),
-        }),
-      )
-      .min(1, { error: "is empty; a PoP needs at least one host" }),
-    requests: requestCounts,
-    current: z.record(z.string(), z.array(edgeRole)),
-    tolerance: z.number().gt(0, { error: "must be above 0" }).lt(1, { error: "must be below 1" }).optional(),
-    strategy: z.enum(["auto", "exact", "paper"], { error: (issue) => `${JSON.stringify(issue.input)} is not a strategy; use "auto", "exact" or "paper"` }).optional(),
-    maxMoves: z.number().int().min(1, { error: "must be at least 1" }).optional(),
-  })
+  .strictObject(
+    {
+      hosts: z
+        .array(
+          z.strictObject(
+            {
+              name: z.string({ error: expected("a string", "name the host") }).min(1, { error: "is empty; name the host" }),
+              cpu: z.strictObject({ capacityCores: positive("number of cores"), usedCores: nonNegative("cores in use") }, { error: expected("a map", "give { capacityCores, usedCores }") }),
+              network: z.strictObject(
+                {
+                  linkMbps: positive("link capacity in Mbit/s").max(MAX_LINK_MBPS, {
+                    error: (issue) => `${String(issue.input)} is more than ${MAX_LINK_MBPS}; give the link capacity in Mbit/s (not kbit/s)`,
+                  }),
+                  txMbps: nonNegative("transmitted Mbit/s"),
+                },
+                { error: expected("a map", "give { linkMbps, txMbps }") },
+              ),
+            },
+            { error: expected("a map", "give a host { name, cpu, network }") },
+          ),
+          { error: expected("a list of hosts", "give at least one { name, cpu, network }") },
+        )
+        .min(1, { error: "is empty; a PoP needs at least one host" }),
+      requests: requestCounts,
+      current: z.record(z.string(), z.array(edgeRole, { error: expected("a list of edge roles") }), { error: expected("a map from host name to edge roles") }),
+      tolerance: z
+        .number({ error: expected("a number", "give the tolerance as a fraction, e.g. 0.1") })
+        .gt(0, { error: "must be above 0" })
+        .lt(1, { error: "must be below 1" })
+        .optional(),
+      strategy: z.enum(["auto", "exact", "paper"], { error: (issue) => `${JSON.stringify(issue.input)} is not a strategy; use "auto", "exact" or "paper"` }).optional(),
+      maxMoves: z
+        .number({ error: expected("a number", "give the most changes one period may make, e.g. 2") })
+        .int({ error: (issue) => `${String(issue.input)} is not a whole number; give the most changes one period may make` })
+        .min(1, { error: "must be at least 1" })
+        .optional(),
+    },
+    { error: expected("a map", "give { hosts, requests, current }") },
+  )
   .superRefine((input, ctx) => {
     const names = new Set<string>();
     input.hosts.forEach((host, index) => {

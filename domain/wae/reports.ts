@@ -1,7 +1,7 @@
 import { z } from "zod";
-import { parseOrThrow } from "../validation.ts";
+import { expected, parseOrThrow } from "../validation.ts";
 import { type Host, type RoleCounts, mapRoles } from "./model.ts";
-import { nonNegative, requestCounts } from "./schema.ts";
+import { MAX_LINK_MBPS, nonNegative, requestCounts } from "./schema.ts";
 
 /**
  * The data collection module: what an instance manager reports for its host every period
@@ -9,24 +9,41 @@ import { nonNegative, requestCounts } from "./schema.ts";
  * orchestration's input.
  */
 
-const instant = z.iso.datetime({ offset: true, error: (issue) => `${JSON.stringify(issue.input)} is not an ISO 8601 time; give e.g. "2026-11-23T10:00:00Z"` });
+const instant = z.iso.datetime({
+  offset: true,
+  error: (issue) =>
+    typeof issue.input === "string"
+      ? `${JSON.stringify(issue.input)} is not an ISO 8601 time; give e.g. "2026-11-23T10:00:00Z"`
+      : expected("a string", 'give an ISO 8601 time, e.g. "2026-11-23T10:00:00Z"')(issue),
+});
 
 const instanceManagerReport = z
-  .strictObject({
-    pop: z.string({ error: "is required; name the PoP" }).min(1, { error: "is empty; name the PoP" }),
-    host: z.string({ error: "is required; name the host" }).min(1, { error: "is empty; name the host" }),
-    periodStart: instant,
-    periodEnd: instant,
-    cpu: z.strictObject({
-      capacityCores: nonNegative("number of cores").refine((cores) => cores > 0, { error: "is 0; give the host's number of cores" }),
-      usedCores: nonNegative("average cores in use over the period"),
-    }),
-    network: z.strictObject({
-      linkMbps: nonNegative("link capacity in Mbit/s").refine((mbps) => mbps > 0, { error: "is 0; give the link capacity in Mbit/s" }),
-      txMbps: nonNegative("average transmitted Mbit/s over the period"),
-    }),
-    requests: requestCounts,
-  })
+  .strictObject(
+    {
+      pop: z.string({ error: expected("a string", "name the PoP") }).min(1, { error: "is empty; name the PoP" }),
+      host: z.string({ error: expected("a string", "name the host") }).min(1, { error: "is empty; name the host" }),
+      periodStart: instant,
+      periodEnd: instant,
+      cpu: z.strictObject(
+        {
+          capacityCores: nonNegative("number of cores").refine((cores) => cores > 0, { error: "is 0; give the host's number of cores" }),
+          usedCores: nonNegative("average cores in use over the period"),
+        },
+        { error: expected("a map", "give { capacityCores, usedCores }") },
+      ),
+      network: z.strictObject(
+        {
+          linkMbps: nonNegative("link capacity in Mbit/s")
+            .refine((mbps) => mbps > 0, { error: "is 0; give the link capacity in Mbit/s" })
+            .refine((mbps) => mbps <= MAX_LINK_MBPS, { error: (issue) => `${String(issue.input)} is more than ${MAX_LINK_MBPS}; give the link capacity in Mbit/s (not kbit/s)` }),
+          txMbps: nonNegative("average transmitted Mbit/s over the period"),
+        },
+        { error: expected("a map", "give { linkMbps, txMbps }") },
+      ),
+      requests: requestCounts,
+    },
+    { error: expected("a map", "give { pop, host, periodStart, periodEnd, cpu, network, requests }") },
+  )
   .superRefine((report, ctx) => {
     if (Date.parse(report.periodEnd) <= Date.parse(report.periodStart)) {
       ctx.addIssue({ code: "custom", path: ["periodEnd"], message: "is not after periodStart; a period ends after it starts" });

@@ -25,7 +25,7 @@ describe("conference stack config errors, found before anything is registered", 
     ["unparseable CPU", { ...valid, resources: { cpu: "two cores", memory: "3Gi" } }, 'switch-vaas:conference.resources.cpu "two cores" is not a Kubernetes quantity; use e.g. "1500m" or "2"'],
     ["unparseable memory", { ...valid, resources: { cpu: "2", memory: "3GB" } }, 'switch-vaas:conference.resources.memory "3GB" is not a Kubernetes quantity; use e.g. "2Gi" or "1500Mi"'],
     ["too little memory for Jitsi", { ...valid, resources: { cpu: "2", memory: "512Mi" } }, 'switch-vaas:conference.resources.memory "512Mi" is below the 1024Mi a Jitsi pod needs; give at least 1024Mi'],
-    ["a simulcast that is not a boolean", { ...valid, simulcast: "yes" }, "switch-vaas:conference.simulcast is required; true to let senders send several qualities, false for one"],
+    ["a simulcast that is not a boolean", { ...valid, simulcast: "yes" }, "switch-vaas:conference.simulcast must be true or false; true to let senders send several qualities, false for one"],
     ["no conference at all", undefined, "switch-vaas:conference is required; give { id, cluster, expectedParticipants, lastN, simulcast, resources }"],
   ])("rejects %s", async (_case, conference, message) => {
     const { error, registered } = await attempt(conference);

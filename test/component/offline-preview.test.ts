@@ -1,3 +1,6 @@
+import { copyFileSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.ts";
 
@@ -55,6 +58,22 @@ describe("offline preview (npm start)", () => {
     const { stderr, code } = await preview("conf-demo");
     expect(code).toBe(1);
     expect(stderr).toContain('offline engine: stack "organization/switch-vaas/testbed" cannot be read offline');
+  });
+
+  it("previews a stack file given by its path, named after its stack", async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "offline-preview-")), "Pulumi.mine.yaml");
+    copyFileSync(join(import.meta.dirname, "..", "..", "stacks", "Pulumi.local.yaml"), path);
+    const { stdout, code } = await preview(path);
+    expect(code).toBe(0);
+    expect(stdout).toContain(`Offline preview of stack "mine" (${path}).`);
+    expect(stdout).toContain("Not set, so a placeholder stood in (pulumi up needs the real ones): switch-vaas:kubeconfigs.local.");
+  });
+
+  it("takes one stack, with exit 2 and the usage for more", async () => {
+    const { stderr, code } = await preview("testbed", "local");
+    expect(code).toBe(2);
+    expect(stderr.split("\n")[0]).toBe("give one stack, not 2 (testbed, local)");
+    expect(stderr).toContain("usage: npm start --");
   });
 
   it("fails with a clear message, and a non-zero exit, for a stack that does not exist", async () => {

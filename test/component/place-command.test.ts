@@ -28,16 +28,19 @@ describe("npm run place", () => {
     expect(stdout).toContain("No cluster has room for this conference.");
   });
 
-  it("fails clearly when no participant can be located", async () => {
+  it("fails clearly when no participant can be located, with each one's reason", async () => {
     const { stderr, code } = await place("192.168.0.1");
     expect(code).toBe(1);
-    expect(stderr.trim()).toBe("none of the participants could be located; give coordinates (lat,lon) for at least one");
+    expect(stderr.trim().split("\n")).toEqual([
+      "none of the participants could be located; give coordinates (lat,lon) for at least one",
+      "participant 192.168.0.1 is a private address, which says nothing about where the participant is; give its coordinates (lat,lon) instead",
+    ]);
   });
 
   it("names the bad value of a flag", async () => {
     const { stderr, code } = await place("46,14", "--last-n=-4");
     expect(code).toBe(1);
-    expect(stderr.trim()).toBe("request.lastN -4 is below -1; use -1 for unlimited or a number of video streams");
+    expect(stderr.trim()).toBe("--last-n -4 is below -1; use -1 for unlimited or a number of video streams");
   });
 });
 

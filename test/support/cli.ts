@@ -5,13 +5,37 @@ import { promisify } from "node:util";
 const root = join(import.meta.dirname, "..", "..");
 const run = promisify(execFile);
 
-/** Runs one of the product's commands (a script under automation/cli) as npm runs it; never throws. */
-export async function runCli(script: string, ...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+export interface CommandResult {
+  stdout: string;
+  stderr: string;
+  /** The exit code; null when the process was killed by a signal. */
+  code: number | null;
+}
+
+export interface CommandOptions {
+  /** The whole environment of the process (PATH is added). Defaults to this process's environment. */
+  env?: Record<string, string>;
+}
+
+/**
+ * Runs a script of the product (a path from the repository's root) as its container or npm runs
+ * it, with tsx; never throws. Output is not capped: a plan or a ranking can run to megabytes.
+ */
+export async function runScript(script: string, args: readonly string[], options: CommandOptions = {}): Promise<CommandResult> {
   try {
-    const { stdout, stderr } = await run(process.execPath, ["--import", "tsx", `automation/cli/${script}`, ...args], { cwd: root });
+    const { stdout, stderr } = await run(process.execPath, ["--import", "tsx", script, ...args], {
+      cwd: root,
+      maxBuffer: Number.POSITIVE_INFINITY,
+      ...(options.env === undefined ? {} : { env: { PATH: process.env.PATH ?? "", ...options.env } }),
+    });
     return { stdout, stderr, code: 0 };
   } catch (error) {
-    const failed = error as { stdout: string; stderr: string; code: number };
+    const failed = error as { stdout: string; stderr: string; code: number | null };
     return { stdout: failed.stdout, stderr: failed.stderr, code: failed.code };
   }
+}
+
+/** Runs one of the product's commands (a script under automation/cli) as npm runs it; never throws. */
+export function runCli(script: string, ...args: string[]): Promise<CommandResult> {
+  return runScript(`automation/cli/${script}`, args);
 }

@@ -16,6 +16,9 @@ describe("placement request validation", () => {
     ["an unknown objective", { ...valid, objective: "median" }, 'request.objective "median" is not an objective; use "mean", "worstPair" or { percentile: 1-100 }'],
     ["a percentile over 100", { ...valid, objective: { percentile: 120 } }, "request.objective.percentile 120 is out of range; use a percentile above 0 and at most 100"],
     ["a missing simulcast", { ...valid, simulcast: undefined }, "request.simulcast is required; true or false"],
+    ["a simulcast as text", { ...valid, simulcast: "yes" }, "request.simulcast must be a boolean; true or false"],
+    ["a latitude as text", { ...valid, participants: [{ lat: "46.05", lon: 14.5 }] }, "request.participants[0].lat must be a number; give the latitude (degrees north) in decimal degrees"],
+    ["participants as one location", { ...valid, participants: { lat: 46, lon: 14 } }, "request.participants must be a list of { lat, lon }"],
   ])("rejects %s", (_case, request, message) => {
     expect(invalidArgumentsMessage(() => parsePlacementRequest(request))).toBe(message);
   });
@@ -31,6 +34,8 @@ describe("candidate cluster validation", () => {
     ["free CPU that is no quantity", { a: { ...cluster, free: { cpu: "lots", memory: "1Gi" } } }, 'clusters.a.free.cpu "lots" is not a Kubernetes quantity; use e.g. "1500m"'],
     ["no free capacity", { a: { ...cluster, free: undefined } }, 'clusters.a.free is required; give what is free now as { cpu, memory }, e.g. { cpu: "1500m", memory: "4Gi" }'],
     ["zero vCPU per node", { a: { ...cluster, capacity: { ...cluster.capacity, vcpuPerNode: 0 } } }, "clusters.a.capacity.vcpuPerNode must be positive"],
+    ["a cluster that is not a map", { a: "gcp-us-west1" }, "clusters.a must be a map; give { location, capacity, free }"],
+    ["free CPU as a number", { a: { ...cluster, free: { cpu: 8, memory: "1Gi" } } }, 'clusters.a.free.cpu must be a string; give a Kubernetes quantity, e.g. "1500m"'],
   ])("rejects %s", (_case, clusters, message) => {
     expect(invalidArgumentsMessage(() => parseCandidateClusters(clusters))).toBe(message);
   });

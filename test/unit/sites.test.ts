@@ -29,6 +29,14 @@ describe("parseSites", () => {
     ["a missing location", [{ ...gke, location: undefined }], "sites[0].location is required; give { city, country, lat, lon }"],
     ["an empty list", [], "sites is empty; give at least one site"],
     ["something that is not a list", { sites: [] }, "sites must be a list of sites"],
+    ["a node count as text", [{ ...gke, nodes: "2" }], "sites[0].nodes must be a number; give the number of nodes, e.g. 2"],
+    ["more nodes than a node pool may have", [{ ...gke, nodes: 1001 }], "sites[0].nodes 1001 is more than 1000; give the number of nodes of this cluster, at most 1000"],
+    ["vCPUs in millicores", [{ ...existing, vcpuPerNode: 4000 }], "sites[0].vcpuPerNode 4000 is more than 512; give the vCPU count of one node (not millicores)"],
+    ["memory in MiB", [{ ...existing, memoryGiBPerNode: 32768 }], "sites[0].memoryGiBPerNode 32768 is more than 24576; give the memory in GiB of one node (not MiB)"],
+    ["a boot disk larger than a persistent disk can be", [{ ...gke, diskSizeGb: 65537 }], "sites[0].diskSizeGb 65537 is more than 65536; a persistent disk holds at most 65536 GB"],
+    ["a source range that is no CIDR", [{ ...gke, mediaSourceRanges: ["0.0.0.0"] }], 'sites[0].mediaSourceRanges[0] "0.0.0.0" is not a CIDR range; give e.g. "203.0.113.0/24", or "0.0.0.0/0" for anywhere'],
+    ["an empty list of source ranges", [{ ...gke, mediaSourceRanges: [] }], 'sites[0].mediaSourceRanges is empty; give at least one CIDR range, e.g. ["0.0.0.0/0"] for anywhere'],
+    ["a release channel that does not exist", [{ ...gke, releaseChannel: "BETA" }], 'sites[0].releaseChannel must be one of "RAPID", "REGULAR", "STABLE", "EXTENDED"'],
   ])("rejects %s", (_case, value, message) => {
     expect(messageOf(value)).toBe(message);
   });
@@ -38,6 +46,11 @@ describe("parseSites", () => {
       "sites[0].nodes 0 is not allowed; give a whole number of nodes of at least 1",
       'sites[1].region is required for a gke site; set the GCP region, e.g. "us-west1"',
     ]);
+  });
+
+  it("accepts IPv4 and IPv6 source ranges and the largest sizes it allows", () => {
+    const [site] = parseSites([{ ...gke, nodes: 1000, diskSizeGb: 65536, mediaSourceRanges: ["203.0.113.0/24", "2001:db8::/32"] }], "sites");
+    expect(site).toMatchObject({ nodes: 1000, diskSizeGb: 65536, mediaSourceRanges: ["203.0.113.0/24", "2001:db8::/32"] });
   });
 
   it("accepts the paper's seven default sites", () => {

@@ -114,6 +114,9 @@ describe("computeLayout input validation", () => {
     ["a role twice on one host", { ...valid, current: { h0: ["small", "small"] } }, "input.current.h0 lists a role twice; a host runs at most one container of each role"],
     ["an unknown strategy", { ...valid, strategy: "greedy" }, 'input.strategy "greedy" is not a strategy; use "auto", "exact" or "paper"'],
     ["no hosts", { ...valid, hosts: [] }, "input.hosts is empty; a PoP needs at least one host"],
+    ["a link in kbit/s", { ...valid, hosts: [{ ...equalHosts(1)[0]!, network: { linkMbps: 1_000_000, txMbps: 0 } }] }, "input.hosts[0].network.linkMbps 1000000 is more than 800000; give the link capacity in Mbit/s (not kbit/s)"],
+    ["a fractional maxMoves", { ...valid, maxMoves: 1.5 }, "input.maxMoves 1.5 is not a whole number; give the most changes one period may make"],
+    ["a tolerance as text", { ...valid, tolerance: "10%" }, "input.tolerance must be a number; give the tolerance as a fraction, e.g. 0.1"],
   ])("rejects %s", (_case, input, message) => {
     expect(invalidArgumentsMessage(() => computeLayout(input as LayoutInput))).toBe(message);
   });

@@ -116,6 +116,10 @@ describe("instance manager reports", () => {
     ["a negative request count", { ...report, requests: { ...report.requests, live: -1 } }, "report.requests.live -1 is negative; give the number of requests, 0 or more"],
     ["an unknown role", { ...report, requests: { ...report.requests, cache: 1 } }, 'report.requests has an unknown key "cache"; remove it or correct its spelling'],
     ["a link of zero capacity", { ...report, network: { linkMbps: 0, txMbps: 0 } }, "report.network.linkMbps is 0; give the link capacity in Mbit/s"],
+    ["a link in kbit/s", { ...report, network: { linkMbps: 1_000_000, txMbps: 0 } }, "report.network.linkMbps 1000000 is more than 800000; give the link capacity in Mbit/s (not kbit/s)"],
+    ["a time as a number", { ...report, periodStart: 1_795_000_000 }, 'report.periodStart must be a string; give an ISO 8601 time, e.g. "2026-11-23T10:00:00Z"'],
+    ["a missing time", { ...report, periodEnd: undefined }, 'report.periodEnd is required; give an ISO 8601 time, e.g. "2026-11-23T10:00:00Z"'],
+    ["a request count as text", { ...report, requests: { ...report.requests, small: "500" } }, "report.requests.small must be a number; give the number of requests (0 if none)"],
   ])("rejects %s", (_case, value, message) => {
     expect(() => parseReport(value)).toThrow(new InvalidArgumentsError([message]));
   });
