@@ -1,5 +1,6 @@
 import { DEFAULT_PROGRAM, PROGRAMS, PROGRAM_KEY, type ProgramName, isProgramName, qualifiedKey } from "../domain/contracts/project.ts";
-import { InvalidArgumentsError } from "../domain/errors.ts";
+import * as pulumi from "@pulumi/pulumi";
+import { InvalidArgumentsError, isDomainError } from "../domain/errors.ts";
 import { readString } from "./config.ts";
 
 /** Stack programs by the value of config `switch-vaas:program`, loaded only when selected. */
@@ -9,14 +10,22 @@ const LOADERS = {
   "cdn-pop": () => import("./cdn-pop.ts"),
 } as const satisfies Record<ProgramName, () => Promise<{ default: () => Promise<object> }>>;
 
-/** The Pulumi entry point: runs the stack program named by config `switch-vaas:program`. */
+/**
+ * The Pulumi entry point: runs the stack program named by config `switch-vaas:program`. A refusal
+ * of the domain's (bad config, above all) reaches the CLI as a RunError, which it prints as the
+ * message alone: every line of it names the key and the fix, and a stack trace would bury them.
+ */
 export default async function main(): Promise<object> {
-  const name = readString(PROGRAM_KEY) ?? DEFAULT_PROGRAM;
-  if (!isProgramName(name)) {
-    throw new InvalidArgumentsError([
-      `${qualifiedKey(PROGRAM_KEY)} "${name}" is not a stack program; use one of ${PROGRAMS.map((p) => `"${p}"`).join(", ")}`,
-    ]);
+  try {
+    const name = readString(PROGRAM_KEY) ?? DEFAULT_PROGRAM;
+    if (!isProgramName(name)) {
+      throw new InvalidArgumentsError([
+        `${qualifiedKey(PROGRAM_KEY)} "${name}" is not a stack program; use one of ${PROGRAMS.map((p) => `"${p}"`).join(", ")}`,
+      ]);
+    }
+    const program = await LOADERS[name]();
+    return await program.default();
+  } catch (error) {
+    throw isDomainError(error) ? new pulumi.RunError(error.message) : error;
   }
-  const program = await LOADERS[name]();
-  return program.default();
 }

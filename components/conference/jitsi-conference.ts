@@ -185,15 +185,19 @@ export class JitsiConference extends pulumi.ComponentResource {
     const secretName = `jitsi-auth-${id}`;
     // Drawn afresh each time the program runs, but only the first draw is ever used: the Secret
     // ignores later changes to its data, so the passwords stay what the conference started with
-    // (in state, encrypted) until it is destroyed. This needs no provider plugin of its own.
+    // (in state, encrypted) until it is destroyed. This needs no provider plugin of its own. They
+    // go in as `data`, not `stringData`: the provider turns stringData into data before diffing,
+    // so ignoring stringData would compare fresh passwords with the stored ones and replace the
+    // Secret.
+    const encoded = () => pulumi.secret(Buffer.from(newPassword()).toString("base64"));
     new k8s.core.v1.Secret(
       name,
       {
         metadata: { name: secretName, namespace: ns, labels },
         type: "Opaque",
-        stringData: { JICOFO_AUTH_PASSWORD: pulumi.secret(newPassword()), JVB_AUTH_PASSWORD: pulumi.secret(newPassword()) },
+        data: { JICOFO_AUTH_PASSWORD: encoded(), JVB_AUTH_PASSWORD: encoded() },
       },
-      { ...childOpts, ignoreChanges: ["stringData"] },
+      { ...childOpts, ignoreChanges: ["data"] },
     );
     const fromSecret = (key: "JICOFO_AUTH_PASSWORD" | "JVB_AUTH_PASSWORD"): EnvVar => ({
       name: key,

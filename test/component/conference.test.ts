@@ -31,8 +31,8 @@ type Run = OfflineResult<ConferenceStackOutputs>;
 function passwordsOf(run: Run): string[] {
   const secret = ofType(run.registrations, "kubernetes:core/v1:Secret").find((s) => (s.inputs.metadata as { name: string }).name.startsWith("jitsi-auth-"))!;
   const reveal = (value: unknown) => (isSecretEnvelope(value) ? value.value : value);
-  const stringData = reveal(secret.inputs.stringData) as Record<string, unknown>;
-  return ["JICOFO_AUTH_PASSWORD", "JVB_AUTH_PASSWORD"].map((key) => String(reveal(stringData[key])));
+  const data = reveal(secret.inputs.data) as Record<string, unknown>;
+  return ["JICOFO_AUTH_PASSWORD", "JVB_AUTH_PASSWORD"].map((key) => Buffer.from(String(reveal(data[key])), "base64").toString());
 }
 let loadBalancer: Run;
 let nodePortByIp: Run;
@@ -114,8 +114,8 @@ describe.each([
     expect(envOf(run(), "jicofo").JICOFO_AUTH_PASSWORD).toEqual(ref("JICOFO_AUTH_PASSWORD"));
     expect(envOf(run(), "jvb").JVB_AUTH_PASSWORD).toEqual(ref("JVB_AUTH_PASSWORD"));
     expect(envOf(run(), "jicofo").JICOFO_COMPONENT_SECRET).toBeUndefined();
-    const stringData = secret.inputs.stringData;
-    expect(isSecretEnvelope(stringData) || Object.values(stringData as object).every(isSecretEnvelope)).toBe(true);
+    const data = secret.inputs.data;
+    expect(isSecretEnvelope(data) || Object.values(data as object).every(isSecretEnvelope)).toBe(true);
   });
 
   it("generates the two passwords per conference, 32 letters and digits, each its own, with no provider plugin", () => {

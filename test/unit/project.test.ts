@@ -40,6 +40,21 @@ const project = parse(read("Pulumi.yaml")) as {
   config: Record<string, ConfigDeclaration>;
 };
 
+/** The structured keys Pulumi.yaml documents in its comments ("# <key>: <text>", continued by "#   "), by key. */
+const documented: Record<string, string> = {};
+let current: string | undefined;
+for (const line of read("Pulumi.yaml").split("\n")) {
+  const start = /^# (\w+): (.*)$/.exec(line);
+  if (start !== null) {
+    current = start[1]!;
+    documented[current] = start[2]!;
+  } else if (current !== undefined && line.startsWith("#   ")) {
+    documented[current] += ` ${line.slice(4)}`;
+  } else {
+    current = undefined;
+  }
+}
+
 describe("Pulumi.yaml", () => {
   it("declares the switch-vaas project, run by tsx from stacks/index.ts, with stack configs in stacks/", () => {
     expect(project).toMatchObject({
@@ -50,29 +65,28 @@ describe("Pulumi.yaml", () => {
     });
   });
 
-  it("documents every config key with a description and a default", () => {
+  it("declares every scalar config key with a type, a description and a default, and documents the structured ones", () => {
     for (const [key, declaration] of Object.entries(project.config)) {
       expect(declaration.description?.length, key).toBeGreaterThan(20);
-      // Structured keys (lists, maps) state their default in words: a default object in
-      // Pulumi.yaml would be copied into the config of every stack of the project.
-      if (declaration.type === undefined) {
-        expect(declaration.description, key).toMatch(/Defaults to [^.]+\./);
-      } else {
-        expect(declaration.default, key).toBeDefined();
-      }
+      // Without a default the CLI requires the key of every stack of the project.
+      expect(declaration.type, key).toBeDefined();
+      expect(declaration.default, key).toBeDefined();
+    }
+    for (const [key, text] of Object.entries(documented)) {
+      expect(text, key).toMatch(/Defaults to [^.]+\./);
     }
     expect(project.config.program?.default).toBe(DEFAULT_PROGRAM);
   });
 
-  it("declares exactly the config keys of the stack contracts, and only stacks/config.ts reads config", () => {
+  it("declares or documents exactly the config keys of the stack contracts, and only stacks/config.ts reads config", () => {
     const contractKeys = [PROGRAM_KEY, ...Object.values(TESTBED_CONFIG), ...Object.values(CONFERENCE_CONFIG), ...Object.values(CDN_POP_CONFIG)];
-    expect(contractKeys.sort()).toEqual(Object.keys(project.config).sort());
+    expect(contractKeys.sort()).toEqual([...Object.keys(project.config), ...Object.keys(documented)].sort());
     const readers = [...readSources(root)].filter(([, source]) => /new pulumi\.Config\(/.test(source)).map(([path]) => path);
     expect(readers).toEqual(["stacks/config.ts"]);
   });
 
   it("states the defaults and limits the code computes, as the code computes them", () => {
-    const sites = project.config[TESTBED_CONFIG.sites]?.description ?? "";
+    const sites = documented[TESTBED_CONFIG.sites] ?? "";
     for (const stated of [
       `nodes (${DEFAULT_NODE_COUNT})`,
       `machineType (${DEFAULT_MACHINE_TYPE})`,
@@ -87,7 +101,7 @@ describe("Pulumi.yaml", () => {
     ]) {
       expect(sites.replace(/\s+/g, " ")).toContain(stated);
     }
-    expect(project.config[CONFERENCE_CONFIG.conference]?.description?.replace(/\s+/g, " ")).toContain(
+    expect(documented[CONFERENCE_CONFIG.conference]?.replace(/\s+/g, " ")).toContain(
       `${formatMillicores(MIN_POD.millicores)} and ${formatBytes(MIN_POD.bytes)}, MIN_POD in domain/jitsi.ts`,
     );
   });
@@ -126,11 +140,13 @@ describe("package", () => {
     expect(new Set(paths).size).toBe(1);
   });
 
-  it("runs on Node 20 and later and has the scripts the README names", () => {
+  it("runs on Node 22 and later, develops on the Node 24 that setup provides, and has the scripts the README names", () => {
     const pkg = JSON.parse(read("package.json")) as { name: string; engines: { node: string }; scripts: Record<string, string> };
     expect(pkg.name).toBe("switch-vaas");
-    expect(pkg.engines.node).toBe(">=20");
-    expect(Object.keys(pkg.scripts)).toEqual(expect.arrayContaining(["build", "typecheck", "lint", "test", "bench", "start"]));
+    expect(pkg.engines.node).toBe(">=22");
+    expect(read(".nvmrc").trim()).toBe("24");
+    expect(/^NODE_VERSION=(\d+)\./m.exec(read("scripts/toolchain/versions.env"))?.[1]).toBe("24");
+    expect(Object.keys(pkg.scripts)).toEqual(expect.arrayContaining(["build", "typecheck", "lint", "test", "bench", "start", "cluster"]));
   });
 });
 
