@@ -32,11 +32,18 @@ const STATE_DIR = join(process.env.XDG_STATE_HOME || join(homedir(), ".local", "
 const KUBECONFIG_PATH = join(STATE_DIR, `${CLUSTER_NAME}.kubeconfig`);
 
 /** The kwokctl configuration given on stdin: every component listens on loopback only (kwok's
- * default is 0.0.0.0). */
+ * default is 0.0.0.0), and the API server advertises loopback too, so that it also starts where
+ * there is no default route (a network namespace with loopback alone, which is how the tests are
+ * shown to need nothing from outside the machine). */
 const KWOKCTL_CONFIG = `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 options:
   bindAddress: 127.0.0.1
+componentsPatches:
+  - name: kube-apiserver
+    extraArgs:
+      - key: advertise-address
+        value: 127.0.0.1
 `;
 
 class ClusterError extends Error {}

@@ -43,6 +43,11 @@ export const DEFAULT_DISK_TYPE = "pd-standard";
 export const DEFAULT_RELEASE_CHANNEL = "REGULAR";
 /** A testbed is torn down often; GKE's own default (true) would make `pulumi destroy` fail. */
 export const DEFAULT_DELETION_PROTECTION = false;
+/** Zonal, one zone per site as the paper lists them; a regional cluster has its nodes in every zone. */
+export const DEFAULT_REGIONAL = false;
+/** The testbed runs with Cloud Logging and Monitoring off (ARCHITECTURE.md "Stack contracts"). */
+export const DEFAULT_LOGGING = false;
+export const DEFAULT_MONITORING = false;
 export const DEFAULT_NETWORK = "default";
 /** Participants join from anywhere, so media is open to the internet, and only media. */
 export const DEFAULT_MEDIA_SOURCE_RANGES: readonly string[] = ["0.0.0.0/0"];
@@ -145,7 +150,7 @@ const gkeSite = z
       })
       .min(1, { error: 'is empty; set the GCP region, e.g. "us-west1"' }),
     zone: z.string({ error: expected("a string", 'give a zone of the region, e.g. "us-west1-b"') }).optional(),
-    regional: flag("true for a regional cluster, false for a zonal one").default(false),
+    regional: flag("true for a regional cluster, false for a zonal one").default(DEFAULT_REGIONAL),
     nodes: nodeCount.default(DEFAULT_NODE_COUNT),
     machineType: z.string({ error: expected("a string", `give a GCE machine type, e.g. "${DEFAULT_MACHINE_TYPE}"`) }).default(DEFAULT_MACHINE_TYPE),
     vcpuPerNode: vcpuPerNode.optional(),
@@ -157,8 +162,8 @@ const gkeSite = z
       .max(MAX_DISK_SIZE_GB, { error: (issue) => `${String(issue.input)} is more than ${MAX_DISK_SIZE_GB}; a persistent disk holds at most ${MAX_DISK_SIZE_GB} GB` })
       .default(DEFAULT_DISK_SIZE_GB),
     diskType: z.enum(DISK_TYPES, { error: expected(oneOf(DISK_TYPES)) }).default(DEFAULT_DISK_TYPE),
-    logging: flag("true to send the cluster's logs to Cloud Logging").default(false),
-    monitoring: flag("true to send the cluster's metrics to Cloud Monitoring").default(false),
+    logging: flag("true to send the cluster's logs to Cloud Logging").default(DEFAULT_LOGGING),
+    monitoring: flag("true to send the cluster's metrics to Cloud Monitoring").default(DEFAULT_MONITORING),
     releaseChannel: z.enum(RELEASE_CHANNELS, { error: expected(oneOf(RELEASE_CHANNELS)) }).default(DEFAULT_RELEASE_CHANNEL),
     deletionProtection: flag("true to make pulumi destroy fail while it is set").default(DEFAULT_DELETION_PROTECTION),
     network: z
@@ -283,6 +288,11 @@ export function parseSites(value: unknown, keyPrefix: string): Site[] {
  * generator). GKE zones are ones that exist in each region
  * (https://cloud.google.com/compute/docs/regions-zones).
  */
+/** A GKE site of the paper: "gcp-<region>", zonal in "<region>-b", every other setting the default. */
+function paperGkeSite(region: string, location: SiteInput["location"]): SiteInput {
+  return { name: `gcp-${region}`, provider: "gke", location, region, zone: `${region}-b` };
+}
+
 export const DEFAULT_SITES: readonly SiteInput[] = [
   {
     name: "flexiops-edinburgh",
@@ -300,41 +310,11 @@ export const DEFAULT_SITES: readonly SiteInput[] = [
     vcpuPerNode: 1,
     memoryGiBPerNode: 4,
   },
-  {
-    name: "gcp-us-west1",
-    provider: "gke",
-    location: { city: "The Dalles", country: "US", lat: 45.5946, lon: -121.1787 },
-    region: "us-west1",
-    zone: "us-west1-b",
-  },
-  {
-    name: "gcp-europe-west1",
-    provider: "gke",
-    location: { city: "St. Ghislain", country: "BE", lat: 50.4542, lon: 3.8183 },
-    region: "europe-west1",
-    zone: "europe-west1-b",
-  },
-  {
-    name: "gcp-asia-east1",
-    provider: "gke",
-    location: { city: "Changhua County", country: "TW", lat: 24.0518, lon: 120.5161 },
-    region: "asia-east1",
-    zone: "asia-east1-b",
-  },
-  {
-    name: "gcp-asia-southeast1",
-    provider: "gke",
-    location: { city: "Jurong West", country: "SG", lat: 1.3404, lon: 103.709 },
-    region: "asia-southeast1",
-    zone: "asia-southeast1-b",
-  },
-  {
-    name: "gcp-asia-northeast1",
-    provider: "gke",
-    location: { city: "Tokyo", country: "JP", lat: 35.6762, lon: 139.6503 },
-    region: "asia-northeast1",
-    zone: "asia-northeast1-b",
-  },
+  paperGkeSite("us-west1", { city: "The Dalles", country: "US", lat: 45.5946, lon: -121.1787 }),
+  paperGkeSite("europe-west1", { city: "St. Ghislain", country: "BE", lat: 50.4542, lon: 3.8183 }),
+  paperGkeSite("asia-east1", { city: "Changhua County", country: "TW", lat: 24.0518, lon: 120.5161 }),
+  paperGkeSite("asia-southeast1", { city: "Jurong West", country: "SG", lat: 1.3404, lon: 103.709 }),
+  paperGkeSite("asia-northeast1", { city: "Tokyo", country: "JP", lat: 35.6762, lon: 139.6503 }),
 ];
 
 /** Kubeconfigs by site name. Secret: no message quotes a value. */

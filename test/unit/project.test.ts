@@ -3,7 +3,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { CDN_POP_CONFIG, parsePopSpec } from "../../domain/contracts/cdn-pop.ts";
+import { CDN_POP_CONFIG, DEFAULT_LINK_MBPS, parsePopSpec } from "../../domain/contracts/cdn-pop.ts";
 import { CONFERENCE_CONFIG, DEFAULT_TESTBED_STACK, parseConferenceSpec } from "../../domain/contracts/conference.ts";
 import { DEFAULT_PROGRAM, PROGRAM_KEY } from "../../domain/contracts/project.ts";
 import {
@@ -17,11 +17,16 @@ import {
   DEFAULT_NODE_COUNT,
   DEFAULT_RELEASE_CHANNEL,
   DEFAULT_SITES,
+  MAX_DISK_SIZE_GB,
+  MAX_MEMORY_GIB_PER_NODE,
+  MAX_NODES,
+  MAX_VCPU_PER_NODE,
   TESTBED_CONFIG,
   parseSites,
 } from "../../domain/contracts/testbed.ts";
 import { MIN_POD } from "../../domain/jitsi.ts";
 import { formatBytes, formatMillicores } from "../../domain/quantity.ts";
+import { MAX_LINK_MBPS } from "../../domain/wae/schema.ts";
 import { readSources } from "../support/architecture.ts";
 
 const root = join(import.meta.dirname, "..", "..");
@@ -98,9 +103,11 @@ describe("Pulumi.yaml", () => {
       `mediaSourceRanges (${JSON.stringify(DEFAULT_MEDIA_SOURCE_RANGES)})`,
       `"${DEFAULT_EXPOSURE.gke}" for gke`,
       `"${DEFAULT_EXPOSURE.kubeconfig}" for kubeconfig`,
+      `nodes at most ${MAX_NODES}, vcpuPerNode at most ${MAX_VCPU_PER_NODE}, memoryGiBPerNode at most ${MAX_MEMORY_GIB_PER_NODE}, diskSizeGb at most ${MAX_DISK_SIZE_GB}`,
     ]) {
       expect(sites.replace(/\s+/g, " ")).toContain(stated);
     }
+    expect(documented[CDN_POP_CONFIG.pop]?.replace(/\s+/g, " ")).toContain(`linkMbps (${DEFAULT_LINK_MBPS}, at most ${MAX_LINK_MBPS})`);
     expect(documented[CONFERENCE_CONFIG.conference]?.replace(/\s+/g, " ")).toContain(
       `${formatMillicores(MIN_POD.millicores)} and ${formatBytes(MIN_POD.bytes)}, MIN_POD in domain/jitsi.ts`,
     );
