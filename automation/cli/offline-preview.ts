@@ -40,7 +40,7 @@ try {
 }
 const { values, positionals } = parsed;
 
-/** Every key of the project's namespace that a stack program reads (Pulumi.yaml declares each). */
+/** Every key of the project's namespace that a stack program reads (Pulumi.yaml declares or documents each). */
 const KNOWN_KEYS: readonly string[] = [PROGRAM_KEY, ...Object.values(TESTBED_CONFIG), ...Object.values(CONFERENCE_CONFIG), ...Object.values(CDN_POP_CONFIG)].map((key) => qualifiedKey(key));
 
 /** Placeholders that stood in for secrets, by why: not in the stack file, or encrypted in it. */

@@ -1,6 +1,6 @@
 /**
  * What every stack of the project shares: its name, the config namespace its keys live in, and the
- * key that selects the stack program (ARCHITECTURE.md "Layout"; Pulumi.yaml declares the keys).
+ * key that selects the stack program (ARCHITECTURE.md "Layout"; Pulumi.yaml declares or documents the keys).
  */
 
 /** The one Pulumi project every stack belongs to, so the CLI can inspect any stack the service made. */
