@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
 import { CDN_POP_CONFIG, parsePopSpec } from "../../domain/contracts/cdn-pop.ts";
+import { CONFIG_KEYS } from "../../domain/contracts/config-keys.ts";
 import { CONFERENCE_CONFIG } from "../../domain/contracts/conference.ts";
 import { CONFIG_NAMESPACE, DEFAULT_PROGRAM, PROGRAM_KEY, qualifiedKey } from "../../domain/contracts/project.ts";
 import { DEFAULT_SITES, TESTBED_CONFIG, parseSites } from "../../domain/contracts/testbed.ts";
@@ -41,7 +42,7 @@ try {
 const { values, positionals } = parsed;
 
 /** Every key of the project's namespace that a stack program reads (Pulumi.yaml declares or documents each). */
-const KNOWN_KEYS: readonly string[] = [PROGRAM_KEY, ...Object.values(TESTBED_CONFIG), ...Object.values(CONFERENCE_CONFIG), ...Object.values(CDN_POP_CONFIG)].map((key) => qualifiedKey(key));
+const KNOWN_KEYS: readonly string[] = CONFIG_KEYS.map((key) => qualifiedKey(key));
 
 /** Placeholders that stood in for secrets, by why: not in the stack file, or encrypted in it. */
 interface StoodIn {

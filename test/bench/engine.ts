@@ -16,28 +16,28 @@ import { performance } from "node:perf_hooks";
 import { conferenceName } from "../../domain/contracts/conference.ts";
 import { qualifiedKey } from "../../domain/contracts/project.ts";
 import { runConference } from "../support/conference.ts";
+import { cluster, hasPulumi } from "../e2e/global-setup.ts";
 import { bounded, e2eStack, localTestbedConfig } from "../e2e/support.ts";
 import { medianMs, ratio } from "./measure.ts";
 
 const RUNS = 3;
-const root = join(import.meta.dirname, "..", "..");
 
 function fail(message: string): never {
   console.error(`engine bench: ${message}`);
   process.exit(1);
 }
 
-const real = spawnSync("bash", ["-c", "command -v pulumi"], { encoding: "utf8" }).stdout.trim();
-if (real === "") {
+if (!hasPulumi()) {
   fail('needs a Pulumi CLI on PATH: env_file="$(scripts/setup)" && source "$env_file"');
 }
 if (process.env.SWITCH_E2E_KUBECONFIG === undefined) {
-  const cluster = spawnSync(process.execPath, ["--import", "tsx", join(root, "scripts", "cluster.ts"), "kubeconfig"], { encoding: "utf8" });
-  if (cluster.status !== 0) {
+  const running = cluster("kubeconfig");
+  if (!running.ok) {
     fail("needs a cluster: npm run cluster -- up, or SWITCH_E2E_KUBECONFIG");
   }
-  process.env.SWITCH_E2E_KUBECONFIG = cluster.stdout.trim();
+  process.env.SWITCH_E2E_KUBECONFIG = running.stdout;
 }
+const real = spawnSync("bash", ["-c", "command -v pulumi"], { encoding: "utf8" }).stdout.trim();
 
 // The CLI through a wrapper that counts its invocations: each is one process the Automation API starts.
 const wrapper = mkdtempSync(join(tmpdir(), "switch-vaas-bench-cli-"));

@@ -13,7 +13,8 @@ import { join } from "node:path";
 
 const root = join(import.meta.dirname, "..", "..");
 
-function hasPulumi(): boolean {
+/** A Pulumi CLI answers on PATH. */
+export function hasPulumi(): boolean {
   return spawnSync("pulumi", ["version"], { stdio: "ignore" }).status === 0;
 }
 
@@ -33,7 +34,8 @@ function applyToolchain(): void {
   }
 }
 
-function cluster(command: "up" | "down" | "kubeconfig"): { ok: boolean; stdout: string } {
+/** Runs `npm run cluster -- <command>` (scripts/cluster.ts); its progress goes to stderr. */
+export function cluster(command: "up" | "down" | "kubeconfig"): { ok: boolean; stdout: string } {
   const result = spawnSync(process.execPath, ["--import", "tsx", join(root, "scripts", "cluster.ts"), command], {
     cwd: root,
     stdio: ["ignore", "pipe", "inherit"],
