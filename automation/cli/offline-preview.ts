@@ -7,7 +7,6 @@ import { existsSync, readdirSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
 import { CDN_POP_CONFIG, parsePopSpec } from "../../domain/contracts/cdn-pop.ts";
 import { CONFIG_KEYS } from "../../domain/contracts/config-keys.ts";
 import { CONFERENCE_CONFIG } from "../../domain/contracts/conference.ts";
@@ -15,19 +14,13 @@ import { CONFIG_NAMESPACE, DEFAULT_PROGRAM, PROGRAM_KEY, qualifiedKey } from "..
 import { DEFAULT_SITES, TESTBED_CONFIG, parseSites } from "../../domain/contracts/testbed.ts";
 import { InvalidArgumentsError } from "../../domain/errors.ts";
 import { type Registration, displayInputs, displayOutputs, evaluateOffline, providerName } from "../engine/offline.ts";
+import { PLACEHOLDER_KUBECONFIG, PLACEHOLDER_PEM, PLACEHOLDER_REPORT_KEY } from "../engine/placeholders.ts";
 import { ENCRYPTED_PLACEHOLDER, type StackConfig, readStackConfig } from "../engine/stack-config.ts";
 
 const REPOSITORY = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const STACKS_DIR = join(REPOSITORY, "stacks");
 const DEFAULT_STACK = "testbed";
 const STACK_FILE = /^Pulumi\.(.+)\.ya?ml$/;
-/** Stands in for a report key the stack file does not set (secret, so never shown). */
-const PLACEHOLDER_REPORT_KEY = "offline-placeholder-not-a-key";
-/** Stands in for a kubeconfig the stack file does not set; its server name says so wherever it shows. */
-const PLACEHOLDER_KUBECONFIG = kubeconfigWithoutCredentials("https://kubeconfig-not-set.invalid", "placeholder");
-/** Stands in for an encrypted TLS certificate or key: PEM-shaped, and never a usable one. */
-const PLACEHOLDER_PEM = (label: string) => `-----BEGIN ${label}-----\noffline placeholder\n-----END ${label}-----\n`;
-
 const USAGE = "usage: npm start -- [stack | path/to/Pulumi.<stack>.yaml] [--json]   (stack: a stacks/Pulumi.<stack>.yaml; default testbed)";
 let parsed: ReturnType<typeof parseArgs<{ options: { json: { type: "boolean"; default: false } }; allowPositionals: true }>>;
 try {

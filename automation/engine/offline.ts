@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { SECRET_MASK } from "./engine.ts";
 
 /**
  * The offline engine: runs a stack program on Pulumi's mock runtime and records every resource it
@@ -132,7 +133,6 @@ const SECRET_SIGNATURE = "1b47061264138c4ac30d75fd1eb44270";
 /** How a preview passes a value that is not known yet. */
 const UNKNOWN_KEY = "__pulumiUnknown";
 
-export const SECRET_PLACEHOLDER = "[secret]";
 export const UNKNOWN_PLACEHOLDER = "(known after up)";
 
 /** True if `value` is a secret in Pulumi's wire envelope. */
@@ -143,7 +143,7 @@ export function isSecretEnvelope(value: unknown): value is { value: unknown } {
 /** Registration inputs made fit to print: secrets masked, unknowns named. */
 export function displayInputs(value: unknown): unknown {
   if (isSecretEnvelope(value)) {
-    return SECRET_PLACEHOLDER;
+    return SECRET_MASK;
   }
   if (Array.isArray(value)) {
     return value.map(displayInputs);
@@ -164,7 +164,7 @@ export function displayInputs(value: unknown): unknown {
 export async function displayOutputs(value: unknown): Promise<unknown> {
   if (pulumi.Output.isInstance(value)) {
     if (await pulumi.isSecret(value)) {
-      return SECRET_PLACEHOLDER;
+      return SECRET_MASK;
     }
     // An unknown Output never calls apply; everything known has settled by now (the RPC queue is
     // drained), so a turn of the event loop is long enough to wait.

@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
-import { RecordingMocks, SECRET_PLACEHOLDER, UNKNOWN_PLACEHOLDER, displayInputs, displayOutputs, evaluateOffline } from "../../automation/engine/offline.ts";
+import { RecordingMocks, UNKNOWN_PLACEHOLDER, displayInputs, displayOutputs, evaluateOffline } from "../../automation/engine/offline.ts";
+import { SECRET_MASK } from "../../automation/engine/engine.ts";
 
 class Thing extends pulumi.CustomResource {
   declare readonly computed: pulumi.Output<string>;
@@ -17,7 +18,7 @@ describe("offline engine", () => {
       return {};
     });
     expect(registrations.map((r) => r.name)).toEqual(["first", "second"]);
-    expect(displayInputs(registrations[1]!.inputs)).toEqual({ peer: "first-id", password: SECRET_PLACEHOLDER });
+    expect(displayInputs(registrations[1]!.inputs)).toEqual({ peer: "first-id", password: SECRET_MASK });
   });
 
   it("leaves provider-computed values unknown in a preview, and says so when printing", async () => {
@@ -27,7 +28,7 @@ describe("offline engine", () => {
       return { computed: thing.computed, known: pulumi.output("yes"), secret: pulumi.secret("s") };
     });
     expect(displayInputs(registrations[1]!.inputs)).toEqual({ on: UNKNOWN_PLACEHOLDER });
-    expect(await displayOutputs(outputs)).toEqual({ computed: UNKNOWN_PLACEHOLDER, known: "yes", secret: SECRET_PLACEHOLDER });
+    expect(await displayOutputs(outputs)).toEqual({ computed: UNKNOWN_PLACEHOLDER, known: "yes", secret: SECRET_MASK });
   });
 
   it("rejects with an error thrown inside an apply instead of leaving it unhandled", async () => {

@@ -1,0 +1,83 @@
+/**
+ * The one interface the service runs stacks through (ARCHITECTURE.md "Engines"): `local` drives the
+ * real Pulumi CLI through the Automation API, `offline` evaluates the same programs on Pulumi's mock
+ * runtime. Both keep one rule the callers rely on: a stack's operations never overlap — the
+ * per-stack queue around them (./queue.ts) guarantees it, and an engine refuses a second operation
+ * on a stack with an EngineError of kind "conflict" rather than running it.
+ */
+
+export const OPERATION_KINDS = ["up", "destroy", "refresh"] as const;
+export type OperationKind = (typeof OPERATION_KINDS)[number];
+
+/** Config as the Automation API sets it: fully qualified keys, objects as JSON. */
+export type StackConfigMap = Record<string, { value: string; secret: boolean }>;
+
+/** A stack to bring up: its name (`conf-<id>`, `testbed`) and its whole config. */
+export interface StackSpec {
+  stack: string;
+  config: StackConfigMap;
+}
+
+/**
+ * What an operation reports while it runs. `progress` counts resource steps done of the steps
+ * planned (the total is known before the first step); `diagnostic` is a message of the engine's
+ * or the program's, never a secret (the engines mask them).
+ */
+export type EngineEvent =
+  | { type: "progress"; done: number; total: number }
+  | { type: "diagnostic"; severity: "info" | "warning" | "error"; message: string };
+
+export interface OperationOptions {
+  /** Aborting cancels the operation gracefully (the CLI's SIGINT; the offline worker is stopped). */
+  signal?: AbortSignal;
+  onEvent?: (event: EngineEvent) => void;
+}
+
+/** Stack outputs with secret values replaced by SECRET_MASK. */
+export type StackOutputs = Record<string, unknown>;
+
+/** What stands for a secret output value wherever outputs leave an engine. */
+export const SECRET_MASK = "[secret]";
+
+/**
+ * Why an operation did not succeed. `transient` failures (a lock held by a live process, a
+ * backend that did not answer) may succeed when retried; the others will not.
+ */
+export type EngineErrorKind = "conflict" | "cancelled" | "failed" | "unavailable";
+
+export class EngineError extends Error {
+  override readonly name = "EngineError";
+  constructor(
+    readonly kind: EngineErrorKind,
+    message: string,
+    readonly transient = kind === "conflict" || kind === "unavailable",
+  ) {
+    super(message);
+  }
+}
+
+export function isEngineError(error: unknown): error is EngineError {
+  return error instanceof EngineError;
+}
+
+export interface Engine {
+  /** Which engine this is; the service tells users when it is "offline" (nothing is deployed). */
+  readonly kind: "local" | "offline";
+  /** Creates the stack if needed, sets its config and brings it up; resolves with its outputs. */
+  up(spec: StackSpec, options?: OperationOptions): Promise<StackOutputs>;
+  /** Destroys every resource of the stack and removes it; a stack that does not exist is already gone. */
+  destroy(stack: string, options?: OperationOptions): Promise<void>;
+  /** Reconciles the stack's state with what exists, clearing pending operations an interrupted run left. */
+  refresh(stack: string, options?: OperationOptions): Promise<void>;
+  /**
+   * Clears the lock an interrupted operation left (`pulumi cancel`). Call it only when no process of
+   * this service is running an operation on the stack: it never stops a live one (abort its signal).
+   */
+  cancel(stack: string): Promise<void>;
+  /** The stack's outputs, or undefined when the backend has no such stack. */
+  outputs(stack: string): Promise<StackOutputs | undefined>;
+  /** The names of the project's stacks the backend holds. */
+  stacks(): Promise<string[]>;
+  /** Waits for operations in flight to settle and releases processes; call after aborting them. */
+  close(): Promise<void>;
+}

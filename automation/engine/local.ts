@@ -1,0 +1,541 @@
+import * as pulumi from "@pulumi/pulumi";
+import {
+  CommandError,
+  ConcurrentUpdateError,
+  type EngineEvent as PulumiEvent,
+  LocalWorkspace,
+  type LocalWorkspaceOptions,
+  type OutputMap,
+  PulumiCommand,
+  type Stack,
+  StackNotFoundError,
+} from "@pulumi/pulumi/automation/index.js";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { PROJECT } from "../../domain/contracts/project.ts";
+import stackProgram from "../../stacks/index.ts";
+import {
+  type Engine,
+  EngineError,
+  type EngineEvent,
+  type OperationKind,
+  type OperationOptions,
+  SECRET_MASK,
+  type StackConfigMap,
+  type StackOutputs,
+  type StackSpec,
+} from "./engine.ts";
+
+/**
+ * The local engine: the stack programs run inline by the real Pulumi CLI through the Automation
+ * API (../shared/reference/pulumi.md §1), against any Pulumi backend, with passphrase secrets.
+ *
+ * Each stack has a workspace directory of its own (`<dataDir>/workspaces/<stack>`): the CLI keeps
+ * per-directory state in PULUMI_HOME that concurrent `stack select`s in one directory corrupt
+ * (pulumi/pulumi#8186), and the stack file there keeps the stack's config and encryption salt.
+ * One PulumiCommand serves every workspace, so no operation pays a `pulumi version` first.
+ */
+
+export interface LocalEngineOptions {
+  /** The service's data directory; workspaces go to <dataDir>/workspaces/<stack>, the default file backend to <dataDir>/state. */
+  dataDir: string;
+  /** Any Pulumi backend URL (file://, gs://, s3://…). Defaults to file://<dataDir>/state (created if missing). */
+  backendUrl?: string;
+  /** Passphrase for secrets. Defaults to env PULUMI_CONFIG_PASSPHRASE, else the file <dataDir>/passphrase, created on first run with 32 random bytes (hex) and mode 0600. */
+  passphrase?: string;
+  /** PULUMI_HOME for every CLI call; defaults to the user's. */
+  pulumiHome?: string;
+  /** Resource transforms registered before the program runs (tests use them to shorten awaits). */
+  transforms?: pulumi.ResourceTransform[];
+}
+
+/** Where `pulumi` is missing or unusable, what to do about it. */
+export const NO_CLI_FIX =
+  'run `env_file=$(scripts/setup) && source "$env_file"` (the project\'s pinned toolchain), or install Pulumi 3.x from https://www.pulumi.com/docs/iac/download-install/';
+
+const PASSPHRASE_FILE = "passphrase";
+const PASSPHRASE_BYTES = 32;
+/** The project's stacks as `pulumi stack ls` sees them: a workspace of the project with no stack of its own. */
+const LISTING_DIR = "project";
+
+/** What a stack name must look like to be a directory name as well: no separators, no `..`. */
+const STACK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+/** Whole secret values shorter than this are not masked: masking "1" would mangle every message. */
+const MIN_MASKED_LENGTH = 4;
+/** Lines of a multi-line secret (a kubeconfig's key data, say) are masked on their own from this length. */
+const MIN_MASKED_FRAGMENT = 16;
+/** Error messages are stored and shown; the CLI's error lines are cut to this. */
+const MAX_MESSAGE_LENGTH = 4000;
+
+/** The code automation/cmd.js gives a command execa could not start. */
+const NOT_STARTED = -2;
+
+/** Any per-stack call; each holds the stack for as long as it runs. */
+type Call = OperationKind | "cancel" | "outputs" | "stacks";
+
+interface Context {
+  call: Call;
+  stack: string;
+  signal: AbortSignal | undefined;
+  /** Texts to replace by SECRET_MASK in whatever leaves the engine. */
+  secrets: readonly string[];
+}
+
+/**
+ * How an error of an operation becomes an EngineError: the first row whose `when` holds decides,
+ * as the Pulumi Kubernetes Operator keeps its one table from CLI errors to codes
+ * (agent/pkg/server/pulumi_errors.go). The Automation API has already classified the CLI's stderr
+ * (automation/errors.js createCommandError: "no stack named.*found", "the stack is currently locked
+ * by", "[409] Conflict").
+ */
+const ERROR_TABLE: readonly { when: (error: unknown, context: Context) => boolean; then: (error: unknown, context: Context) => EngineError }[] = [
+  {
+    // Whatever the CLI said after its SIGINT, the caller asked for it.
+    when: (_, context) => context.signal?.aborted === true,
+    then: (_, context) => {
+      const timedOut = (context.signal?.reason as { name?: unknown } | undefined)?.name === "TimeoutError";
+      return new EngineError("cancelled", `${context.call} of ${context.stack} was cancelled${timedOut ? ": it ran past its time limit" : ""}`);
+    },
+  },
+  {
+    when: (error) => error instanceof ConcurrentUpdateError,
+    then: (error, context) =>
+      new EngineError("conflict", `${context.stack} is locked by another operation (${errorLines(error) || "the backend holds its lock"}); it may be retried once that ends, or after cancel if the lock's process died`),
+  },
+  {
+    // Only up creates a stack; every other call is told apart before it reaches here.
+    when: (error) => error instanceof StackNotFoundError,
+    then: (_, context) => new EngineError("failed", `the stack ${context.stack} does not exist; there is nothing to ${context.call}`),
+  },
+  {
+    // execa could not start the CLI at all (a binary removed since create(), say).
+    when: (error) => error instanceof CommandError && error.message.startsWith(`code: ${NOT_STARTED}\n`),
+    then: () => new EngineError("unavailable", `the Pulumi CLI could not be started; ${NO_CLI_FIX}`),
+  },
+  {
+    when: () => true,
+    then: (error, context) => new EngineError("failed", errorLines(error) || `${context.call} of ${context.stack} failed (${fallbackReason(error)})`),
+  },
+];
+
+export class LocalEngine implements Engine {
+  readonly kind = "local";
+  /** The stacks with a call running, and the call's settling. */
+  private readonly running = new Map<string, Promise<void>>();
+  private closed = false;
+
+  private constructor(
+    private readonly command: PulumiCommand,
+    private readonly dataDir: string,
+    private readonly backendUrl: string,
+    private readonly passphrase: string,
+    private readonly pulumiHome: string | undefined,
+    private readonly transforms: readonly pulumi.ResourceTransform[],
+  ) {}
+
+  /** Finds the CLI, the backend and the passphrase. Throws EngineError("unavailable") when there is no usable CLI. */
+  static async create(options: LocalEngineOptions): Promise<LocalEngine> {
+    let command: PulumiCommand;
+    try {
+      command = await PulumiCommand.get();
+    } catch (error) {
+      // The SDK's own refusals (a CLI of another major version…) name the version; a missing
+      // binary is execa's ENOENT. Neither message carries anything secret, nor a stack trace.
+      const reason = error instanceof CommandError ? "no `pulumi` on PATH" : firstLine(error);
+      throw new EngineError("unavailable", `the local engine needs the Pulumi CLI: ${reason}; ${NO_CLI_FIX}`);
+    }
+    const backendUrl = options.backendUrl ?? `file://${join(options.dataDir, "state")}`;
+    if (options.backendUrl === undefined) {
+      // The file backend refuses a directory that does not exist.
+      mkdirSync(join(options.dataDir, "state"), { recursive: true });
+    }
+    mkdirSync(join(options.dataDir, "workspaces"), { recursive: true });
+    const passphrase = options.passphrase ?? process.env.PULUMI_CONFIG_PASSPHRASE ?? passphraseFile(options.dataDir);
+    return new LocalEngine(command, options.dataDir, backendUrl, passphrase, options.pulumiHome, options.transforms ?? []);
+  }
+
+  up(spec: StackSpec, options: OperationOptions = {}): Promise<StackOutputs> {
+    const secrets = secretTexts(spec.config, this.passphrase);
+    return this.exclusive({ call: "up", stack: spec.stack, signal: options.signal, secrets }, async (context) => {
+      const stack = await LocalWorkspace.createOrSelectStack(this.inlineArgs(spec.stack), this.workspaceOptions(this.workDir(spec.stack)));
+      await this.applyConfig(stack, spec.config);
+      context.signal?.throwIfAborted();
+      // `up` runs with --skip-preview (automation/stack.js up), so the steps it will take are only
+      // known from a preview of its own.
+      const preview = await stack.preview({ signal: context.signal, color: "never" });
+      const total = Object.entries(preview.changeSummary)
+        .filter(([op]) => op !== "same")
+        .reduce((sum, [, count]) => sum + (count ?? 0), 0);
+      context.signal?.throwIfAborted();
+      const result = await stack.up({ signal: context.signal, color: "never", onEvent: this.reporter(total, context, options.onEvent) });
+      return maskedOutputs(result.outputs);
+    });
+  }
+
+  destroy(stack: string, options: OperationOptions = {}): Promise<void> {
+    return this.exclusive({ call: "destroy", stack, signal: options.signal, secrets: [this.passphrase] }, async (context) => {
+      const selected = await this.selectIfExists(stack);
+      if (selected === undefined) {
+        return;
+      }
+      context.secrets = await this.stackSecrets(selected);
+      const state = await selected.exportStack();
+      const onEvent = this.reporter(resourceCount(state.deployment), context, options.onEvent);
+      await selected.destroy({ signal: context.signal, color: "never", onEvent });
+      await selected.workspace.removeStack(stack);
+      rmSync(this.workDir(stack), { recursive: true, force: true });
+    });
+  }
+
+  refresh(stack: string, options: OperationOptions = {}): Promise<void> {
+    return this.exclusive({ call: "refresh", stack, signal: options.signal, secrets: [this.passphrase] }, async (context) => {
+      const selected = await this.selectIfExists(stack);
+      if (selected === undefined) {
+        throw new EngineError("failed", `the stack ${stack} does not exist; there is nothing to refresh`);
+      }
+      context.secrets = await this.stackSecrets(selected);
+      const state = await selected.exportStack();
+      const interrupted = pendingCreates(state.deployment);
+      const onEvent = this.reporter(resourceCount(state.deployment), context, options.onEvent);
+      // A create the CLI was killed in (kill -9, a lost machine) stays "pending" through every
+      // later update and refresh (pkg/backend/snapshot.go, "we don't want to clear pending CREATE
+      // operations"), and a non-interactive refresh only offers to clear it: the Node Automation
+      // API has `clearPendingCreates` and no `importPendingCreates` (automation/stack.js refresh;
+      // the CLI's --import-pending-creates is reachable from Go only). Emulating the import by
+      // editing the state is no option either: Stack.importStack writes the decrypted state to
+      // os.tmpdir() and leaves it there when the import fails (automation/localWorkspace.js).
+      //
+      // Clearing is safe for our stacks because @pulumi/kubernetes 4.25 creates by server-side
+      // apply, a PATCH that upserts ("we always send a PATCH request during creates with SSA
+      // enabled. This means that we currently always upsert the object", provider/pkg/await/
+      // await.go, Creation): the next `up` adopts an object whose create was dropped instead of
+      // failing with AlreadyExists (which 4.29 and later do), and `destroy` of a conference
+      // deletes its namespace, which takes every namespaced object with it. Only a namespace
+      // whose own create was interrupted outlives a destroy; the warning below names it.
+      await selected.refresh({ clearPendingCreates: true, signal: context.signal, color: "never", onEvent });
+      if (interrupted.length > 0) {
+        options.onEvent?.({
+          type: "diagnostic",
+          severity: "warning",
+          message: mask(
+            `cleared ${interrupted.length} interrupted create(s) from the state (${interrupted.join(", ")}); whatever they made is no longer tracked until the next up adopts it`,
+            context.secrets,
+          ),
+        });
+      }
+    });
+  }
+
+  cancel(stack: string): Promise<void> {
+    return this.exclusive({ call: "cancel", stack, signal: undefined, secrets: [this.passphrase] }, async () => {
+      // On a DIY backend this deletes the stack's lock files and nothing else
+      // (pkg/backend/diy/backend.go CancelCurrentUpdate); a stack without a lock is no error.
+      await (await this.selectIfExists(stack))?.cancel();
+    });
+  }
+
+  outputs(stack: string): Promise<StackOutputs | undefined> {
+    return this.exclusive({ call: "outputs", stack, signal: undefined, secrets: [this.passphrase] }, async () => {
+      const selected = await this.selectIfExists(stack);
+      return selected === undefined ? undefined : maskedOutputs(await selected.outputs());
+    });
+  }
+
+  async stacks(): Promise<string[]> {
+    try {
+      const workspace = await LocalWorkspace.create(this.workspaceOptions(join(this.dataDir, LISTING_DIR)));
+      const summaries = await workspace.listStacks();
+      // A DIY backend may answer with "organization/<project>/<stack>".
+      return summaries.map((summary) => summary.name.split("/").at(-1)!);
+    } catch (error) {
+      throw toEngineError(error, { call: "stacks", stack: PROJECT, signal: undefined, secrets: [this.passphrase] });
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.running.values()]);
+  }
+
+  /**
+   * Runs `work` as the stack's one call: a second call on a stack that has one running is refused
+   * at once (the service queues them; this is the safety net), and every error leaves as an
+   * EngineError with the stack's secrets masked.
+   */
+  private exclusive<T>(context: Context, work: (context: Context) => Promise<T>): Promise<T> {
+    if (this.closed) {
+      return Promise.reject(new EngineError("unavailable", "the local engine is shutting down"));
+    }
+    if (!STACK_NAME.test(context.stack)) {
+      return Promise.reject(
+        new EngineError("failed", `${JSON.stringify(context.stack)} is not a stack name; use letters, digits, '-', '_' and '.', starting with a letter or digit`),
+      );
+    }
+    if (this.running.has(context.stack)) {
+      return Promise.reject(new EngineError("conflict", `${context.stack} is already running an operation in this engine; wait for it to end`));
+    }
+    const result = (async () => {
+      try {
+        return await work(context);
+      } catch (error) {
+        throw toEngineError(error, context);
+      }
+    })();
+    this.running.set(
+      context.stack,
+      result.then(
+        () => undefined,
+        () => undefined,
+      ).finally(() => this.running.delete(context.stack)),
+    );
+    return result;
+  }
+
+  /** The stack, or undefined (and no workspace directory left behind) when the backend has no such stack. */
+  private async selectIfExists(stack: string): Promise<Stack | undefined> {
+    const existed = existsSync(this.workDir(stack));
+    try {
+      return await LocalWorkspace.selectStack(this.inlineArgs(stack), this.workspaceOptions(this.workDir(stack)));
+    } catch (error) {
+      if (error instanceof StackNotFoundError) {
+        if (!existed) {
+          rmSync(this.workDir(stack), { recursive: true, force: true });
+        }
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  private inlineArgs(stack: string) {
+    const transforms = this.transforms;
+    return {
+      stackName: stack,
+      projectName: PROJECT,
+      // stacks/index.ts picks the stack program from config `switch-vaas:program`, which the
+      // service's config always sets.
+      program: async () => {
+        for (const transform of transforms) {
+          pulumi.runtime.registerResourceTransform(transform);
+        }
+        return stackProgram();
+      },
+    };
+  }
+
+  /** Options of a workspace in `workDir` (made if missing; the SDK refuses one that does not exist). */
+  private workspaceOptions(workDir: string): LocalWorkspaceOptions {
+    mkdirSync(workDir, { recursive: true });
+    return {
+      workDir,
+      pulumiCommand: this.command,
+      ...(this.pulumiHome === undefined ? {} : { pulumiHome: this.pulumiHome }),
+      projectSettings: { name: PROJECT, runtime: "nodejs", backend: { url: this.backendUrl } },
+      secretsProvider: "passphrase",
+      envVars: {
+        PULUMI_CONFIG_PASSPHRASE: this.passphrase,
+        // The environment's PULUMI_BACKEND_URL would win over the project's backend
+        // (pkg/workspace/creds.go GetCurrentCloudURLWithSource), so it is set to the same.
+        PULUMI_BACKEND_URL: this.backendUrl,
+        PULUMI_SKIP_UPDATE_CHECK: "true",
+        // Plugins are what the machine has (scripts/setup puts them on PATH), never a download mid-operation.
+        PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+      },
+    };
+  }
+
+  private workDir(stack: string): string {
+    return join(this.dataDir, "workspaces", stack);
+  }
+
+  /** Makes the stack's config exactly `config`: keys an earlier up set and this one does not are removed. */
+  private async applyConfig(stack: Stack, config: StackConfigMap): Promise<void> {
+    const workspace = stack.workspace as LocalWorkspace;
+    // A stack made by `stack init` has no stack file until its first config is set.
+    const existing = await workspace.stackSettings(stack.name).then(
+      (settings) => Object.keys(settings.config ?? {}),
+      () => [],
+    );
+    const stale = existing.filter((key) => !(key in config));
+    if (stale.length > 0) {
+      await stack.removeAllConfig(stale);
+    }
+    await stack.setAllConfig(config);
+  }
+
+  /** The stack's secret config values (its kubeconfigs, say) and the passphrase: what no message may show. */
+  private async stackSecrets(stack: Stack): Promise<string[]> {
+    const config = await stack.getAllConfig();
+    return secretTexts(
+      Object.fromEntries(Object.entries(config).map(([key, value]) => [key, { value: value.value, secret: value.secret ?? false }])),
+      this.passphrase,
+    );
+  }
+
+  /**
+   * Turns the engine's events into ours: a step is done when its outputs or its failure arrive
+   * (pkg/engine/update.go sets `planning` on the preview's events only), and warnings and errors
+   * are passed on, masked. `total` grows when more steps happen than were planned (a replacement
+   * is three steps, planned as one), so that `done` never exceeds it.
+   */
+  private reporter(planned: number, context: Context, onEvent: ((event: EngineEvent) => void) | undefined): (event: PulumiEvent) => void {
+    let done = 0;
+    let total = planned;
+    onEvent?.({ type: "progress", done, total });
+    return (event) => {
+      const step = event.resOutputsEvent?.planning === true ? undefined : (event.resOutputsEvent?.metadata ?? event.resOpFailedEvent?.metadata);
+      if (step !== undefined && step.op !== "same") {
+        done++;
+        total = Math.max(total, done);
+        onEvent?.({ type: "progress", done, total });
+      }
+      const diagnostic = event.diagnosticEvent;
+      if (diagnostic !== undefined && (diagnostic.severity === "warning" || diagnostic.severity === "error")) {
+        onEvent?.({ type: "diagnostic", severity: diagnostic.severity, message: mask(stripAnsi(diagnostic.message).trim(), context.secrets) });
+      }
+    };
+  }
+}
+
+/** The passphrase in `<dataDir>/passphrase`, made on first use; only the service's user can read it. */
+function passphraseFile(dataDir: string): string {
+  const path = join(dataDir, PASSPHRASE_FILE);
+  mkdirSync(dataDir, { recursive: true });
+  try {
+    // "wx": two services starting at once cannot both write one.
+    writeFileSync(path, randomBytes(PASSPHRASE_BYTES).toString("hex"), { flag: "wx", mode: 0o600 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
+      throw new EngineError("unavailable", `the passphrase file ${path} cannot be written (${(error as NodeJS.ErrnoException).code}); make ${dataDir} writable or give a passphrase`);
+    }
+  }
+  return readFileSync(path, "utf8").trim();
+}
+
+function toEngineError(error: unknown, context: Context): EngineError {
+  if (process.env.LE_DEBUG) console.error("RAW", error);
+  if (error instanceof EngineError) {
+    return new EngineError(error.kind, mask(error.message, context.secrets), error.transient);
+  }
+  const row = ERROR_TABLE.find((candidate) => candidate.when(error, context))!;
+  const mapped = row.then(error, context);
+  return new EngineError(mapped.kind, mask(mapped.message, context.secrets), mapped.transient);
+}
+
+/**
+ * The CLI's `error:` lines (and the lines indented under them, where a provider lists its
+ * reasons), without the rest of its output: the diagnostics section and the stderr of a failed
+ * command, as automation/errors.js CommandError carries them in its message.
+ */
+function errorLines(error: unknown): string {
+  if (!(error instanceof Error)) {
+    return "";
+  }
+  const lines = stripAnsi(error.message).split("\n");
+  const kept: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    const at = line.search(/\berror: /);
+    if (at < 0 || line.slice(0, at).trim() !== "") {
+      continue;
+    }
+    kept.push(line.slice(at + "error: ".length).trim());
+    const indent = at;
+    for (let j = i + 1; j < lines.length; j++) {
+      const next = lines[j]!;
+      const nextIndent = next.length - next.trimStart().length;
+      if (next.trim() === "" || nextIndent <= indent) {
+        break;
+      }
+      kept.push(next.trim());
+      i = j;
+    }
+  }
+  const unique = [...new Set(kept.filter((line) => line !== ""))];
+  const text = unique.join("\n");
+  return text.length > MAX_MESSAGE_LENGTH ? `${text.slice(0, MAX_MESSAGE_LENGTH)}…` : text;
+}
+
+function fallbackReason(error: unknown): string {
+  if (error instanceof CommandError) {
+    const code = /^code: (-?\d+)/.exec(error.message)?.[1];
+    return code === undefined ? "the CLI failed" : `the CLI exited with code ${code}`;
+  }
+  return firstLine(error);
+}
+
+function firstLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split("\n")[0]!.trim();
+}
+
+function stripAnsi(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, "");
+}
+
+/**
+ * The texts a message must not show: each secret value whole, the strings inside a JSON one (a
+ * kubeconfig among the `kubeconfigs`), and the long lines and `key: value` values of a multi-line
+ * one (a key's data), which an error may quote on their own; longest first, so a whole value is
+ * masked before its parts.
+ */
+function secretTexts(config: StackConfigMap, passphrase: string): string[] {
+  const texts = new Set<string>([passphrase]);
+  const add = (text: string, min: number) => {
+    if (text.length >= min) {
+      texts.add(text);
+    }
+  };
+  const visit = (value: unknown): void => {
+    if (typeof value === "string") {
+      add(value, MIN_MASKED_LENGTH);
+      for (const line of value.split("\n")) {
+        add(line.trim(), MIN_MASKED_FRAGMENT);
+        const separator = line.indexOf(": ");
+        if (separator >= 0) {
+          add(line.slice(separator + 2).trim(), MIN_MASKED_FRAGMENT);
+        }
+      }
+    } else if (typeof value === "object" && value !== null) {
+      Object.values(value).forEach(visit);
+    }
+  };
+  for (const { value, secret } of Object.values(config)) {
+    if (!secret) {
+      continue;
+    }
+    visit(value);
+    try {
+      visit(JSON.parse(value));
+    } catch {
+      // Not JSON: the value itself is all there is to mask.
+    }
+  }
+  return [...texts].sort((a, b) => b.length - a.length);
+}
+
+function mask(text: string, secrets: readonly string[]): string {
+  return secrets.reduce((masked, secret) => masked.replaceAll(secret, SECRET_MASK), text);
+}
+
+function maskedOutputs(outputs: OutputMap): StackOutputs {
+  return Object.fromEntries(Object.entries(outputs).map(([key, output]) => [key, output.secret ? SECRET_MASK : (output.value as unknown)]));
+}
+
+/** The untyped deployment of `pulumi stack export` (apitype.DeploymentV3), as far as it is read here. */
+interface ExportedDeployment {
+  resources?: unknown[];
+  pending_operations?: { type?: string; resource?: { urn?: string } }[];
+}
+
+function resourceCount(deployment: unknown): number {
+  return (deployment as ExportedDeployment | undefined)?.resources?.length ?? 0;
+}
+
+/** The URNs of resources the CLI was killed while creating (apitype.OperationTypeCreating). */
+function pendingCreates(deployment: unknown): string[] {
+  return ((deployment as ExportedDeployment | undefined)?.pending_operations ?? [])
+    .filter((operation) => operation.type === "creating")
+    .map((operation) => operation.resource?.urn ?? "(unknown)");
+}

@@ -1,0 +1,234 @@
+import { type ChildProcess, fork } from "node:child_process";
+import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Engine, EngineError, type OperationOptions, type StackOutputs, type StackSpec } from "./engine.ts";
+import { type RecordedResource, type WorkerReply, type WorkerRequest, stateFile } from "./offline-worker.ts";
+
+/**
+ * The offline engine: the stack programs on Pulumi's mock runtime, in a pool of worker processes
+ * (one operation per process at a time: the mock runtime is process-global), with every stack's
+ * state — what its program registered and its outputs, secrets masked — in a JSON file under
+ * `<dataDir>/offline`. A conference's StackReference to the testbed reads the testbed's file.
+ * Nothing is deployed; the service says so wherever it uses this engine.
+ *
+ * Locks follow the DIY backend's: an operation holds `<stack>.lock` (created exclusively) while it
+ * runs, a lock left by a process that died stays until `cancel`, as `pulumi cancel` clears one.
+ */
+
+export interface OfflineEngineOptions {
+  dataDir: string;
+  /** Worker processes, and so operations at once. Defaults to 2. */
+  workers?: number;
+}
+
+/** A stack as the offline engine keeps it: what its program registered, and its outputs. */
+export interface OfflineStackState {
+  stack: string;
+  resources: RecordedResource[];
+  outputs: StackOutputs;
+}
+
+interface Lock {
+  pid: number;
+  operation: string;
+  startedAt: string;
+}
+
+const WORKER = join(import.meta.dirname, "offline-worker.ts");
+const DEFAULT_WORKERS = 2;
+
+export class OfflineEngine implements Engine {
+  readonly kind = "offline";
+  private readonly stateDir: string;
+  private readonly lockDir: string;
+  private readonly idle: Worker[] = [];
+  private readonly waiting: ((worker: Worker) => void)[] = [];
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private workers = 0;
+  private readonly maxWorkers: number;
+  private closed = false;
+
+  constructor(options: OfflineEngineOptions) {
+    this.stateDir = join(options.dataDir, "offline");
+    this.lockDir = join(this.stateDir, "locks");
+    mkdirSync(this.lockDir, { recursive: true });
+    this.maxWorkers = options.workers ?? DEFAULT_WORKERS;
+  }
+
+  up(spec: StackSpec, options: OperationOptions = {}): Promise<StackOutputs> {
+    return this.locked(spec.stack, "up", async () => {
+      const reply = await this.evaluate({ stack: spec.stack, config: spec.config, stateDir: this.stateDir }, options.signal);
+      if (!reply.ok) {
+        throw new EngineError("failed", reply.message);
+      }
+      const total = reply.resources.length;
+      for (let done = 0; done <= total; done++) {
+        options.onEvent?.({ type: "progress", done, total });
+      }
+      this.write({ stack: spec.stack, resources: reply.resources, outputs: reply.outputs });
+      return reply.outputs;
+    });
+  }
+
+  destroy(stack: string, options: OperationOptions = {}): Promise<void> {
+    return this.locked(stack, "destroy", () => {
+      const state = this.state(stack);
+      if (state === undefined) {
+        return Promise.resolve();
+      }
+      options.signal?.throwIfAborted();
+      const total = state.resources.length;
+      for (let done = 0; done <= total; done++) {
+        options.onEvent?.({ type: "progress", done, total });
+      }
+      rmSync(stateFile(this.stateDir, stack), { force: true });
+      return Promise.resolve();
+    });
+  }
+
+  /** Offline state is written whole or not at all, so an interrupted operation leaves nothing pending to repair. */
+  refresh(stack: string): Promise<void> {
+    return this.locked(stack, "refresh", () => Promise.resolve());
+  }
+
+  cancel(stack: string): Promise<void> {
+    rmSync(this.lockFile(stack), { force: true });
+    return Promise.resolve();
+  }
+
+  outputs(stack: string): Promise<StackOutputs | undefined> {
+    return Promise.resolve(this.state(stack)?.outputs);
+  }
+
+  stacks(): Promise<string[]> {
+    return Promise.resolve(
+      readdirSync(this.stateDir)
+        .filter((file) => file.endsWith(".json"))
+        .map((file) => file.slice(0, -".json".length)),
+    );
+  }
+
+  /** The stacks whose lock is held, by this process or one that died. */
+  locks(): string[] {
+    return readdirSync(this.lockDir).map((file) => file.replace(/\.lock$/, ""));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.inFlight]);
+    for (const worker of this.idle.splice(0)) {
+      worker.process.kill();
+    }
+  }
+
+  private lockFile(stack: string): string {
+    return join(this.lockDir, `${stack}.lock`);
+  }
+
+  /** Runs `work` holding the stack's lock; a lock already held is a conflict, as the DIY backend reports it. */
+  private locked<T>(stack: string, operation: string, work: () => Promise<T>): Promise<T> {
+    if (this.closed) {
+      return Promise.reject(new EngineError("unavailable", "the offline engine is shutting down"));
+    }
+    const lock: Lock = { pid: process.pid, operation, startedAt: new Date().toISOString() };
+    try {
+      writeFileSync(this.lockFile(stack), JSON.stringify(lock), { flag: "wx" });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "EEXIST") {
+        return Promise.reject(new EngineError("conflict", `the stack ${stack} is locked by another operation`));
+      }
+      throw error;
+    }
+    const running = Promise.resolve().then(work).finally(() => rmSync(this.lockFile(stack), { force: true }));
+    this.inFlight.add(running);
+    void running.catch(() => undefined).finally(() => this.inFlight.delete(running));
+    return running;
+  }
+
+  /** What the stack's program registered and output, as the last `up` left it. */
+  state(stack: string): OfflineStackState | undefined {
+    try {
+      return JSON.parse(readFileSync(stateFile(this.stateDir, stack), "utf8")) as OfflineStackState;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  /** Whole or not at all: a kill between the two calls leaves the previous state. */
+  private write(state: OfflineStackState): void {
+    const file = stateFile(this.stateDir, state.stack);
+    writeFileSync(`${file}.tmp`, JSON.stringify(state));
+    renameSync(`${file}.tmp`, file);
+  }
+
+  private async evaluate(request: WorkerRequest, signal: AbortSignal | undefined): Promise<Extract<WorkerReply, unknown>> {
+    signal?.throwIfAborted();
+    const worker = await this.acquire();
+    try {
+      return await worker.run(request, signal);
+    } finally {
+      this.release(worker);
+    }
+  }
+
+  private acquire(): Promise<Worker> {
+    const idle = this.idle.pop();
+    if (idle !== undefined) {
+      return Promise.resolve(idle);
+    }
+    if (this.workers < this.maxWorkers) {
+      this.workers++;
+      return Promise.resolve(new Worker());
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(worker: Worker): void {
+    // A worker that was stopped or died is replaced by a fresh one.
+    const next = worker.alive ? worker : new Worker();
+    const waiter = this.waiting.shift();
+    if (waiter !== undefined) {
+      waiter(next);
+    } else if (this.closed) {
+      next.process.kill();
+      this.workers--;
+    } else {
+      this.idle.push(next);
+    }
+  }
+}
+
+/** A worker process and the one request it may be answering. */
+class Worker {
+  readonly process: ChildProcess;
+  alive = true;
+
+  constructor() {
+    // The programs are TypeScript: the worker loads them as the service does, through tsx.
+    this.process = fork(WORKER, [], { execArgv: ["--import", "tsx"], stdio: ["ignore", "ignore", "ignore", "ipc"], serialization: "advanced" });
+    this.process.on("exit", () => (this.alive = false));
+    this.process.on("error", () => (this.alive = false));
+  }
+
+  run(request: WorkerRequest, signal: AbortSignal | undefined): Promise<WorkerReply> {
+    return new Promise<WorkerReply>((resolve, reject) => {
+      const onMessage = (reply: WorkerReply) => settle(() => resolve(reply));
+      const onExit = (code: number | null, how: NodeJS.Signals | null) =>
+        settle(() => reject(signal?.aborted ? new EngineError("cancelled", "the operation was cancelled") : new EngineError("failed", `the offline worker stopped (${how ?? `exit ${code}`})`)));
+      const onAbort = () => this.process.kill("SIGKILL");
+      const settle = (finish: () => void) => {
+        this.process.off("message", onMessage);
+        this.process.off("exit", onExit);
+        signal?.removeEventListener("abort", onAbort);
+        finish();
+      };
+      this.process.on("message", onMessage);
+      this.process.on("exit", onExit);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.process.send(request);
+    });
+  }
+}

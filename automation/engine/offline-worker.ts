@@ -1,0 +1,113 @@
+/**
+ * One offline-engine worker (a child process of ./offline-engine.ts): evaluates a stack program on
+ * Pulumi's mock runtime, one operation at a time — the mock runtime lives on globalThis, so a
+ * process can hold only one — and answers with what the program registered and its outputs,
+ * secrets masked. It writes nothing: the parent owns the stacks' state on disk.
+ */
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type * as pulumi from "@pulumi/pulumi";
+import { NODE_PORT_RANGE } from "../../domain/jitsi.ts";
+import type { StackConfigMap } from "./engine.ts";
+import { RecordingMocks, displayInputs, displayOutputs, evaluateOffline } from "./offline.ts";
+
+export interface WorkerRequest {
+  stack: string;
+  config: StackConfigMap;
+  /** Where the parent keeps stack state: a StackReference reads the referenced stack's outputs there. */
+  stateDir: string;
+}
+
+export type WorkerReply =
+  | { ok: true; resources: RecordedResource[]; outputs: Record<string, unknown> }
+  | { ok: false; message: string };
+
+/** A resource as the offline state records it: its inputs with secrets masked. */
+export interface RecordedResource {
+  type: string;
+  name: string;
+  inputs: unknown;
+}
+
+/** Where a stack's state lives in `stateDir`: its short name (a StackReference may name "organization/switch-vaas/<stack>"). */
+export function stateFile(stateDir: string, stack: string): string {
+  return join(stateDir, `${stack.split("/").at(-1)!}.json`);
+}
+
+/** A load balancer's address where nothing is deployed: in TEST-NET-3 (RFC 5737), never routable; one per stack. */
+function loadBalancerIpOf(stack: string): string {
+  return `203.0.113.${1 + (hashOf(stack) % 254)}`;
+}
+
+/**
+ * What the providers would have computed, as far as the programs read it: node ports (from the
+ * port's stack and name, so the same stack keeps its ports), a load balancer's address, a GKE
+ * cluster's endpoint, and a referenced stack's outputs from the state on disk.
+ */
+function simulated(stateDir: string, stack: string) {
+  return (args: pulumi.runtime.MockResourceArgs): Record<string, unknown> => {
+    const inputs = args.inputs as Record<string, unknown>;
+    switch (args.type) {
+      case "pulumi:pulumi:StackReference": {
+        const file = stateFile(stateDir, String(inputs.name));
+        try {
+          return { outputs: (JSON.parse(readFileSync(file, "utf8")) as { outputs: unknown }).outputs };
+        } catch {
+          // RecordingMocks refuses the reference, naming the stack.
+          return {};
+        }
+      }
+      case "kubernetes:core/v1:Service": {
+        const spec = inputs.spec as { type?: string; ports?: { name?: string; nodePort?: number }[] };
+        const ports = (spec.ports ?? []).map((port) => ({ ...port, nodePort: port.nodePort ?? nodePortOf(`${stack}/${args.name}/${port.name ?? ""}`) }));
+        const loadBalancer = spec.type === "LoadBalancer" ? { ingress: [{ ip: loadBalancerIpOf(stack) }] } : {};
+        return { spec: { ...spec, ports }, status: { loadBalancer } };
+      }
+      case "gcp:container/cluster:Cluster":
+        return { endpoint: `${args.name}.offline.invalid`, masterAuth: { clusterCaCertificate: Buffer.from("offline: no certificate").toString("base64") } };
+      default:
+        return {};
+    }
+  };
+}
+
+const [FIRST_NODE_PORT, LAST_NODE_PORT] = NODE_PORT_RANGE.split("-").map(Number) as [number, number];
+
+function nodePortOf(key: string): number {
+  return FIRST_NODE_PORT + (hashOf(key) % (LAST_NODE_PORT - FIRST_NODE_PORT + 1));
+}
+
+function hashOf(key: string): number {
+  return createHash("sha256").update(key).digest().readUInt32BE(0);
+}
+
+/** Evaluates the project's entry point (stacks/index.ts) as an `up` would, with `request`'s config. */
+export async function evaluate(request: WorkerRequest): Promise<WorkerReply> {
+  const mocks = new RecordingMocks(simulated(request.stateDir, request.stack));
+  const config = Object.fromEntries(Object.entries(request.config).map(([key, entry]) => [key, entry.value]));
+  const secretKeys = Object.entries(request.config).flatMap(([key, entry]) => (entry.secret ? [key] : []));
+  try {
+    const { registrations, outputs } = await evaluateOffline(async () => (await import("../../stacks/index.ts")).default(), {
+      stack: request.stack,
+      config,
+      secretKeys,
+      preview: false,
+      mocks,
+    });
+    return {
+      ok: true,
+      resources: registrations.map((registration) => ({ type: registration.type, name: registration.name, inputs: displayInputs(registration.inputs) })),
+      outputs: (await displayOutputs(outputs)) as Record<string, unknown>,
+    };
+  } catch (error) {
+    // The programs' refusals name the key and the fix; a stack trace would carry config values.
+    return { ok: false, message: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+if (process.send !== undefined) {
+  process.on("message", (request: WorkerRequest) => {
+    void evaluate(request).then((reply) => process.send!(reply));
+  });
+}

@@ -1,0 +1,60 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { OperationQueue } from "../engine/queue.ts";
+import { CONFERENCE_STATES } from "../store/records.ts";
+import type { Store } from "../store/store.ts";
+import type { LifecycleObserver } from "./conferences.ts";
+
+/** The service's Prometheus metrics, in a registry of its own (never prom-client's global one). */
+export function serviceMetrics(store: Store, queue: OperationQueue): { registry: Registry; observer: LifecycleObserver } {
+  const registry = new Registry();
+  const operations = new Counter({
+    name: "switch_operations_total",
+    help: "Stack operations by kind and result.",
+    labelNames: ["kind", "result"] as const,
+    registers: [registry],
+  });
+  const durations = new Histogram({
+    name: "switch_operation_duration_seconds",
+    help: "Stack operation durations, retries included.",
+    labelNames: ["kind"] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+    registers: [registry],
+  });
+  new Gauge({
+    name: "switch_queue_depth",
+    help: "Operations waiting for their stack's turn or a free slot.",
+    registers: [registry],
+    collect() {
+      this.set(queue.depth());
+    },
+  });
+  new Gauge({
+    name: "switch_operations_running",
+    help: "Operations running now.",
+    registers: [registry],
+    collect() {
+      this.set(queue.running());
+    },
+  });
+  new Gauge({
+    name: "switch_conferences",
+    help: "Conferences by state.",
+    labelNames: ["state"] as const,
+    registers: [registry],
+    collect() {
+      const counts = store.countByState();
+      for (const state of CONFERENCE_STATES) {
+        this.set({ state }, counts[state]);
+      }
+    },
+  });
+  return {
+    registry,
+    observer: {
+      operation(kind, result, seconds) {
+        operations.inc({ kind, result });
+        durations.observe({ kind }, seconds);
+      },
+    },
+  };
+}

@@ -1,0 +1,122 @@
+import ipaddr from "ipaddr.js";
+import { z } from "zod";
+import { expectedParticipants, lastN } from "../../domain/contracts/conference.ts";
+import { clusterCapacity, clusterLocation } from "../../domain/contracts/testbed.ts";
+import { expected, latitude, longitude } from "../../domain/validation.ts";
+import { CONFERENCE_STATES, EVENT_TYPES, conferenceRecord, decisionRecord } from "../store/records.ts";
+
+/**
+ * One schema per route (STYLE.md 13): the single source of the route's validation, its types and
+ * /openapi.json. Every field says what it wants and how to fix it; no zod default text reaches a
+ * user.
+ */
+
+/** The most participants one request may list; a conference sized for more gives `expectedParticipants`. */
+export const MAX_LISTED_PARTICIPANTS = 10_000;
+/** The most conferences one list returns. */
+export const MAX_LIST_LIMIT = 500;
+export const DEFAULT_LIST_LIMIT = 100;
+
+const ip = z
+  .string({ error: expected("a string", 'give an IPv4 or IPv6 address, e.g. "193.2.1.66"') })
+  .max(64, { error: 'is too long for an address; give an IPv4 or IPv6 address, e.g. "193.2.1.66"' })
+  .refine((text) => ipaddr.isValid(text) && (ipaddr.IPv4.isValidFourPartDecimal(text) || (text.includes(":") && ipaddr.IPv6.isValid(text))), {
+    error: 'is not an IPv4 or IPv6 address; give e.g. "193.2.1.66" or "2001:1470::1"',
+  });
+
+const participant = z.union(
+  [
+    z.strictObject({ ip }, { error: expected("{ ip } or { lat, lon }") }),
+    z.strictObject({ lat: latitude, lon: longitude }, { error: expected("{ ip } or { lat, lon }") }),
+  ],
+  { error: expected("{ ip } or { lat, lon }", 'give e.g. { "ip": "193.2.1.66" } or { "lat": 46.05, "lon": 14.51 }') },
+);
+
+export const conferenceRequest = z.strictObject(
+  {
+    /** Where participants are: addresses (located offline) or coordinates. */
+    participants: z
+      .array(participant, { error: expected("a list of { ip } or { lat, lon }") })
+      .min(1, { error: "is empty; give at least one participant to place the conference near" })
+      .max(MAX_LISTED_PARTICIPANTS, { error: `lists more than ${MAX_LISTED_PARTICIPANTS}; list a sample and give expectedParticipants` }),
+    /** Participants to size for. Defaults to as many as are listed. */
+    expectedParticipants: expectedParticipants.max(100_000, { error: "is more than a conference can hold; give at most 100000" }).optional(),
+    /** Video streams each participant receives, -1 for all. Defaults to -1. */
+    lastN: lastN.max(1000, { error: "is more streams than a client can show; give at most 1000, or -1 for all" }).optional(),
+    /** Defaults to true. */
+    simulcast: z.boolean({ error: expected("true or false") }).optional(),
+    /** What placement minimises. Defaults to "mean". */
+    objective: z.enum(["mean", "worstPair", "p95"], { error: 'is not an objective; use "mean", "worstPair" or "p95"' }).optional(),
+  },
+  { error: expected("a JSON object", "give { participants, expectedParticipants?, lastN?, simulcast?, objective? }") },
+);
+export type ConferenceRequestBody = z.output<typeof conferenceRequest>;
+
+export const idempotencyHeaders = z.object({
+  "idempotency-key": z
+    .string({ error: expected("a string") })
+    .regex(/^[\x21-\x7e]{1,128}$/, { error: "must be 1 to 128 visible ASCII characters" })
+    .optional(),
+});
+
+export const conferenceParams = z.object({
+  id: z.string({ error: expected("a string") }).regex(/^[a-z0-9]{1,40}$/, { error: "is not a conference id; ids are lowercase letters and digits" }),
+});
+
+export const listQuery = z.strictObject(
+  {
+    state: z.enum(CONFERENCE_STATES, { error: `is not a state; use one of ${CONFERENCE_STATES.join(", ")}` }).optional(),
+    limit: z.coerce
+      .number({ error: expected("a number") })
+      .int({ error: "is not a whole number" })
+      .min(1, { error: "is below 1" })
+      .max(MAX_LIST_LIMIT, { error: `is above ${MAX_LIST_LIMIT}` })
+      .optional(),
+  },
+  { error: expected("query parameters state and limit") },
+);
+
+export const eventsHeaders = z.object({
+  "last-event-id": z.string({ error: expected("a string") }).regex(/^\d{1,15}$/, { error: "is not an event id; give the id of the last event received" }).optional(),
+});
+
+/** A conference as the API shows it. */
+export const conferenceView = conferenceRecord;
+
+export const createdView = z.object({
+  id: z.string(),
+  state: z.enum(CONFERENCE_STATES),
+  decision: decisionRecord,
+  links: z.object({ self: z.string(), events: z.string() }),
+});
+
+export const conferenceList = z.object({ conferences: z.array(conferenceView) });
+
+export const clusterView = z.object({
+  provider: z.string(),
+  region: z.string().optional(),
+  zone: z.string().optional(),
+  location: clusterLocation,
+  exposure: z.string(),
+  capacity: clusterCapacity,
+  /** Kubernetes quantities free now. */
+  free: z.object({ cpu: z.string(), memory: z.string() }),
+  /** Conferences holding capacity on it. */
+  conferences: z.number().int(),
+});
+export const clusterList = z.object({ engine: z.enum(["local", "offline"]), clusters: z.record(z.string(), clusterView) });
+
+/** RFC 9457 problem details, with the failing fields named. */
+export const problem = z.object({
+  type: z.string(),
+  title: z.string(),
+  status: z.number().int(),
+  detail: z.string().optional(),
+  errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+});
+export type Problem = z.output<typeof problem>;
+
+export const health = z.object({ status: z.string(), engine: z.string().optional(), detail: z.string().optional() });
+
+/** The stream's event payloads, documented; the stream itself is text/event-stream. */
+export const streamEvent = z.object({ type: z.enum(EVENT_TYPES), data: z.record(z.string(), z.unknown()), at: z.string() });

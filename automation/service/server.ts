@@ -1,0 +1,202 @@
+/**
+ * The automation service's process (`npm start`): reads its environment, opens the store and an
+ * engine, finishes what a previous process left, serves the API, and on SIGINT/SIGTERM stops
+ * taking work, cancels what runs (resumed at the next start) and waits for it.
+ */
+import closeWithGrace from "close-with-grace";
+import type { FastifyInstance } from "fastify";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { DEFAULT_SITES, TESTBED_CONFIG, parseSites } from "../../domain/contracts/testbed.ts";
+import { PROGRAM_KEY, PROJECT, qualifiedKey } from "../../domain/contracts/project.ts";
+import { isDomainError } from "../../domain/errors.ts";
+import { type Engine, type StackConfigMap, isEngineError } from "../engine/engine.ts";
+import { OfflineEngine } from "../engine/offline-engine.ts";
+import { PLACEHOLDER_KUBECONFIG } from "../engine/placeholders.ts";
+import { OperationQueue } from "../engine/queue.ts";
+import { MmdbIpLocator } from "../geolocation/ip-locator.ts";
+import { Store } from "../store/store.ts";
+import { buildApp } from "./app.ts";
+import { TokenRegistry, embeddedTokens } from "./auth.ts";
+import { ConferenceManager, type RetryPolicy } from "./conferences.ts";
+import { type ServiceEnvironment, readEnvironment } from "./environment.ts";
+import { serviceMetrics } from "./metrics.ts";
+import { Registry, type RegistrySource } from "./registry.ts";
+
+const DEFAULT_TESTBED = "testbed";
+
+export interface RunningService {
+  url: string;
+  close: () => Promise<void>;
+}
+
+/** A SWITCH_TESTBED naming a file rather than a stack. */
+function isFile(testbed: string): boolean {
+  return testbed.includes("/") && !testbed.startsWith("organization/") ? true : /\.(json|ya?ml)$/.test(testbed);
+}
+
+/** The stack a conference's StackReference names: on a DIY backend, "organization/<project>/<stack>". */
+function qualifiedStack(stack: string): string {
+  return stack.includes("/") ? stack : `organization/${PROJECT}/${stack}`;
+}
+
+async function chooseEngine(environment: ServiceEnvironment, dataDir: string, notice: (text: string) => void): Promise<Engine> {
+  const offline = () => new OfflineEngine({ dataDir, workers: environment.SWITCH_CONCURRENCY });
+  if (environment.SWITCH_ENGINE === "offline") {
+    return offline();
+  }
+  const { LocalEngine } = await import("../engine/local.ts");
+  try {
+    return await LocalEngine.create({ dataDir, ...(environment.SWITCH_BACKEND_URL === undefined ? {} : { backendUrl: environment.SWITCH_BACKEND_URL }) });
+  } catch (error) {
+    if (environment.SWITCH_ENGINE === "local" || !isEngineError(error) || error.kind !== "unavailable") {
+      throw error;
+    }
+    notice(`no Pulumi CLI found (${error.message}); using the offline engine: conferences are evaluated on Pulumi's mock runtime and nothing is deployed`);
+    return offline();
+  }
+}
+
+/** The paper's seven-site testbed, evaluated offline, with stand-ins for the kubeconfigs it lacks. */
+function offlineTestbedConfig(): StackConfigMap {
+  const kubeconfigSites = parseSites(DEFAULT_SITES, TESTBED_CONFIG.sites).filter((site) => site.provider === "kubeconfig");
+  return {
+    [qualifiedKey(PROGRAM_KEY)]: { value: "testbed", secret: false },
+    [qualifiedKey(TESTBED_CONFIG.kubeconfigs)]: { value: JSON.stringify(Object.fromEntries(kubeconfigSites.map((site) => [site.name, PLACEHOLDER_KUBECONFIG]))), secret: true },
+  };
+}
+
+/** One service per data directory: a second one would run the first one's operations again. */
+function lockDataDir(dataDir: string): () => void {
+  const path = join(dataDir, "service.pid");
+  try {
+    writeFileSync(path, String(process.pid), { flag: "wx" });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
+      throw error;
+    }
+    const holder = Number(readFileSync(path, "utf8"));
+    if (Number.isInteger(holder) && holder !== process.pid && isAlive(holder)) {
+      throw new Error(`another switch-vaas service (pid ${holder}) is using ${dataDir}; stop it or give another SWITCH_DATA_DIR`);
+    }
+    // Its holder died (a crash or kill -9): this process takes over and recovers its work.
+    writeFileSync(path, String(process.pid));
+  }
+  return () => rmSync(path, { force: true });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** What a test may change about the service it starts; the process itself takes none. */
+export interface ServiceOverrides {
+  /** Wraps the engine the environment chose (to inject failures, or to watch operations). */
+  wrapEngine?: (engine: Engine) => Engine;
+  retry?: RetryPolicy;
+  /** Where the notices go (the created token among them). Defaults to stderr. */
+  print?: (text: string) => void;
+}
+
+export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOverrides = {}): Promise<RunningService> {
+  const print = overrides.print ?? ((text: string) => process.stderr.write(`${text}\n`));
+  const environment = readEnvironment(env);
+  const dataDir = resolve(environment.SWITCH_DATA_DIR);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const unlock = lockDataDir(dataDir);
+  try {
+    const chosen = await chooseEngine(environment, dataDir, print);
+    const engine = overrides.wrapEngine?.(chosen) ?? chosen;
+    const store = new Store({ path: join(dataDir, "switch.db") });
+    const queue = new OperationQueue(environment.SWITCH_CONCURRENCY);
+
+    const testbed = environment.SWITCH_TESTBED ?? DEFAULT_TESTBED;
+    const source: RegistrySource = isFile(testbed) ? { kind: "file", path: resolve(testbed) } : { kind: "stack", engine, stack: testbed };
+    if (engine.kind === "offline" && environment.SWITCH_TESTBED === undefined && (await engine.outputs(DEFAULT_TESTBED)) === undefined) {
+      // Nothing of this process runs yet and the data directory is ours: a lock is a dead process's.
+      await engine.cancel(DEFAULT_TESTBED);
+      await engine.up({ stack: DEFAULT_TESTBED, config: offlineTestbedConfig() });
+    }
+    const registry = new Registry(source);
+    await registry.load();
+
+    let tokens: TokenRegistry;
+    if (environment.SWITCH_API_TOKENS === undefined) {
+      const embedded = embeddedTokens(join(dataDir, "tokens"));
+      tokens = embedded.registry;
+      if (embedded.created !== undefined) {
+        // Printed once, here, to the terminal that started the service; only its digest is kept.
+        print(`Created an admin token (shown once; its SHA-256 is in ${join(dataDir, "tokens")}):\n\n  ${embedded.created}\n`);
+      }
+    } else {
+      tokens = TokenRegistry.parse(environment.SWITCH_API_TOKENS, "SWITCH_API_TOKENS");
+    }
+
+    const { registry: metrics, observer } = serviceMetrics(store, queue);
+    const locator = await MmdbIpLocator.open();
+    let app: FastifyInstance | undefined;
+    const manager = new ConferenceManager({
+      store,
+      engine,
+      queue,
+      registry,
+      testbedStack: qualifiedStack(testbed),
+      locator,
+      observer,
+      ...(overrides.retry === undefined ? {} : { retry: overrides.retry }),
+      // Already recorded on the conference; the log says where it happened.
+      onError: (error, context) => app?.log.error({ err: error, ...context }, "background operation failed"),
+    });
+    let serving = false;
+    app = await buildApp({ manager, store, registry, engine, tokens, metrics, logger: { level: environment.SWITCH_LOG_LEVEL }, ready: () => serving });
+    const resumed = await manager.recover();
+    if (resumed > 0) {
+      app.log.info({ conferences: resumed }, "resuming operations a previous process left unfinished");
+    }
+    registry.watch(undefined, (error) => app.log.warn({ err: error }, "the testbed registry could not be re-read; keeping the last one"));
+    const address = await app.listen({ host: environment.HOST, port: environment.PORT });
+    serving = true;
+    if (engine.kind === "offline") {
+      print(`switch-vaas is serving on ${address} with the offline engine: conferences are evaluated, nothing is deployed.`);
+    } else {
+      print(`switch-vaas is serving on ${address} with the local engine.`);
+    }
+
+    let closed: Promise<void> | undefined;
+    const close = () =>
+      (closed ??= (async () => {
+        serving = false;
+        registry.close();
+        await manager.close();
+        await app.close();
+        await engine.close();
+        store.close();
+        unlock();
+      })());
+    return { url: address, close };
+  } catch (error) {
+    unlock();
+    throw error;
+  }
+}
+
+if (import.meta.main) {
+  try {
+    const service = await startService(process.env);
+    closeWithGrace({ delay: 60_000 }, async ({ err }) => {
+      if (err !== undefined) {
+        process.stderr.write(`switch-vaas: ${err.message}\n`);
+      }
+      await service.close();
+    });
+  } catch (error) {
+    // Refusals name the variable and the fix; anything else by its message alone (no config in a trace).
+    process.stderr.write(`switch-vaas: ${isDomainError(error) || error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,80 @@
+import { z } from "zod";
+import { OPERATION_KINDS } from "../engine/engine.ts";
+
+/**
+ * The shapes of the store's records, written once: the store's types and the API's response
+ * schemas (and so /openapi.json) both derive from them.
+ */
+
+export const CONFERENCE_STATES = ["placed", "deploying", "ready", "failed", "stopping", "stopped"] as const;
+export type ConferenceState = (typeof CONFERENCE_STATES)[number];
+/** States in which a conference holds its cluster's capacity. */
+export const HOLDING_STATES: readonly ConferenceState[] = ["placed", "deploying", "ready", "stopping"];
+export const TERMINAL_STATES: readonly ConferenceState[] = ["failed", "stopped"];
+
+export const OPERATION_STATES = ["queued", "running", "succeeded", "failed", "cancelled"] as const;
+export type OperationState = (typeof OPERATION_STATES)[number];
+
+export const EVENT_TYPES = ["placed", "queued", "deploying", "ready", "failed", "stopping", "stopped"] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+const resources = z.object({ cpu: z.string(), memory: z.string() });
+
+/** What the decision maker chose and why. */
+export const decisionRecord = z.object({
+  cluster: z.string(),
+  resources,
+  predicted: z.object({
+    objective: z.string(),
+    objectiveMs: z.number(),
+    meanRttMs: z.number(),
+    worstPairRttMs: z.number(),
+    percentileRttMs: z.number().optional(),
+  }),
+  /** Every cluster, feasible ones first, best first. */
+  ranking: z.array(
+    z.object({ cluster: z.string(), feasible: z.boolean(), objectiveMs: z.number(), meanRttMs: z.number(), worstPairRttMs: z.number(), reason: z.string().optional() }),
+  ),
+  /** Participants the decision could not place, by their index in the request, with why. */
+  unplaced: z.array(z.object({ index: z.number().int(), reason: z.string() })),
+});
+export type Decision = z.output<typeof decisionRecord>;
+
+export const conferenceRecord = z.object({
+  id: z.string(),
+  owner: z.string(),
+  state: z.enum(CONFERENCE_STATES),
+  cluster: z.string(),
+  decision: decisionRecord,
+  url: z.string().optional(),
+  /** Why a create failed. */
+  error: z.string().optional(),
+  /** Resource steps done of those planned, of the operation running now or last. */
+  progress: z.object({ done: z.number().int(), total: z.number().int() }),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+
+export const operationRecord = z.object({
+  id: z.number().int(),
+  conferenceId: z.string(),
+  stack: z.string(),
+  kind: z.enum(OPERATION_KINDS),
+  state: z.enum(OPERATION_STATES),
+  attempts: z.number().int(),
+  createdAt: z.string(),
+  startedAt: z.string().optional(),
+  endedAt: z.string().optional(),
+  error: z.string().optional(),
+  outputs: z.record(z.string(), z.unknown()).optional(),
+});
+export type OperationRecord = z.output<typeof operationRecord>;
+
+export const eventRecord = z.object({
+  id: z.number().int(),
+  conferenceId: z.string(),
+  type: z.enum(EVENT_TYPES),
+  data: z.record(z.string(), z.unknown()),
+  at: z.string(),
+});
+export type EventRecord = z.output<typeof eventRecord>;
