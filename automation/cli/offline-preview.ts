@@ -1,5 +1,5 @@
 /**
- * `npm start -- [stack | path/Pulumi.<stack>.yaml] [--json]`: what a stack would create, evaluated
+ * `npm run preview -- [stack | path/Pulumi.<stack>.yaml] [--json]`: what a stack would create, evaluated
  * by the offline engine from its stack file (default: stacks/Pulumi.testbed.yaml). Needs no Pulumi
  * CLI, cloud or cluster; creates nothing.
  */
@@ -21,7 +21,7 @@ const REPOSITORY = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const STACKS_DIR = join(REPOSITORY, "stacks");
 const DEFAULT_STACK = "testbed";
 const STACK_FILE = /^Pulumi\.(.+)\.ya?ml$/;
-const USAGE = "usage: npm start -- [stack | path/to/Pulumi.<stack>.yaml] [--json]   (stack: a stacks/Pulumi.<stack>.yaml; default testbed)";
+const USAGE = "usage: npm run preview -- [stack | path/to/Pulumi.<stack>.yaml] [--json]   (stack: a stacks/Pulumi.<stack>.yaml; default testbed)";
 let parsed: ReturnType<typeof parseArgs<{ options: { json: { type: "boolean"; default: false } }; allowPositionals: true }>>;
 try {
   parsed = parseArgs({ options: { json: { type: "boolean", default: false } }, allowPositionals: true });

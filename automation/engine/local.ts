@@ -5,7 +5,6 @@ import {
   type EngineEvent as PulumiEvent,
   LocalWorkspace,
   type LocalWorkspaceOptions,
-  type OutputMap,
   PulumiCommand,
   type Stack,
   StackNotFoundError,
@@ -26,6 +25,7 @@ import {
   type StackOutputs,
   type StackSpec,
 } from "./engine.ts";
+import { isSecretEnvelope } from "./offline.ts";
 
 /**
  * The local engine: the stack programs run inline by the real Pulumi CLI through the Automation
@@ -55,6 +55,8 @@ export const NO_CLI_FIX =
   'run `env_file=$(scripts/setup) && source "$env_file"` (the project\'s pinned toolchain), or install Pulumi 3.x from https://www.pulumi.com/docs/iac/download-install/';
 
 const PASSPHRASE_FILE = "passphrase";
+/** The resource whose outputs are the stack's. */
+const ROOT_TYPE = "pulumi:pulumi:Stack";
 const PASSPHRASE_BYTES = 32;
 /** The project's stacks as `pulumi stack ls` sees them: a workspace of the project with no stack of its own. */
 const LISTING_DIR = "project";
@@ -68,8 +70,8 @@ const MIN_MASKED_FRAGMENT = 16;
 /** Error messages are stored and shown; the CLI's error lines are cut to this. */
 const MAX_MESSAGE_LENGTH = 4000;
 
-/** The code automation/cmd.js gives a command execa could not start. */
-const NOT_STARTED = -2;
+/** How execa reports a command it could not start (automation/cmd.js passes its message on as stderr). */
+const NOT_STARTED = "Command failed with ENOENT";
 
 /** Any per-stack call; each holds the stack for as long as it runs. */
 type Call = OperationKind | "cancel" | "outputs" | "stacks";
@@ -110,7 +112,7 @@ const ERROR_TABLE: readonly { when: (error: unknown, context: Context) => boolea
   },
   {
     // execa could not start the CLI at all (a binary removed since create(), say).
-    when: (error) => error instanceof CommandError && error.message.startsWith(`code: ${NOT_STARTED}\n`),
+    when: (error) => error instanceof CommandError && error.message.includes(NOT_STARTED),
     then: () => new EngineError("unavailable", `the Pulumi CLI could not be started; ${NO_CLI_FIX}`),
   },
   {
@@ -142,7 +144,7 @@ export class LocalEngine implements Engine {
     } catch (error) {
       // The SDK's own refusals (a CLI of another major version…) name the version; a missing
       // binary is execa's ENOENT. Neither message carries anything secret, nor a stack trace.
-      const reason = error instanceof CommandError ? "no `pulumi` on PATH" : firstLine(error);
+      const reason = error instanceof CommandError && error.message.includes(NOT_STARTED) ? "no `pulumi` on PATH" : firstLine(error);
       throw new EngineError("unavailable", `the local engine needs the Pulumi CLI: ${reason}; ${NO_CLI_FIX}`);
     }
     const backendUrl = options.backendUrl ?? `file://${join(options.dataDir, "state")}`;
@@ -160,16 +162,10 @@ export class LocalEngine implements Engine {
     return this.exclusive({ call: "up", stack: spec.stack, signal: options.signal, secrets }, async (context) => {
       const stack = await LocalWorkspace.createOrSelectStack(this.inlineArgs(spec.stack), this.workspaceOptions(this.workDir(spec.stack)));
       await this.applyConfig(stack, spec.config);
+      const total = await this.plannedSteps(stack, context, options.onEvent);
       context.signal?.throwIfAborted();
-      // `up` runs with --skip-preview (automation/stack.js up), so the steps it will take are only
-      // known from a preview of its own.
-      const preview = await stack.preview({ signal: context.signal, color: "never" });
-      const total = Object.entries(preview.changeSummary)
-        .filter(([op]) => op !== "same")
-        .reduce((sum, [, count]) => sum + (count ?? 0), 0);
-      context.signal?.throwIfAborted();
-      const result = await stack.up({ signal: context.signal, color: "never", onEvent: this.reporter(total, context, options.onEvent) });
-      return maskedOutputs(result.outputs);
+      await stack.up({ signal: context.signal, color: "never", onEvent: this.reporter(total, context, options.onEvent) });
+      return stackOutputs((await stack.exportStack()).deployment);
     });
   }
 
@@ -238,7 +234,7 @@ export class LocalEngine implements Engine {
   outputs(stack: string): Promise<StackOutputs | undefined> {
     return this.exclusive({ call: "outputs", stack, signal: undefined, secrets: [this.passphrase] }, async () => {
       const selected = await this.selectIfExists(stack);
-      return selected === undefined ? undefined : maskedOutputs(await selected.outputs());
+      return selected === undefined ? undefined : stackOutputs((await selected.exportStack()).deployment);
     });
   }
 
@@ -364,6 +360,41 @@ export class LocalEngine implements Engine {
     await stack.setAllConfig(config);
   }
 
+  /**
+   * The steps `up` will take. It runs with --skip-preview (automation/stack.js up), so only a
+   * preview of its own can tell: the steps its summary counts, "same" aside. A preview can fail
+   * where the update succeeds — a Kubernetes dry-run cannot see the namespace the same update
+   * creates first, and pulumi-kubernetes then hands the program its inputs instead of the live
+   * object (provider/pkg/await/await.go, "If the namespace hasn't been created yet, the preview
+   * will always fail") — so a failed preview only bounds the total from below: the steps it had
+   * planned when it stopped. The update then raises the total as it finds more.
+   */
+  private async plannedSteps(stack: Stack, context: Context, onEvent: ((event: EngineEvent) => void) | undefined): Promise<number> {
+    let planned = 0;
+    try {
+      const preview = await stack.preview({
+        signal: context.signal,
+        color: "never",
+        onEvent: (event) => {
+          if (event.resourcePreEvent?.planning === true && event.resourcePreEvent.metadata.op !== "same") {
+            planned++;
+          }
+        },
+      });
+      return Object.entries(preview.changeSummary)
+        .filter(([op]) => op !== "same")
+        .reduce((sum, [, count]) => sum + (count ?? 0), 0);
+    } catch (error) {
+      const refusal = toEngineError(error, context);
+      if (refusal.kind !== "failed") {
+        throw refusal;
+      }
+      // The update reports the program's own errors, if it has any, as its failure.
+      onEvent?.({ type: "diagnostic", severity: "warning", message: "the preview could not plan every step; the progress total grows as the update finds more" });
+      return planned;
+    }
+  }
+
   /** The stack's secret config values (its kubeconfigs, say) and the passphrase: what no message may show. */
   private async stackSecrets(stack: Stack): Promise<string[]> {
     const config = await stack.getAllConfig();
@@ -414,7 +445,6 @@ function passphraseFile(dataDir: string): string {
 }
 
 function toEngineError(error: unknown, context: Context): EngineError {
-  if (process.env.LE_DEBUG) console.error("RAW", error);
   if (error instanceof EngineError) {
     return new EngineError(error.kind, mask(error.message, context.secrets), error.transient);
   }
@@ -519,13 +549,33 @@ function mask(text: string, secrets: readonly string[]): string {
   return secrets.reduce((masked, secret) => masked.replaceAll(secret, SECRET_MASK), text);
 }
 
-function maskedOutputs(outputs: OutputMap): StackOutputs {
-  return Object.fromEntries(Object.entries(outputs).map(([key, output]) => [key, output.secret ? SECRET_MASK : (output.value as unknown)]));
+/**
+ * The stack's outputs as the state holds them (the root resource's outputs in `pulumi stack
+ * export`), every secret in them — nested ones too — replaced by SECRET_MASK. Stack.outputs()
+ * cannot do this: it flags a secret only at the top level and returns nested secrets in
+ * plaintext (automation/localWorkspace.js stackOutputs).
+ */
+function stackOutputs(deployment: unknown): StackOutputs {
+  const root = ((deployment as ExportedDeployment | undefined)?.resources ?? []).find((resource) => resource.type === ROOT_TYPE);
+  return masked(root?.outputs ?? {}) as StackOutputs;
+}
+
+function masked(value: unknown): unknown {
+  if (isSecretEnvelope(value)) {
+    return SECRET_MASK;
+  }
+  if (Array.isArray(value)) {
+    return value.map(masked);
+  }
+  if (typeof value === "object" && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, masked(inner)]));
+  }
+  return value;
 }
 
 /** The untyped deployment of `pulumi stack export` (apitype.DeploymentV3), as far as it is read here. */
 interface ExportedDeployment {
-  resources?: unknown[];
+  resources?: { type?: string; outputs?: Record<string, unknown> }[];
   pending_operations?: { type?: string; resource?: { urn?: string } }[];
 }
 

@@ -106,7 +106,9 @@ export async function evaluate(request: WorkerRequest): Promise<WorkerReply> {
   }
 }
 
-if (process.send !== undefined) {
+// Only as the forked entry point: a module that imports stateFile from a forked process of its own
+// (a vitest worker, a process manager's child) must not answer that process's IPC messages.
+if (import.meta.main && process.send !== undefined) {
   process.on("message", (request: WorkerRequest) => {
     void evaluate(request).then((reply) => process.send!(reply));
   });

@@ -101,6 +101,8 @@ export interface ServiceOverrides {
   retry?: RetryPolicy;
   /** Where the notices go (the created token among them). Defaults to stderr. */
   print?: (text: string) => void;
+  /** Where the log lines go (pino's destination), at SWITCH_LOG_LEVEL. Defaults to stdout. */
+  logStream?: { write: (line: string) => void };
 }
 
 export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOverrides = {}): Promise<RunningService> {
@@ -117,7 +119,10 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
 
     const testbed = environment.SWITCH_TESTBED ?? DEFAULT_TESTBED;
     const source: RegistrySource = isFile(testbed) ? { kind: "file", path: resolve(testbed) } : { kind: "stack", engine, stack: testbed };
-    if (engine.kind === "offline" && environment.SWITCH_TESTBED === undefined && (await engine.outputs(DEFAULT_TESTBED)) === undefined) {
+    // A clusters file only says where conferences may go; their stacks still read their clusters'
+    // kubeconfigs from a testbed stack's outputs, the default one's.
+    const testbedStack = source.kind === "file" ? DEFAULT_TESTBED : testbed;
+    if (engine.kind === "offline" && testbedStack === DEFAULT_TESTBED && (await engine.outputs(DEFAULT_TESTBED)) === undefined) {
       // Nothing of this process runs yet and the data directory is ours: a lock is a dead process's.
       await engine.cancel(DEFAULT_TESTBED);
       await engine.up({ stack: DEFAULT_TESTBED, config: offlineTestbedConfig() });
@@ -145,7 +150,7 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
       engine,
       queue,
       registry,
-      testbedStack: qualifiedStack(testbed),
+      testbedStack: qualifiedStack(testbedStack),
       locator,
       observer,
       ...(overrides.retry === undefined ? {} : { retry: overrides.retry }),
@@ -153,7 +158,7 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
       onError: (error, context) => app?.log.error({ err: error, ...context }, "background operation failed"),
     });
     let serving = false;
-    app = await buildApp({ manager, store, registry, engine, tokens, metrics, logger: { level: environment.SWITCH_LOG_LEVEL }, ready: () => serving });
+    app = await buildApp({ manager, store, registry, engine, tokens, metrics, logger: { level: environment.SWITCH_LOG_LEVEL, ...(overrides.logStream === undefined ? {} : { stream: overrides.logStream }) }, ready: () => serving });
     const resumed = await manager.recover();
     if (resumed > 0) {
       app.log.info({ conferences: resumed }, "resuming operations a previous process left unfinished");

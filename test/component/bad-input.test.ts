@@ -279,7 +279,7 @@ function expectRefused(result: CommandResult, lines: string[], code = 1): void {
   expectClean(result.stdout);
 }
 
-describe("the offline preview (npm start -- <stack file>) refuses a bad stack file, naming the file or the key", () => {
+describe("the offline preview (npm run preview -- <stack file>) refuses a bad stack file, naming the file or the key", () => {
   it.each(PREVIEW_ROWS)("%s", async (_case, make, lines) => {
     const path = make();
     expectRefused(await runCli("offline-preview.ts", path), lines(path));

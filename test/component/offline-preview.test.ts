@@ -12,7 +12,7 @@ interface Plan {
   outputs: { clusters: Record<string, { kubeconfig: unknown; exposure: string }> };
 }
 
-describe("offline preview (npm start)", () => {
+describe("offline preview (npm run preview)", () => {
   it("plans the paper's testbed from its embedded defaults, secrets masked", async () => {
     const { stdout, code } = await preview("testbed", "--json");
     expect(code).toBe(0);
@@ -73,7 +73,7 @@ describe("offline preview (npm start)", () => {
     const { stderr, code } = await preview("testbed", "local");
     expect(code).toBe(2);
     expect(stderr.split("\n")[0]).toBe("give one stack, not 2 (testbed, local)");
-    expect(stderr).toContain("usage: npm start --");
+    expect(stderr).toContain("usage: npm run preview --");
   });
 
   it("fails with a clear message, and a non-zero exit, for a stack that does not exist", async () => {

@@ -153,7 +153,7 @@ describe("package", () => {
     expect(pkg.engines.node).toBe(">=22");
     expect(read(".nvmrc").trim()).toBe("24");
     expect(/^NODE_VERSION=(\d+)\./m.exec(read("scripts/toolchain/versions.env"))?.[1]).toBe("24");
-    expect(Object.keys(pkg.scripts)).toEqual(expect.arrayContaining(["build", "typecheck", "lint", "test", "bench", "start", "cluster"]));
+    expect(Object.keys(pkg.scripts)).toEqual(expect.arrayContaining(["build", "typecheck", "lint", "test", "bench", "start", "preview", "switchctl", "cluster"]));
   });
 });
 
