@@ -15,7 +15,7 @@ export type Created = z.output<typeof createdView>;
 export type Decision = z.output<typeof decisionRecord>;
 export type Clusters = z.output<typeof clusterList>;
 export type Problem = z.output<typeof problem>;
-export type ListQuery = z.input<typeof listQuery>;
+export type ListQuery = z.output<typeof listQuery>;
 
 /** One event of a conference's stream. */
 export interface ConferenceEvent {
@@ -71,8 +71,14 @@ export class SwitchClient {
   }
 
   async list(query: ListQuery = {}): Promise<Conference[]> {
-    const search = new URLSearchParams(Object.entries(query).flatMap(([key, value]) => (value === undefined ? [] : [[key, String(value)] as [string, string]])));
-    const { conferences } = await this.request<z.output<typeof conferenceList>>("GET", `/v1/conferences${search.size > 0 ? `?${search}` : ""}`);
+    const search = new URLSearchParams();
+    if (query.state !== undefined) {
+      search.set("state", query.state);
+    }
+    if (query.limit !== undefined) {
+      search.set("limit", String(query.limit));
+    }
+    const { conferences } = await this.request<z.output<typeof conferenceList>>("GET", `/v1/conferences${search.size > 0 ? `?${search.toString()}` : ""}`);
     return conferences;
   }
 

@@ -4,7 +4,6 @@
  * taking work, cancels what runs (resumed at the next start) and waits for it.
  */
 import closeWithGrace from "close-with-grace";
-import type { FastifyInstance } from "fastify";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DEFAULT_SITES, TESTBED_CONFIG, parseSites } from "../../domain/contracts/testbed.ts";
@@ -144,7 +143,8 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
 
     const { registry: metrics, observer } = serviceMetrics(store, queue);
     const locator = await MmdbIpLocator.open();
-    let app: FastifyInstance | undefined;
+    // The app's logger exists only once the app does, and the app needs the manager.
+    let reportError: (error: unknown, context: object) => void = () => undefined;
     const manager = new ConferenceManager({
       store,
       engine,
@@ -155,10 +155,11 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
       observer,
       ...(overrides.retry === undefined ? {} : { retry: overrides.retry }),
       // Already recorded on the conference; the log says where it happened.
-      onError: (error, context) => app?.log.error({ err: error, ...context }, "background operation failed"),
+      onError: (error, context) => reportError(error, context),
     });
     let serving = false;
-    app = await buildApp({ manager, store, registry, engine, tokens, metrics, logger: { level: environment.SWITCH_LOG_LEVEL, ...(overrides.logStream === undefined ? {} : { stream: overrides.logStream }) }, ready: () => serving });
+    const app = await buildApp({ manager, store, registry, engine, tokens, metrics, logger: { level: environment.SWITCH_LOG_LEVEL, ...(overrides.logStream === undefined ? {} : { stream: overrides.logStream }) }, ready: () => serving });
+    reportError = (error, context) => app.log.error({ err: error, ...context }, "background operation failed");
     const resumed = await manager.recover();
     if (resumed > 0) {
       app.log.info({ conferences: resumed }, "resuming operations a previous process left unfinished");
