@@ -190,7 +190,7 @@ export class ConferenceManager {
         const conference = this.store.conference(conferenceId)!;
         if (operation.kind === "up" && conference.state === "stopping") {
           // Stopped while it deployed: the destroy after it is what remains.
-          this.store.finishOperation(operation.id, "cancelled");
+          this.store.cancelOperation(operation.id);
           continue;
         }
         this.background(conferenceId, operation, () => (operation.kind === "up" ? this.deploy(operation) : this.destroy(operation)));
@@ -271,14 +271,17 @@ export class ConferenceManager {
     const controller = new AbortController();
     this.controllers.set(operation.conferenceId, { operation, controller });
     const started = performance.now();
-    this.store.startOperation(operation.id);
     const onEvent = (event: EngineEvent) => {
       if (event.type === "progress") {
         this.store.progress(operation.id, event.done, event.total);
       }
     };
     try {
-      const result = await this.withRetries(() => attempt(controller.signal, onEvent), controller.signal);
+      // Every attempt is recorded as one (the record's `attempts`), and restarts the progress.
+      const result = await this.withRetries(() => {
+        this.store.startOperation(operation.id);
+        return attempt(controller.signal, onEvent);
+      }, controller.signal);
       this.options.observer?.operation(operation.kind, "succeeded", (performance.now() - started) / 1000);
       return result;
     } catch (error) {
@@ -292,68 +295,51 @@ export class ConferenceManager {
 
   private async deploy(operation: OperationRecord): Promise<void> {
     const conference = this.store.conference(operation.conferenceId)!;
-    if (conference.state === "stopping" || this.closing) {
-      if (!this.closing) {
-        this.store.finishOperation(operation.id, "cancelled");
-      }
+    if (this.closing) {
+      // Left queued: the next start runs it.
       return;
     }
+    if (conference.state === "stopping") {
+      this.store.cancelOperation(operation.id);
+      return;
+    }
+    let outputs: Record<string, unknown>;
     try {
-      const outputs = await this.run(operation, (signal, onEvent) =>
+      outputs = await this.run(operation, (signal, onEvent) =>
         this.engine.up({ stack: operation.stack, config: conferenceStackConfig(conference.spec, this.options.testbedStack) }, { signal, onEvent }),
       );
-      this.store.finishOperation(operation.id, "succeeded", { outputs });
-      this.store.markReady(conference.id, String(outputs.url));
     } catch (error) {
       if (this.closing) {
         // Left unfinished on purpose: the next start resumes it.
         return;
       }
       if (this.store.conference(conference.id)!.state === "stopping") {
-        this.store.finishOperation(operation.id, "cancelled");
+        // Cancelled by its stop, whose destroy runs next on this stack.
+        this.store.cancelOperation(operation.id);
         return;
       }
-      const reason = reasonOf(error);
-      this.store.finishOperation(operation.id, "failed", { error: reason });
       // A failed create leaves nothing behind: its stack is destroyed before the failure is told.
-      const cleanup = this.store.addOperation(conference.id, "destroy");
-      await this.cleanup(cleanup, reason);
+      await this.destroy(this.store.failUp(operation.id, reasonOf(error)));
+      return;
     }
+    this.store.completeUp(operation.id, outputs, String(outputs.url));
   }
 
-  private async cleanup(operation: OperationRecord, reason: string): Promise<void> {
-    try {
-      await this.run(operation, (signal, onEvent) => this.engine.destroy(operation.stack, { signal, onEvent }));
-      this.store.finishOperation(operation.id, "succeeded");
-      this.store.markFailed(operation.conferenceId, reason);
-    } catch (error) {
-      if (this.closing) {
-        return;
-      }
-      this.store.finishOperation(operation.id, "failed", { error: reasonOf(error) });
-      this.store.markFailed(operation.conferenceId, `${reason}; cleaning up failed too: ${reasonOf(error)}`);
-    }
-  }
-
+  /** Destroys the stack, after a stop or to clean up a failed create; the store says which it was. */
   private async destroy(operation: OperationRecord): Promise<void> {
-    const conference = this.store.conference(operation.conferenceId)!;
-    if (conference.state !== "stopping") {
-      // A cleanup of a failed create, interrupted: finish it.
-      const failed = this.store.operations(conference.id).findLast((candidate) => candidate.kind === "up" && candidate.state === "failed");
-      await this.cleanup(operation, failed?.error ?? "the deployment was interrupted");
+    if (this.closing) {
       return;
     }
     try {
       await this.run(operation, (signal, onEvent) => this.engine.destroy(operation.stack, { signal, onEvent }));
-      this.store.finishOperation(operation.id, "succeeded");
-      this.store.markStopped(conference.id);
     } catch (error) {
       if (this.closing) {
         return;
       }
-      this.store.finishOperation(operation.id, "failed", { error: reasonOf(error) });
-      this.store.markFailed(conference.id, `stopping failed: ${reasonOf(error)}`);
+      this.store.completeDestroy(operation.id, { error: reasonOf(error) });
+      return;
     }
+    this.store.completeDestroy(operation.id, {});
   }
 }
 

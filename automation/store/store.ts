@@ -285,32 +285,71 @@ export class Store {
     });
   }
 
-  finishOperation(id: number, state: Exclude<OperationState, "queued" | "running">, result: { error?: string; outputs?: Record<string, unknown> } = {}): void {
-    this.transaction(() => {
-      this.db
-        .prepare("UPDATE operations SET state = ?, ended_at = ?, error = ?, outputs = ? WHERE id = ?")
-        .run(state, this.stamp(), result.error ?? null, result.outputs === undefined ? null : JSON.stringify(result.outputs), id);
-    });
-  }
+  /**
+   * Each outcome of an operation is recorded with the conference's next state in one transaction:
+   * a crash between the two would leave a conference whose operations are over but whose state is
+   * not, which no restart could tell from a live one.
+   */
 
-  /** A deployment finished; a conference being stopped meanwhile stays `stopping`. Returns whether it became ready. */
-  markReady(id: string, url: string): boolean {
-    return this.transaction(() => {
-      if (this.conference(id)!.state !== "deploying") {
-        return false;
+  /** A deployment succeeded: `ready`, unless a stop came meanwhile (it stays `stopping`, its destroy queued). */
+  completeUp(operationId: number, outputs: Record<string, unknown>, url: string): void {
+    this.transaction(() => {
+      this.closeOperation(operationId, "succeeded", { outputs });
+      const { conferenceId } = this.operation(operationId)!;
+      if (this.conference(conferenceId)!.state === "deploying") {
+        this.setState(conferenceId, "ready", { url });
+        this.appendEvent(conferenceId, "ready", { url });
       }
-      this.setState(id, "ready", { url });
-      this.appendEvent(id, "ready", { url });
-      return true;
     });
   }
 
-  /** A create that failed, cleaned up: the reason stays on the record and in the stream. */
-  markFailed(id: string, reason: string): void {
-    this.transaction(() => {
-      this.setState(id, "failed", { error: reason });
-      this.appendEvent(id, "failed", { reason });
+  /** A deployment failed: its cleanup (a destroy) is queued before the failure is told. */
+  failUp(operationId: number, reason: string): OperationRecord {
+    return this.transaction(() => {
+      this.closeOperation(operationId, "failed", { error: reason });
+      const operation = this.operation(operationId)!;
+      return this.insertOperation(operation.conferenceId, operation.stack, "destroy");
     });
+  }
+
+  /**
+   * A destroy ended. After a stop the conference is `stopped` (or `failed`, naming why the destroy
+   * did not succeed); after a failed create it is `failed` with the create's reason.
+   */
+  completeDestroy(operationId: number, outcome: { error?: string }): void {
+    this.transaction(() => {
+      this.closeOperation(operationId, outcome.error === undefined ? "succeeded" : "failed", outcome.error === undefined ? {} : { error: outcome.error });
+      const { conferenceId } = this.operation(operationId)!;
+      const conference = this.conference(conferenceId)!;
+      if (conference.state === "stopping") {
+        if (outcome.error === undefined) {
+          this.setState(conferenceId, "stopped");
+          this.appendEvent(conferenceId, "stopped");
+        } else {
+          this.fail(conferenceId, `stopping failed: ${outcome.error}`);
+        }
+        return;
+      }
+      const create = this.operations(conferenceId).findLast((candidate) => candidate.kind === "up" && candidate.state === "failed");
+      const reason = create?.error ?? "the deployment was interrupted";
+      this.fail(conferenceId, outcome.error === undefined ? reason : `${reason}; cleaning up failed too: ${outcome.error}`);
+    });
+  }
+
+  /** An operation that will not run (cancelled by a stop), or that a stop makes moot. */
+  cancelOperation(operationId: number): void {
+    this.transaction(() => this.closeOperation(operationId, "cancelled", {}));
+  }
+
+  private closeOperation(id: number, state: Exclude<OperationState, "queued" | "running">, result: { error?: string; outputs?: Record<string, unknown> }): void {
+    this.db
+      .prepare("UPDATE operations SET state = ?, ended_at = ?, error = ?, outputs = ? WHERE id = ?")
+      .run(state, this.stamp(), result.error ?? null, result.outputs === undefined ? null : JSON.stringify(result.outputs), id);
+  }
+
+  private fail(conferenceId: string, reason: string): void {
+    this.setState(conferenceId, "failed", { error: reason });
+    this.appendEvent(conferenceId, "failed", { reason });
   }
 
   /**
@@ -328,18 +367,6 @@ export class Store {
       const operation = this.insertOperation(id, stackOfOperations(this.operations(id)), "destroy");
       this.appendEvent(id, "queued", { operation: operation.id, kind: "destroy" });
       return { conference: this.conference(id)!, operation };
-    });
-  }
-
-  /** A cleanup after a failed create, recorded as its own operation. */
-  addOperation(conferenceId: string, kind: OperationKind): OperationRecord {
-    return this.transaction(() => this.insertOperation(conferenceId, stackOfOperations(this.operations(conferenceId)), kind));
-  }
-
-  markStopped(id: string): void {
-    this.transaction(() => {
-      this.setState(id, "stopped");
-      this.appendEvent(id, "stopped");
     });
   }
 
