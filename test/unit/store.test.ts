@@ -1,0 +1,202 @@
+import Database from "better-sqlite3";
+import fc from "fast-check";
+import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { conferenceName } from "../../domain/contracts/conference.ts";
+import { DEFAULT_SITES, parseSites, siteCapacity } from "../../domain/contracts/testbed.ts";
+import { candidateClusters, conferenceSpecFor, placeConference } from "../../domain/decision/index.ts";
+import { ExhaustedError } from "../../domain/errors.ts";
+import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
+import { MIGRATIONS } from "../../automation/store/migrations.ts";
+import type { Decision } from "../../automation/store/records.ts";
+import { type NewConference, Store } from "../../automation/store/store.ts";
+
+const TESTBED = Object.fromEntries(parseSites(DEFAULT_SITES, "sites").map((site) => [site.name, { location: site.location, capacity: siteCapacity(site) }]));
+const GIBIBYTE = 1024 ** 3;
+const LJUBLJANA = { lat: 46.05, lon: 14.51 };
+
+const DECISION: Decision = {
+  cluster: "arnes-ljubljana",
+  resources: { cpu: "500m", memory: "1088Mi" },
+  predicted: { objective: "mean", objectiveMs: 5, meanRttMs: 5, worstPairRttMs: 10 },
+  ranking: [],
+  unplaced: [],
+};
+
+function freshStore(now = () => new Date("2026-12-01T12:00:00Z")): { store: Store; path: string } {
+  const path = join(mkdtempSync(join(tmpdir(), "switch-store-")), "switch.db");
+  return { store: new Store({ path, now }), path };
+}
+
+/** A create that places `participants` on the paper's testbed, as the service does. */
+function placing(id: string, participants = [LJUBLJANA], expectedParticipants = 5): Omit<NewConference, "owner"> {
+  return {
+    requestHash: `hash-of-${id}`,
+    decide: (running) => {
+      const request = { participants, expectedParticipants, lastN: 5, simulcast: true };
+      const placement = placeConference(request, candidateClusters(TESTBED, running));
+      return { id, spec: conferenceSpecFor(id, request, placement), decision: { ...DECISION, cluster: placement.cluster ?? "none" } };
+    },
+  };
+}
+
+describe("the store", () => {
+  it("migrates a new database to the latest schema, in WAL mode, and refuses one from a newer service", () => {
+    const { store, path } = freshStore();
+    expect(store.version()).toBe(MIGRATIONS.length);
+    store.close();
+    const db = new Database(path);
+    expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
+    db.pragma(`user_version = ${MIGRATIONS.length + 1}`);
+    db.close();
+    expect(() => new Store({ path })).toThrow(
+      `the database is at schema version ${MIGRATIONS.length + 1}, newer than this service's ${MIGRATIONS.length}; run a newer switch-vaas or another data directory`,
+    );
+  });
+
+  it("records a conference, its queued up and its first events together, and tells listeners only after the commit", () => {
+    const { store } = freshStore();
+    const heard: string[] = [];
+    store.onEvent((event) => heard.push(`${event.type}:${store.conference(event.conferenceId)?.state ?? "not yet visible"}`));
+    const result = store.createConference({ owner: "alice", ...placing("c1") }, conferenceName);
+    expect(result.outcome).toBe("created");
+    expect(heard).toEqual(["placed:placed", "queued:placed"]);
+    expect(store.unfinishedOperations()).toEqual([expect.objectContaining({ conferenceId: "c1", stack: "conf-c1", kind: "up", state: "queued", attempts: 0 })]);
+  });
+
+  it("returns the first conference for a repeated idempotency key, and says when the key came with another request", () => {
+    const { store } = freshStore();
+    const first = store.createConference({ owner: "alice", idempotencyKey: "k", ...placing("c1") }, conferenceName);
+    expect(store.createConference({ owner: "alice", idempotencyKey: "k", ...placing("c1") }, conferenceName)).toEqual({ outcome: "existing", conference: first.conference });
+    expect(store.createConference({ owner: "alice", idempotencyKey: "k", ...placing("c2"), requestHash: "another" }, conferenceName).outcome).toBe("key-reused");
+    // Keys are per owner.
+    expect(store.createConference({ owner: "bob", idempotencyKey: "k", ...placing("c3") }, conferenceName).outcome).toBe("created");
+  });
+
+  it("rolls a refused decision back whole: no conference, operation or event", () => {
+    const { store } = freshStore();
+    const heard: unknown[] = [];
+    store.onEvent((event) => heard.push(event));
+    expect(() =>
+      store.createConference(
+        {
+          owner: "alice",
+          requestHash: "h",
+          decide: () => {
+            throw new ExhaustedError("no cluster has room");
+          },
+        },
+        conferenceName,
+      ),
+    ).toThrow(ExhaustedError);
+    expect(store.conferences({ limit: 10 })).toEqual([]);
+    expect(store.unfinishedOperations()).toEqual([]);
+    expect(heard).toEqual([]);
+  });
+
+  it("walks a lifecycle: each outcome and the next state together, events in order and replayable from any id", () => {
+    const { store } = freshStore();
+    const { operation } = store.createConference({ owner: "alice", ...placing("c1") }, conferenceName) as { operation: { id: number } };
+    store.startOperation(operation.id);
+    store.progress(operation.id, 3, 12);
+    store.completeUp(operation.id, { url: "https://x" }, "https://x");
+    expect(store.conference("c1")).toMatchObject({ state: "ready", url: "https://x", progress: { done: 3, total: 12 } });
+    const stop = store.requestStop("c1").operation!;
+    expect(store.requestStop("c1").operation).toBeUndefined();
+    store.startOperation(stop.id);
+    store.completeDestroy(stop.id, {});
+    const events = store.eventsAfter("c1", 0);
+    expect(events.map((event) => event.type)).toEqual(["placed", "queued", "deploying", "deploying", "ready", "stopping", "queued", "stopped"]);
+    expect(events.map((event) => event.id)).toEqual([...events.map((event) => event.id)].sort((a, b) => a - b));
+    expect(store.eventsAfter("c1", events[4]!.id).map((event) => event.type)).toEqual(["stopping", "queued", "stopped"]);
+    expect(store.unfinishedOperations()).toEqual([]);
+    expect(store.conference("c1")!.state).toBe("stopped");
+  });
+
+  it("fails a create only after its cleanup, with the create's reason", () => {
+    const { store } = freshStore();
+    const { operation } = store.createConference({ owner: "alice", ...placing("c1") }, conferenceName) as { operation: { id: number } };
+    store.startOperation(operation.id);
+    const cleanup = store.failUp(operation.id, "simulated: quota exceeded");
+    expect(store.conference("c1")!.state).toBe("deploying");
+    store.startOperation(cleanup.id);
+    store.completeDestroy(cleanup.id, {});
+    expect(store.conference("c1")).toMatchObject({ state: "failed", error: "simulated: quota exceeded" });
+    expect(store.eventsAfter("c1", 0).at(-1)).toMatchObject({ type: "failed", data: { reason: "simulated: quota exceeded" } });
+  });
+
+  it("never lets conferences oversubscribe a cluster, whatever is created and stopped in between", () => {
+    const step = fc.oneof(
+      fc.record({ create: fc.record({ lat: fc.double({ min: 40, max: 60, noNaN: true }), lon: fc.double({ min: -10, max: 30, noNaN: true }) }), expected: fc.integer({ min: 1, max: 30 }) }),
+      fc.record({ stop: fc.nat() }),
+    );
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 40 }), (steps) => {
+        const { store } = freshStore();
+        const ids: string[] = [];
+        for (const [index, entry] of steps.entries()) {
+          if ("create" in entry) {
+            try {
+              store.createConference({ owner: "alice", ...placing(`c${index}`, [entry.create], entry.expected) }, conferenceName);
+              ids.push(`c${index}`);
+            } catch (error) {
+              expect(error).toBeInstanceOf(ExhaustedError);
+            }
+          } else if (ids.length > 0) {
+            const id = ids[entry.stop % ids.length]!;
+            const stop = store.requestStop(id).operation;
+            if (stop !== undefined) {
+              store.completeDestroy(stop.id, {});
+            }
+          }
+          for (const [name, { capacity }] of Object.entries(TESTBED)) {
+            const mine = store.running().filter((conference) => conference.cluster === name);
+            expect(mine.reduce((sum, conference) => sum + parseCpuMillicores(conference.resources.cpu)!, 0)).toBeLessThanOrEqual(capacity.nodes * capacity.vcpuPerNode * 1000);
+            expect(mine.reduce((sum, conference) => sum + parseMemoryBytes(conference.resources.memory)!, 0)).toBeLessThanOrEqual(capacity.nodes * capacity.memoryGiBPerNode * GIBIBYTE);
+          }
+        }
+        store.close();
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  it("keeps two processes creating on one database from oversubscribing a cluster (BEGIN IMMEDIATE)", async () => {
+    const { store, path } = freshStore();
+    store.close();
+    // Each process fills arnes-ljubljana (2 vCPU) with 500m conferences as fast as it can.
+    const script = `
+      import { Store } from "./automation/store/store.ts";
+      import { conferenceName } from "./domain/contracts/conference.ts";
+      const store = new Store({ path: process.argv[1] });
+      let made = 0;
+      for (let i = 0; i < 20; i++) {
+        try {
+          store.createConference({ owner: "p" + process.pid, requestHash: "h", decide: (running) => {
+            const used = running.filter((c) => c.cluster === "arnes-ljubljana").length;
+            if (used >= 4) throw new Error("full");
+            const id = "p" + process.pid + "x" + i;
+            return { id, spec: { id, cluster: "arnes-ljubljana", expectedParticipants: 5, lastN: 5, simulcast: true, resources: { cpu: "500m", memory: "1088Mi" } }, decision: {} };
+          } }, conferenceName);
+          made++;
+        } catch {}
+      }
+      console.log(made);
+    `;
+    const run = () =>
+      new Promise<number>((resolve, reject) => {
+        const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script, path], { cwd: join(import.meta.dirname, "..", "..") });
+        let out = "";
+        child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+        child.on("exit", (code) => (code === 0 ? resolve(Number(out.trim())) : reject(new Error(`exit ${code}`))));
+      });
+    const made = await Promise.all([run(), run(), run()]);
+    expect(made.reduce((sum, count) => sum + count, 0)).toBe(4);
+    const reopened = new Store({ path });
+    expect(reopened.running()).toHaveLength(4);
+    reopened.close();
+  });
+});
