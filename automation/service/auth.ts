@@ -65,7 +65,8 @@ export class TokenRegistry {
 
   /** Who presents `authorization` ("Bearer <token>"), or undefined. */
   authenticate(authorization: string | undefined): Principal | undefined {
-    const match = /^Bearer ([\x21-\x7e]{1,512})$/.exec(authorization ?? "");
+    // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
+    const match = /^bearer ([\x21-\x7e]{1,512})$/i.exec(authorization ?? "");
     return match === null ? undefined : this.byDigest.get(tokenDigest(match[1]!));
   }
 

@@ -10,6 +10,7 @@ import { DEFAULT_SITES, TESTBED_CONFIG, parseSites } from "../../domain/contract
 import { PROGRAM_KEY, PROJECT, qualifiedKey } from "../../domain/contracts/project.ts";
 import { isDomainError } from "../../domain/errors.ts";
 import { type Engine, type StackConfigMap, isEngineError } from "../engine/engine.ts";
+import type { LocalEngineOptions } from "../engine/local.ts";
 import { OfflineEngine } from "../engine/offline-engine.ts";
 import { PLACEHOLDER_KUBECONFIG } from "../engine/placeholders.ts";
 import { OperationQueue } from "../engine/queue.ts";
@@ -39,14 +40,14 @@ function qualifiedStack(stack: string): string {
   return stack.includes("/") ? stack : `organization/${PROJECT}/${stack}`;
 }
 
-async function chooseEngine(environment: ServiceEnvironment, dataDir: string, notice: (text: string) => void): Promise<Engine> {
+async function chooseEngine(environment: ServiceEnvironment, dataDir: string, notice: (text: string) => void, local: ServiceOverrides["localEngine"]): Promise<Engine> {
   const offline = () => new OfflineEngine({ dataDir, workers: environment.SWITCH_CONCURRENCY });
   if (environment.SWITCH_ENGINE === "offline") {
     return offline();
   }
   const { LocalEngine } = await import("../engine/local.ts");
   try {
-    return await LocalEngine.create({ dataDir, ...(environment.SWITCH_BACKEND_URL === undefined ? {} : { backendUrl: environment.SWITCH_BACKEND_URL }) });
+    return await LocalEngine.create({ ...local, dataDir, ...(environment.SWITCH_BACKEND_URL === undefined ? {} : { backendUrl: environment.SWITCH_BACKEND_URL }) });
   } catch (error) {
     if (environment.SWITCH_ENGINE === "local" || !isEngineError(error) || error.kind !== "unavailable") {
       throw error;
@@ -95,6 +96,8 @@ function isAlive(pid: number): boolean {
 
 /** What a test may change about the service it starts; the process itself takes none. */
 export interface ServiceOverrides {
+  /** Options of the local engine the environment did not set (the e2e tests shorten its awaits). */
+  localEngine?: Pick<LocalEngineOptions, "transforms" | "pulumiHome">;
   /** Wraps the engine the environment chose (to inject failures, or to watch operations). */
   wrapEngine?: (engine: Engine) => Engine;
   retry?: RetryPolicy;
@@ -111,7 +114,7 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const unlock = lockDataDir(dataDir);
   try {
-    const chosen = await chooseEngine(environment, dataDir, print);
+    const chosen = await chooseEngine(environment, dataDir, print, overrides.localEngine);
     const engine = overrides.wrapEngine?.(chosen) ?? chosen;
     const store = new Store({ path: join(dataDir, "switch.db") });
     const queue = new OperationQueue(environment.SWITCH_CONCURRENCY);

@@ -1,0 +1,284 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RecordedResource } from "../../automation/engine/offline-worker.ts";
+import { conferenceList, conferenceView, createdView } from "../../automation/service/schemas.ts";
+import { decisionRecord } from "../../automation/store/records.ts";
+import { DEFAULT_TESTBED_STACK } from "../../domain/contracts/conference.ts";
+import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
+import { EngineRecorder, type TestService, clustersFile, problemOf, startTestService } from "../support/service.ts";
+
+/**
+ * A conference's whole life through the HTTP API on the offline engine: what the stream says, in
+ * order, what its stack holds, what is left after it stops; idempotent creates and stops; lists,
+ * what-if placements and placement by address; and a testbed with no room left.
+ */
+
+const LJUBLJANA = [
+  { lat: 46.05, lon: 14.51 },
+  { lat: 46.06, lon: 14.5 },
+];
+
+let service: TestService;
+const recorder = new EngineRecorder();
+
+beforeAll(async () => {
+  service = await startTestService({ wrapEngine: recorder.wrap });
+}, 60_000);
+afterAll(() => service?.close());
+
+function resourceOf(resources: RecordedResource[], type: string): RecordedResource & { inputs: Record<string, unknown> } {
+  const found = resources.filter((resource) => resource.type === type);
+  expect(found, type).toHaveLength(1);
+  return found[0] as RecordedResource & { inputs: Record<string, unknown> };
+}
+
+interface Container {
+  name: string;
+  resources: { limits: { cpu: string; memory: string }; requests: { cpu: string; memory: string } };
+}
+
+describe("a conference's lifecycle", () => {
+  it("streams placed, queued, deploying, ready, stopping, queued, stopped; its stack holds the decision while ready and nothing after", async () => {
+    const response = await service.call("/v1/conferences", { method: "POST", body: JSON.stringify({ participants: LJUBLJANA, lastN: 5, simulcast: false }) });
+    expect(response.status).toBe(202);
+    const created = createdView.parse(await response.json());
+    const { id } = created;
+    const stack = `conf-${id}`;
+    expect(created).toMatchObject({ state: "placed", links: { self: `/v1/conferences/${id}`, events: `/v1/conferences/${id}/events` } });
+    expect(response.headers.get("location")).toBe(created.links.self);
+    expect(created.decision.cluster).toBe("arnes-ljubljana");
+
+    const streaming = service.stream(id);
+    const ready = await service.waitForConference(id, ["ready", "failed"]);
+    expect(ready).toMatchObject({ id, owner: "alice", state: "ready", cluster: "arnes-ljubljana", decision: created.decision });
+    expect(ready.url).toMatch(/^https:\/\/\S+$/);
+    expect(ready.error).toBeUndefined();
+
+    // What `up` recorded, while the conference runs.
+    const state = service.offline.state(stack);
+    expect(state?.stack).toBe(stack);
+    const resources = state!.resources;
+    expect(resourceOf(resources, "kubernetes:core/v1:Namespace").inputs).toMatchObject({ metadata: { name: stack } });
+    expect(resourceOf(resources, "pulumi:pulumi:StackReference").inputs).toEqual({ name: DEFAULT_TESTBED_STACK });
+    expect(resourceOf(resources, "pulumi:providers:kubernetes").inputs).toMatchObject({ clusterIdentifier: created.decision.cluster });
+    const deployment = resourceOf(resources, "kubernetes:apps/v1:Deployment").inputs as { metadata: { namespace: string }; spec: { template: { spec: { containers: Container[] } } } };
+    expect(deployment.metadata.namespace).toBe(stack);
+    const containers = deployment.spec.template.spec.containers;
+    expect(containers.map((container) => container.name)).toEqual(["web", "prosody", "jicofo", "jvb"]);
+    const sum = (pick: (container: Container) => number) => containers.reduce((total, container) => total + pick(container), 0);
+    expect(sum((container) => parseCpuMillicores(container.resources.limits.cpu)!)).toBe(parseCpuMillicores(created.decision.resources.cpu));
+    expect(sum((container) => parseMemoryBytes(container.resources.limits.memory)!)).toBe(parseMemoryBytes(created.decision.resources.memory));
+    for (const container of containers) {
+      expect(container.resources.requests, container.name).toEqual(container.resources.limits);
+    }
+    const configMap = resourceOf(resources, "kubernetes:core/v1:ConfigMap").inputs as { data: Record<string, string> };
+    expect(configMap.data["custom-config.js"]!.split("\n")).toEqual(expect.arrayContaining(["config.channelLastN = 5;", "config.startLastN = 5;", "config.disableSimulcast = true;"]));
+    expect(configMap.data["custom-jvb.conf"]!.split("\n")).toEqual(expect.arrayContaining(["videobridge.cc.jvb-last-n = 5", "videobridge.cc.initial-last-n = 5"]));
+    expect(state!.outputs).toMatchObject({ namespace: stack, cluster: created.decision.cluster, url: ready.url });
+    expect(await service.offline.stacks()).toContain(stack);
+
+    expect((await service.stop(id)).state).toBe("stopping");
+    const { status, headers, events } = await streaming;
+    expect(status).toBe(200);
+    expect(headers.get("content-type")).toMatch(/^text\/event-stream/);
+
+    const types = events.map((event) => event.event);
+    expect(types.filter((type, index) => type !== "deploying" || types[index - 1] !== "deploying")).toEqual(["placed", "queued", "deploying", "ready", "stopping", "queued", "stopped"]);
+    const ids = events.map((event) => Number(event.id));
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(events[0]!.data).toMatchObject({ cluster: created.decision.cluster, resources: created.decision.resources });
+    expect(events.filter((event) => event.event === "queued").map((event) => event.data.kind)).toEqual(["up", "destroy"]);
+    const progress = events.filter((event) => event.event === "deploying").map((event) => event.data as { done: number; total: number });
+    const total = progress.at(-1)!.total;
+    expect(total).toBeGreaterThan(0);
+    expect(total).toBe(resources.length);
+    expect(progress.at(-1)!.done).toBe(total);
+    expect(progress.map((step) => step.done)).toEqual(progress.map((step) => step.done).sort((a, b) => a - b));
+    expect(progress.every((step) => step.total === 0 || step.total === total)).toBe(true);
+    expect(events.find((event) => event.event === "ready")!.data.url).toBe(ready.url);
+    expect(events.every((event) => typeof event.data.at === "string")).toBe(true);
+
+    const stopped = conferenceView.parse(await (await service.call(`/v1/conferences/${id}`)).json());
+    expect(stopped).toMatchObject({ state: "stopped", url: ready.url });
+    expect(service.offline.state(stack)).toBeUndefined();
+    expect(service.offline.locks()).not.toContain(stack);
+    expect(await service.offline.stacks()).not.toContain(stack);
+
+    // Reconnecting with the second event's id replays exactly the events after it, then ends.
+    const replay = await service.stream(id, { lastEventId: events[1]!.id });
+    expect(replay.events).toEqual(events.slice(2));
+  });
+
+  it("returns the same conference for a retry with the same Idempotency-Key, and refuses the key for another request", async () => {
+    const before = (await service.conferences()).length;
+    const key = "retry-1";
+    const body = { participants: LJUBLJANA, lastN: 3, objective: "worstPair" };
+    const first = await service.create(body, { key });
+    const again = await service.create(body, { key });
+    expect(again.id).toBe(first.id);
+    expect(again.decision).toEqual(first.decision);
+    // The same request with its fields in another order is the same request.
+    const reordered = await service.create({ objective: "worstPair", lastN: 3, participants: LJUBLJANA }, { key });
+    expect(reordered.id).toBe(first.id);
+    expect((await service.conferences()).filter((conference) => conference.id === first.id)).toHaveLength(1);
+    expect(await service.conferences()).toHaveLength(before + 1);
+
+    const reused = await problemOf(
+      await service.call("/v1/conferences", { method: "POST", body: JSON.stringify({ ...body, lastN: 4 }), headers: { "idempotency-key": key } }),
+      409,
+    );
+    expect(reused.title).toBe("Conflict");
+    expect(reused.detail).toBe(`the Idempotency-Key was used for another request (conference ${first.id}); use a new key for a new conference`);
+    expect(await service.conferences()).toHaveLength(before + 1);
+
+    // Keys are the organizer's own: bob's same key is bob's own conference.
+    const bobs = await service.create(body, { key, token: service.tokens.bob });
+    expect(bobs.id).not.toBe(first.id);
+    expect(await service.conferences()).toHaveLength(before + 2);
+
+    await service.waitForConference(first.id, ["ready"]);
+    await service.waitForConference(bobs.id, ["ready"]);
+    await service.stop(first.id);
+    await service.stop(bobs.id, service.tokens.bob);
+    await service.waitForConference(first.id, ["stopped"]);
+    await service.waitForConference(bobs.id, ["stopped"]);
+  });
+
+  it("accepts a second stop (and a third, once stopped) and destroys the stack once", async () => {
+    const { id } = await service.create({ participants: LJUBLJANA });
+    await service.waitForConference(id, ["ready"]);
+    // Whichever the service took first started the stop; the other found it stopping (or, later, stopped).
+    const states = (await Promise.all([service.stop(id), service.stop(id)])).map((answer) => answer.state);
+    expect(states).toContain("stopping");
+    expect(states.every((state) => state === "stopping" || state === "stopped")).toBe(true);
+    await service.waitForConference(id, ["stopped"]);
+    expect((await service.stop(id)).state).toBe("stopped");
+    await service.waitForIdle();
+
+    expect(recorder.of(`conf-${id}`).map((call) => [call.kind, call.outcome])).toEqual([
+      ["up", "succeeded"],
+      ["destroy", "succeeded"],
+    ]);
+    const operations = service.readStore((store) => store.operations(id));
+    expect(operations.map((operation) => [operation.kind, operation.state])).toEqual([
+      ["up", "succeeded"],
+      ["destroy", "succeeded"],
+    ]);
+    const events = service.readStore((store) => store.eventsAfter(id, 0)).map((event) => event.type);
+    expect(events.filter((type) => type === "stopping")).toHaveLength(1);
+    expect(events.filter((type) => type === "stopped")).toHaveLength(1);
+  });
+
+  it("lists the organizer's conferences in a state, newest first, and refuses a state that is none", async () => {
+    const running = (await service.create({ participants: LJUBLJANA })).id;
+    const ended = (await service.create({ participants: LJUBLJANA })).id;
+    await service.waitForConference(running, ["ready"]);
+    await service.waitForConference(ended, ["ready"]);
+    await service.stop(ended);
+    await service.waitForConference(ended, ["stopped"]);
+
+    const listed = async (query: string) => conferenceList.parse(await (await service.call(`/v1/conferences${query}`)).json()).conferences;
+    const ready = await listed("?state=ready");
+    expect(ready.map((conference) => conference.id)).toContain(running);
+    expect(ready.map((conference) => conference.id)).not.toContain(ended);
+    expect(ready.every((conference) => conference.state === "ready")).toBe(true);
+    const stopped = await listed("?state=stopped");
+    expect(stopped.map((conference) => conference.id)).toContain(ended);
+    expect(stopped.map((conference) => conference.id)).not.toContain(running);
+    expect(stopped.every((conference) => conference.state === "stopped")).toBe(true);
+    const all = await listed("");
+    expect(all.every((conference) => conference.owner === "alice")).toBe(true);
+    const created = all.map((conference) => conference.createdAt);
+    expect(created).toEqual([...created].sort().reverse());
+
+    const refused = await problemOf(await service.call("/v1/conferences?state=running"), 400);
+    expect(refused.errors).toEqual([{ field: "querystring.state", message: "is not a state; use one of placed, deploying, ready, failed, stopping, stopped" }]);
+
+    await service.stop(running);
+    await service.waitForConference(running, ["stopped"]);
+  });
+
+  it("answers a what-if placement and changes nothing", async () => {
+    const before = { clusters: await service.clusters(), conferences: await service.conferences(), stacks: await service.offline.stacks(), ups: recorder.calls.length };
+    const response = await service.call("/v1/placements", { method: "POST", body: JSON.stringify({ participants: [{ lat: 35.68, lon: 139.65 }], objective: "p95" }) });
+    expect(response.status).toBe(200);
+    const decision = decisionRecord.strict().parse(await response.json());
+    expect(decision.cluster).toBe("gcp-asia-northeast1");
+    expect(decision.predicted.objective).toBe("p95");
+    expect(decision.predicted.percentileRttMs).toBeTypeOf("number");
+    expect(decision.ranking).toHaveLength(Object.keys(before.clusters).length);
+    expect(decision.ranking[0]!.cluster).toBe(decision.cluster);
+
+    expect(await service.clusters()).toEqual(before.clusters);
+    expect(await service.conferences()).toEqual(before.conferences);
+    expect(await service.offline.stacks()).toEqual(before.stacks);
+    expect(recorder.calls).toHaveLength(before.ups);
+  });
+
+  it("places participants given by address and reports the ones it cannot locate", async () => {
+    const body = { participants: [{ ip: "193.2.1.66" }, { ip: "192.168.1.20" }] };
+    const response = await service.call("/v1/placements", { method: "POST", body: JSON.stringify(body) });
+    expect(response.status).toBe(200);
+    const decision = decisionRecord.parse(await response.json());
+    expect(decision.cluster).toBe("arnes-ljubljana");
+    expect(decision.unplaced).toEqual([{ index: 1, reason: "is a private address, which says nothing about where the participant is" }]);
+
+    const created = await service.create(body);
+    expect(created.decision.cluster).toBe("arnes-ljubljana");
+    expect(created.decision.unplaced).toEqual(decision.unplaced);
+    await service.waitForConference(created.id, ["ready"]);
+    await service.stop(created.id);
+    await service.waitForConference(created.id, ["stopped"]);
+
+    const refused = await problemOf(await service.call("/v1/placements", { method: "POST", body: JSON.stringify({ participants: [{ ip: "10.0.0.1" }] }) }), 400);
+    expect(refused.errors).toEqual([
+      { field: "participants.0.ip", message: "is a private address, which says nothing about where the participant is; give { lat, lon } for at least one participant" },
+    ]);
+  });
+});
+
+describe("a testbed from a clusters file", () => {
+  // One small cluster (a name of the default testbed, whose stack the conferences' stacks read):
+  // room for one conference of two participants and not for a second.
+  const CLUSTERS = {
+    "arnes-ljubljana": {
+      provider: "kubeconfig",
+      location: { city: "Ljubljana", country: "SI", lat: 46.0569, lon: 14.5058 },
+      exposure: "nodePort",
+      capacity: { nodes: 1, vcpuPerNode: 0.75, memoryGiBPerNode: 2 },
+    },
+  };
+  let small: TestService;
+
+  beforeAll(async () => {
+    small = await startTestService({ env: { SWITCH_TESTBED: clustersFile(CLUSTERS) } });
+  }, 60_000);
+  afterAll(() => small?.close());
+
+  it("deploys on the file's clusters, refuses with 409 naming the full cluster and records nothing for it, and takes a conference again once one stopped", async () => {
+    const listed = await small.clusters();
+    expect(Object.keys(listed)).toEqual(["arnes-ljubljana"]);
+    expect(listed["arnes-ljubljana"]).toMatchObject({ capacity: CLUSTERS["arnes-ljubljana"].capacity, free: { cpu: "750m", memory: "2048Mi" }, conferences: 0 });
+
+    const post = () => small.call("/v1/conferences", { method: "POST", body: JSON.stringify({ participants: LJUBLJANA }) });
+    const { id } = await small.create({ participants: LJUBLJANA });
+    const ready = await small.waitForConference(id, ["ready", "failed"]);
+    expect(ready.state).toBe("ready");
+    expect(small.offline.state(`conf-${id}`)!.resources.find((resource) => resource.type === "pulumi:pulumi:StackReference")!.inputs).toEqual({ name: DEFAULT_TESTBED_STACK });
+
+    const full = await problemOf(await post(), 409);
+    expect(full.title).toBe("Conflict");
+    expect(full.detail).toMatch(/^no cluster has room for a conference of 500m CPU and 1088Mi memory \(arnes-ljubljana: .+\)$/);
+    expect((await problemOf(await small.call("/v1/placements", { method: "POST", body: JSON.stringify({ participants: LJUBLJANA }) }), 409)).detail).toBe(full.detail);
+    const all = await small.conferences();
+    expect(all.map((conference) => conference.id)).toEqual([id]);
+    expect(small.readStore((store) => store.countByState())).toMatchObject({ ready: 1, placed: 0, deploying: 0 });
+
+    await small.stop(id);
+    await small.waitForConference(id, ["stopped"]);
+    const second = (await small.create({ participants: LJUBLJANA })).id;
+    await small.waitForConference(second, ["ready"]);
+    await small.stop(second);
+    await small.waitForConference(second, ["stopped"]);
+  });
+});
