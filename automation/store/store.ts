@@ -190,7 +190,7 @@ export class Store {
   /** What holds capacity now: every conference in a holding state. */
   running(): RunningConference[] {
     const rows = this.db
-      .prepare(`SELECT spec FROM conferences WHERE state IN (${HOLDING_STATES.map(() => "?").join(", ")})`)
+      .prepare(`SELECT spec FROM conferences c WHERE state IN (${HOLDING_STATES.map(() => "?").join(", ")}) OR (state = 'failed' AND ${LAST_DESTROY_FAILED})`)
       .all(...HOLDING_STATES) as { spec: string }[];
     return rows.map((row) => {
       const spec = JSON.parse(row.spec) as ConferenceSpec;
@@ -354,12 +354,14 @@ export class Store {
 
   /**
    * The organizer stops the conference: `stopping` and a queued `destroy`, or nothing when it is
-   * stopping or over already (a second stop is the first one).
+   * stopping or over already (a second stop is the first one). A conference whose stack outlived
+   * a failed destroy is not over: stopping it again runs the destroy again.
    */
   requestStop(id: string): { conference: ConferenceRecord; operation?: OperationRecord } {
     return this.transaction(() => {
       const conference = this.conference(id)!;
-      if (conference.state === "stopping" || TERMINAL_STATES.includes(conference.state)) {
+      const stackLeft = conference.state === "failed" && this.db.prepare(`SELECT 1 FROM conferences c WHERE id = ? AND ${LAST_DESTROY_FAILED}`).get(id) !== undefined;
+      if (conference.state === "stopping" || (TERMINAL_STATES.includes(conference.state) && !stackLeft)) {
         return { conference };
       }
       this.setState(id, "stopping");
@@ -375,6 +377,12 @@ export class Store {
     return (this.db.prepare("SELECT * FROM events WHERE conference_id = ? AND id > ? ORDER BY id").all(conferenceId, afterId) as EventRow[]).map(eventOf);
   }
 }
+
+/**
+ * A conference (aliased `c`) whose last operation is a destroy that failed: its stack and resources
+ * still exist, so it still holds its cluster's capacity and may be stopped again.
+ */
+const LAST_DESTROY_FAILED = `(SELECT kind || ':' || state FROM operations WHERE conference_id = c.id ORDER BY id DESC LIMIT 1) = 'destroy:failed'`;
 
 /** Every operation of a conference runs on its one stack. */
 function stackOfOperations(operations: OperationRecord[]): string {

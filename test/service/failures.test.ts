@@ -132,6 +132,26 @@ describe("engine failures", () => {
       ["destroy", "failed"],
     ]);
   });
+
+  it("keeps the capacity of a conference whose stack outlived a failed destroy, and destroys it when stopped again", async () => {
+    const before = await service.clusters();
+    const id = await create();
+    const { cluster } = await service.waitForConference(id, ["ready"]);
+    recorder.faults.destroy.push(fail(new EngineError("failed", "simulated: the namespace is stuck terminating")));
+    await service.stop(id);
+    await service.waitForConference(id, ["failed"]);
+    // Its resources still exist: the cluster is not free for another conference.
+    expect((await service.clusters())[cluster]!.conferences).toBe(before[cluster]!.conferences + 1);
+    expect(service.offline.state(`conf-${id}`)).toBeDefined();
+
+    expect((await service.stop(id)).state).toBe("stopping");
+    expect(await service.waitForConference(id, ["stopped", "failed"])).toMatchObject({ state: "stopped" });
+    expect(await service.clusters()).toEqual(before);
+    expect(service.offline.state(`conf-${id}`)).toBeUndefined();
+    // Stopped is over: a third stop does nothing.
+    await service.stop(id);
+    expect(recorder.of(`conf-${id}`, "destroy").map((call) => call.outcome)).toEqual(["failed", "succeeded"]);
+  });
 });
 
 describe("internal errors", () => {
