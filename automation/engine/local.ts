@@ -3,6 +3,7 @@ import {
   CommandError,
   ConcurrentUpdateError,
   type EngineEvent as PulumiEvent,
+  type ImportResource,
   LocalWorkspace,
   type LocalWorkspaceOptions,
   PulumiCommand,
@@ -10,8 +11,9 @@ import {
   StackNotFoundError,
 } from "@pulumi/pulumi/automation/index.js";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { basename, join } from "node:path";
 import { PROJECT } from "../../domain/contracts/project.ts";
 import stackProgram from "../../stacks/index.ts";
 import {
@@ -55,11 +57,19 @@ export const NO_CLI_FIX =
   'run `env_file=$(scripts/setup) && source "$env_file"` (the project\'s pinned toolchain), or install Pulumi 3.x from https://www.pulumi.com/docs/iac/download-install/';
 
 const PASSPHRASE_FILE = "passphrase";
-/** The resource whose outputs are the stack's. */
-const ROOT_TYPE = "pulumi:pulumi:Stack";
 const PASSPHRASE_BYTES = 32;
 /** The project's stacks as `pulumi stack ls` sees them: a workspace of the project with no stack of its own. */
 const LISTING_DIR = "project";
+/** The resource whose outputs are the stack's. */
+const ROOT_TYPE = "pulumi:pulumi:Stack";
+/** The file bucket's sidecar of a blob's attributes. */
+const ATTRS_SUFFIX = ".attrs";
+/**
+ * The CLI warns of every plugin it takes from PATH rather than its plugin directory
+ * (sdk/go/common/workspace/plugins.go GetPluginPath). PATH is where scripts/setup puts them, on
+ * purpose, so the warning says nothing to a user of the service.
+ */
+const AMBIENT_PLUGIN = /^using pulumi-[a-z]+-[a-z0-9-]+ from \$PATH at /;
 
 /** What a stack name must look like to be a directory name as well: no separators, no `..`. */
 const STACK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -67,6 +77,8 @@ const STACK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const MIN_MASKED_LENGTH = 4;
 /** Lines of a multi-line secret (a kubeconfig's key data, say) are masked on their own from this length. */
 const MIN_MASKED_FRAGMENT = 16;
+/** How CommandError's message (automation/cmd.js CommandResult.toString) starts each of its parts. */
+const COMMAND_RESULT_FIELD = /^ (stdout|stderr|err\?): /;
 /** Error messages are stored and shown; the CLI's error lines are cut to this. */
 const MAX_MESSAGE_LENGTH = 4000;
 
@@ -117,7 +129,7 @@ const ERROR_TABLE: readonly { when: (error: unknown, context: Context) => boolea
   },
   {
     when: () => true,
-    then: (error, context) => new EngineError("failed", errorLines(error) || `${context.call} of ${context.stack} failed (${fallbackReason(error)})`),
+    then: (error, context) => new EngineError("failed", errorLines(error) || `${context.call} of ${context.stack} failed: ${fallbackReason(error)}`),
   },
 ];
 
@@ -153,7 +165,8 @@ export class LocalEngine implements Engine {
       mkdirSync(join(options.dataDir, "state"), { recursive: true });
     }
     mkdirSync(join(options.dataDir, "workspaces"), { recursive: true });
-    const passphrase = options.passphrase ?? process.env.PULUMI_CONFIG_PASSPHRASE ?? passphraseFile(options.dataDir);
+    // An empty passphrase is one Pulumi accepts and anyone can guess: it counts as none.
+    const passphrase = nonEmpty(options.passphrase) ?? nonEmpty(process.env.PULUMI_CONFIG_PASSPHRASE) ?? passphraseFile(options.dataDir);
     return new LocalEngine(command, options.dataDir, backendUrl, passphrase, options.pulumiHome, options.transforms ?? []);
   }
 
@@ -177,7 +190,9 @@ export class LocalEngine implements Engine {
       }
       context.secrets = await this.stackSecrets(selected);
       const state = await selected.exportStack();
-      const onEvent = this.reporter(resourceCount(state.deployment), context, options.onEvent);
+      // A destroy without a refresh first (after a kill) would forget these objects with the stack.
+      const adopted = await this.adoptInterruptedCreates(selected, state.deployment, context, options.onEvent);
+      const onEvent = this.reporter(resourceCount(state.deployment) + adopted, context, options.onEvent);
       await selected.destroy({ signal: context.signal, color: "never", onEvent });
       await selected.workspace.removeStack(stack);
       rmSync(this.workDir(stack), { recursive: true, force: true });
@@ -192,39 +207,16 @@ export class LocalEngine implements Engine {
       }
       context.secrets = await this.stackSecrets(selected);
       const state = await selected.exportStack();
-      const interrupted = pendingCreates(state.deployment);
-      const onEvent = this.reporter(resourceCount(state.deployment), context, options.onEvent);
-      // A create the CLI was killed in (kill -9, a lost machine) stays "pending" through every
-      // later update and refresh (pkg/backend/snapshot.go, "we don't want to clear pending CREATE
-      // operations"), and a non-interactive refresh only offers to clear it: the Node Automation
-      // API has `clearPendingCreates` and no `importPendingCreates` (automation/stack.js refresh;
-      // the CLI's --import-pending-creates is reachable from Go only). Emulating the import by
-      // editing the state is no option either: Stack.importStack writes the decrypted state to
-      // os.tmpdir() and leaves it there when the import fails (automation/localWorkspace.js).
-      //
-      // Clearing is safe for our stacks because @pulumi/kubernetes 4.25 creates by server-side
-      // apply, a PATCH that upserts ("we always send a PATCH request during creates with SSA
-      // enabled. This means that we currently always upsert the object", provider/pkg/await/
-      // await.go, Creation): the next `up` adopts an object whose create was dropped instead of
-      // failing with AlreadyExists (which 4.29 and later do), and `destroy` of a conference
-      // deletes its namespace, which takes every namespaced object with it. Only a namespace
-      // whose own create was interrupted outlives a destroy; the warning below names it.
+      const adopted = await this.adoptInterruptedCreates(selected, state.deployment, context, options.onEvent);
+      const onEvent = this.reporter(resourceCount(state.deployment) + adopted, context, options.onEvent);
+      // The pending operations are all stale now: their objects are adopted or never were.
       await selected.refresh({ clearPendingCreates: true, signal: context.signal, color: "never", onEvent });
-      if (interrupted.length > 0) {
-        options.onEvent?.({
-          type: "diagnostic",
-          severity: "warning",
-          message: mask(
-            `cleared ${interrupted.length} interrupted create(s) from the state (${interrupted.join(", ")}); whatever they made is no longer tracked until the next up adopts it`,
-            context.secrets,
-          ),
-        });
-      }
     });
   }
 
   cancel(stack: string): Promise<void> {
     return this.exclusive({ call: "cancel", stack, signal: undefined, secrets: [this.passphrase] }, async () => {
+      this.repairFileBackend(stack);
       // On a DIY backend this deletes the stack's lock files and nothing else
       // (pkg/backend/diy/backend.go CancelCurrentUpdate); a stack without a lock is no error.
       await (await this.selectIfExists(stack))?.cancel();
@@ -255,6 +247,93 @@ export class LocalEngine implements Engine {
   }
 
   /**
+   * Brings into the state the objects of creates an interrupted run left pending, so that a
+   * destroy deletes them; returns how many it adopted.
+   *
+   * A create the CLI was killed in (kill -9, a lost machine) stays pending through every
+   * later update and refresh (pkg/backend/snapshot.go: "we don't want to clear pending CREATE
+   * operations"), and its object, if the create reached the cluster, is in no resource a
+   * destroy deletes. Without a terminal a refresh can clear such creates or import them by
+   * id (pkg/cmd/pulumi/operations/refresh.go, --clear-pending-creates and
+   * --import-pending-creates), but the Node Automation API offers `clearPendingCreates` alone
+   * (automation/stack.js refresh; `importPendingCreates` is the Go SDK's). Clearing alone
+   * leaks: a conference killed while its namespace was being created keeps that namespace
+   * after its destroy. So each interrupted Kubernetes create is imported first, by the id the
+   * provider gives every object ("<namespace>/<name>", or "<name>"), from the name its inputs
+   * already hold; `pulumi import` answers "does not exist" for a create that never reached
+   * the cluster. A refresh then clears the pending operations, all stale; a destroy removes
+   * them with the stack.
+   *
+   * Why not upsert instead, by an `up` after clearing? @pulumi/kubernetes 4.25 does create by
+   * server-side apply, a PATCH that upserts (provider/pkg/await/await.go Creation: "we
+   * currently always upsert the object"; 4.29 and later fail with AlreadyExists instead), but
+   * under a new field manager, so an object whose values differ (a freshly drawn password) is
+   * refused as a field conflict; and an up runs the whole program only to repair. Nor by
+   * editing the exported state: Stack.importStack writes the decrypted state to os.tmpdir()
+   * and leaves it there when the import fails (automation/localWorkspace.js importStack).
+   */
+  private async adoptInterruptedCreates(
+    stack: Stack,
+    deployment: unknown,
+    context: Context,
+    onEvent: ((event: EngineEvent) => void) | undefined,
+  ): Promise<number> {
+    let adopted = 0;
+    const forgotten: string[] = [];
+    for (const create of pendingCreates(deployment)) {
+      context.signal?.throwIfAborted();
+      const adoption = importOf(create);
+      if (adoption === undefined) {
+        forgotten.push(create.urn);
+        continue;
+      }
+      try {
+        await stack.import({ ...adoption, protect: false, generateCode: false, color: "never" });
+        adopted++;
+      } catch (error) {
+        // Never made (pkg/resource/deploy/step.go ImportStep); anything else leaves the pending
+        // create where it is, for a retry.
+        if (!(error instanceof CommandError && error.message.includes(`resource '${adoption.resources[0]!.id}' does not exist`))) {
+          throw error;
+        }
+      }
+    }
+    if (forgotten.length > 0) {
+      onEvent?.({
+        type: "diagnostic",
+        severity: "warning",
+        message: mask(`${forgotten.length} interrupted create(s) have no id to find their object by (${forgotten.join(", ")}); if it was made, nothing tracks it`, context.secrets),
+      });
+    }
+    return adopted;
+  }
+
+  /**
+   * Removes what a CLI killed mid-write leaves in a file backend: the file bucket writes a blob's
+   * `.attrs` sidecar with os.Create and then its JSON (gocloud.dev blob/fileblob/attrs.go
+   * setAttrs), so a kill in between leaves it empty, and every later read of the stack fails with
+   * "failed to load checkpoint: EOF" — `pulumi stack ls` too. A missing sidecar reads as no
+   * attributes (getAttrs), so an empty one is deleted; the checkpoint itself is renamed into
+   * place whole and stays as the last completed write left it.
+   */
+  private repairFileBackend(stack: string): void {
+    const root = fileBackendRoot(this.backendUrl);
+    if (root === undefined) {
+      return;
+    }
+    const pulumiDir = join(root, ".pulumi");
+    const candidates = [
+      ...filesIn(join(pulumiDir, "stacks", PROJECT)).filter((file) => basename(file).startsWith(`${stack}.json`)),
+      ...["locks/organization", "history", "backups"].flatMap((dir) => filesIn(join(pulumiDir, dir, PROJECT, stack))),
+    ];
+    for (const file of candidates) {
+      if (file.endsWith(ATTRS_SUFFIX) && statSync(file).size === 0) {
+        rmSync(file, { force: true });
+      }
+    }
+  }
+
+  /**
    * Runs `work` as the stack's one call: a second call on a stack that has one running is refused
    * at once (the service queues them; this is the safety net), and every error leaves as an
    * EngineError with the stack's secrets masked.
@@ -271,21 +350,20 @@ export class LocalEngine implements Engine {
     if (this.running.has(context.stack)) {
       return Promise.reject(new EngineError("conflict", `${context.stack} is already running an operation in this engine; wait for it to end`));
     }
-    const result = (async () => {
+    let settled!: () => void;
+    this.running.set(context.stack, new Promise<void>((resolve) => (settled = resolve)));
+    return (async () => {
       try {
+        context.signal?.throwIfAborted();
         return await work(context);
       } catch (error) {
         throw toEngineError(error, context);
+      } finally {
+        // Before the caller resumes, so that its next call on the stack is not refused.
+        this.running.delete(context.stack);
+        settled();
       }
     })();
-    this.running.set(
-      context.stack,
-      result.then(
-        () => undefined,
-        () => undefined,
-      ).finally(() => this.running.delete(context.stack)),
-    );
-    return result;
   }
 
   /** The stack, or undefined (and no workspace directory left behind) when the backend has no such stack. */
@@ -422,7 +500,7 @@ export class LocalEngine implements Engine {
         onEvent?.({ type: "progress", done, total });
       }
       const diagnostic = event.diagnosticEvent;
-      if (diagnostic !== undefined && (diagnostic.severity === "warning" || diagnostic.severity === "error")) {
+      if (diagnostic !== undefined && (diagnostic.severity === "warning" || diagnostic.severity === "error") && !AMBIENT_PLUGIN.test(diagnostic.message)) {
         onEvent?.({ type: "diagnostic", severity: diagnostic.severity, message: mask(stripAnsi(diagnostic.message).trim(), context.secrets) });
       }
     };
@@ -442,6 +520,10 @@ function passphraseFile(dataDir: string): string {
     }
   }
   return readFileSync(path, "utf8").trim();
+}
+
+function nonEmpty(text: string | undefined): string | undefined {
+  return text === "" ? undefined : text;
 }
 
 function toEngineError(error: unknown, context: Context): EngineError {
@@ -475,7 +557,7 @@ function errorLines(error: unknown): string {
     for (let j = i + 1; j < lines.length; j++) {
       const next = lines[j]!;
       const nextIndent = next.length - next.trimStart().length;
-      if (next.trim() === "" || nextIndent <= indent) {
+      if (next.trim() === "" || nextIndent <= indent || COMMAND_RESULT_FIELD.test(next)) {
         break;
       }
       kept.push(next.trim());
@@ -487,10 +569,11 @@ function errorLines(error: unknown): string {
   return text.length > MAX_MESSAGE_LENGTH ? `${text.slice(0, MAX_MESSAGE_LENGTH)}…` : text;
 }
 
+/** What execa said of a CLI that failed without an error line: its exit code, or the signal that killed it. */
 function fallbackReason(error: unknown): string {
   if (error instanceof CommandError) {
-    const code = /^code: (-?\d+)/.exec(error.message)?.[1];
-    return code === undefined ? "the CLI failed" : `the CLI exited with code ${code}`;
+    const how = /Command (failed with [^:\n]+|was killed with [^:\n]+)/.exec(error.message)?.[1];
+    return how === undefined ? "the CLI failed and said why nowhere" : `the CLI ${how}`;
   }
   return firstLine(error);
 }
@@ -576,16 +659,79 @@ function masked(value: unknown): unknown {
 /** The untyped deployment of `pulumi stack export` (apitype.DeploymentV3), as far as it is read here. */
 interface ExportedDeployment {
   resources?: { type?: string; outputs?: Record<string, unknown> }[];
-  pending_operations?: { type?: string; resource?: { urn?: string } }[];
+  pending_operations?: { type?: string; resource?: PendingCreate }[];
 }
 
 function resourceCount(deployment: unknown): number {
   return (deployment as ExportedDeployment | undefined)?.resources?.length ?? 0;
 }
 
-/** The URNs of resources the CLI was killed while creating (apitype.OperationTypeCreating). */
-function pendingCreates(deployment: unknown): string[] {
+/** A resource the CLI was killed while creating (apitype.OperationTypeCreating), as the state records it. */
+interface PendingCreate {
+  urn: string;
+  type?: string;
+  custom?: boolean;
+  parent?: string;
+  provider?: string;
+  inputs?: { metadata?: { name?: unknown; namespace?: unknown } };
+}
+
+function pendingCreates(deployment: unknown): PendingCreate[] {
   return ((deployment as ExportedDeployment | undefined)?.pending_operations ?? [])
-    .filter((operation) => operation.type === "creating")
-    .map((operation) => operation.resource?.urn ?? "(unknown)");
+    .filter((operation) => operation.type === "creating" && typeof operation.resource?.urn === "string")
+    .map((operation) => operation.resource!);
+}
+
+/** Names in an import file's name table; they never meet a resource's own name. */
+const IMPORT_PARENT = "interrupted-create-parent";
+const IMPORT_PROVIDER = "interrupted-create-provider";
+
+/**
+ * The `pulumi import` that adopts an interrupted Kubernetes create under its own URN: its type,
+ * logical name, parent and provider, and the id pulumi-kubernetes gives the object it creates
+ * (provider/pkg/provider/provider.go Create: fqObjName, "<namespace>/<name>" or "<name>"). None
+ * for anything else: other providers' ids (a Docker container's, say) are the provider's to make.
+ */
+function importOf(create: PendingCreate): { resources: ImportResource[]; nameTable: Record<string, string> } | undefined {
+  const name = create.inputs?.metadata?.name;
+  const namespace = create.inputs?.metadata?.namespace;
+  if (create.custom !== true || !create.type?.startsWith("kubernetes:") || typeof name !== "string" || create.provider === undefined) {
+    return undefined;
+  }
+  // A provider reference is "<provider urn>::<provider id>".
+  const provider = create.provider.slice(0, create.provider.lastIndexOf("::"));
+  const nameTable: Record<string, string> = { [IMPORT_PROVIDER]: provider, ...(create.parent === undefined ? {} : { [IMPORT_PARENT]: create.parent }) };
+  const logicalName = create.urn.slice(create.urn.lastIndexOf("::") + 2);
+  return {
+    nameTable,
+    resources: [
+      {
+        type: create.type,
+        name: logicalName,
+        logicalName,
+        id: typeof namespace === "string" && namespace !== "" ? `${namespace}/${name}` : name,
+        provider: IMPORT_PROVIDER,
+        ...(create.parent === undefined ? {} : { parent: IMPORT_PARENT }),
+      },
+    ],
+  };
+}
+
+/** The directory of a file:// backend (with `~` for the home directory, as the CLI reads it), or undefined for any other. */
+function fileBackendRoot(url: string): string | undefined {
+  if (!url.startsWith("file://")) {
+    return undefined;
+  }
+  const path = decodeURIComponent(url.slice("file://".length).split("?")[0]!);
+  return path === "~" || path.startsWith("~/") ? join(homedir(), path.slice(1)) : path;
+}
+
+function filesIn(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((entry) => entry.isFile())
+      .map((entry) => join(dir, entry.name));
+  } catch {
+    return [];
+  }
 }

@@ -260,6 +260,12 @@ export class JitsiConference extends pulumi.ComponentResource {
       service.spec.ports.apply((ports) => {
         const port = ports.find((candidate) => candidate.name === portName)?.nodePort;
         if (port === undefined) {
+          // A preview of a new conference: the provider answers a Service it cannot dry-run (its
+          // namespace does not exist yet) with its inputs, and the port is only allocated by the
+          // API server on create. Unknown until then, as Pulumi shows any computed value.
+          if (pulumi.runtime.isDryRun()) {
+            return pulumi.unknown as unknown as number;
+          }
           throw new Error(`Service jitsi-${id} was given no node port for ${portName}`);
         }
         return port;

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
-import { type OfflineResult, type Registration, isSecretEnvelope, providerName } from "../../automation/engine/offline.ts";
+import { type OfflineResult, type Registration, UNKNOWN_PLACEHOLDER, displayInputs, displayOutputs, isSecretEnvelope, providerName } from "../../automation/engine/offline.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 import { type ConferenceStackOutputs, LOAD_BALANCER_IP, TESTBED_CLUSTERS, conferenceMocks, nodePortAllocator, runConference } from "../support/conference.ts";
 import { isKubernetesObject, validateKubernetesObject } from "../support/kubernetes-schema.ts";
@@ -339,6 +339,14 @@ describe("media through node ports", () => {
 
   it("lets STUN find the node's address when the testbed gives a name rather than an IP", () => {
     expect(envOf(nodePortByName, "jvb")).toMatchObject({ JVB_ADVERTISE_IPS: "", JVB_DISABLE_STUN: "false" });
+  });
+
+  it("previews a new conference before its node ports exist, showing them as not known yet", async () => {
+    // The engine's preview (its progress total) and `pulumi preview` of a new conference: the
+    // provider cannot dry-run a Service whose namespace the same update creates.
+    const preview = await runConference({ ...base, id: "fresh", cluster: "arnes-ljubljana" }, { mocks: conferenceMocks("not yet"), preview: true });
+    expect(displayInputs(envOf(preview, "jvb").JVB_PORT)).toBe(UNKNOWN_PLACEHOLDER);
+    expect(await displayOutputs(preview.outputs.mediaEndpoint)).toBe(UNKNOWN_PLACEHOLDER);
   });
 });
 

@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
+import type { StackConfigMap } from "../../automation/engine/engine.ts";
 import { PROJECT, type ProgramName, qualifiedKey } from "../../domain/contracts/project.ts";
 
 /**
@@ -165,4 +166,9 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
     }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
+}
+
+/** A ConfigMap as the engines take it (automation/engine/engine.ts): every entry says whether it is secret. */
+export function asStackConfig(config: ConfigMap): StackConfigMap {
+  return Object.fromEntries(Object.entries(config).map(([key, { value, secret }]) => [key, { value, secret: secret ?? false }]));
 }

@@ -48,10 +48,11 @@ export function nodePortAllocator(): NodePortAllocator {
 /**
  * Mocks answering what the engine and the cluster would: the testbed's outputs (a secret, as the
  * nested kubeconfigs make them), a load balancer's address and node ports
- * from Kubernetes' allocator (distinct across every Service these mocks see, as in one cluster).
+ * from Kubernetes' allocator (distinct across every Service these mocks see, as in one cluster),
+ * or none yet.
  */
 export function conferenceMocks(
-  cluster: NodePortAllocator = nodePortAllocator(),
+  cluster: NodePortAllocator | "not yet" = nodePortAllocator(),
   testbed: { clusters?: unknown } = { clusters: TESTBED_CLUSTERS },
 ): RecordingMocks {
   return new RecordingMocks((resource: pulumi.runtime.MockResourceArgs) => {
@@ -65,7 +66,8 @@ export function conferenceMocks(
         };
       case "kubernetes:core/v1:Service": {
         const inputs = resource.inputs as { spec: { type: string; ports: Record<string, unknown>[] } };
-        const ports = inputs.spec.ports.map((port) => ({ ...port, nodePort: cluster.allocate() }));
+        // "not yet": a preview of a new conference, before the API server allocated anything.
+        const ports = inputs.spec.ports.map((port) => (cluster === "not yet" ? port : { ...port, nodePort: cluster.allocate() }));
         const loadBalancer = inputs.spec.type === "LoadBalancer" ? { ingress: [{ ip: LOAD_BALANCER_IP }] } : {};
         return { spec: { ...inputs.spec, ports }, status: { loadBalancer } };
       }
@@ -81,10 +83,11 @@ export type ConferenceStackOutputs = { [K in keyof ConferenceOutputs]: pulumi.Ou
 /** Evaluates the conference stack program for `conference` (and optional tls) with `mocks`. */
 export function runConference(
   conference: unknown,
-  options: { mocks?: RecordingMocks; tls?: unknown; testbedStack?: string } = {},
+  options: { mocks?: RecordingMocks; tls?: unknown; testbedStack?: string; preview?: boolean } = {},
 ): Promise<OfflineResult<ConferenceStackOutputs>> {
   return runStack<ConferenceStackOutputs>("conference", {
     mocks: options.mocks ?? conferenceMocks(),
+    ...(options.preview === undefined ? {} : { preview: options.preview }),
     config: {
       conference,
       ...(options.tls === undefined ? {} : { tls: options.tls }),

@@ -59,7 +59,7 @@ export interface TestService extends RunningService {
   printed: string[];
   /** Every log line (pino's JSON) at SWITCH_LOG_LEVEL (silent unless given). */
   logs: string[];
-  /** The offline engine the service runs on, unwrapped: its stacks' state, locks and stack list. */
+  /** The offline engine the service runs on, unwrapped: its stacks' state, locks and stack list (offline only). */
   offline: OfflineEngine;
   /** fetch against the service with a token (default: alice's; null sends no Authorization header). */
   call: (path: string, init?: RequestInit & { token?: string | null }) => Promise<Response>;
@@ -82,7 +82,7 @@ export interface TestService extends RunningService {
 }
 
 export interface TestServiceOptions extends ServiceOverrides {
-  /** Extra or replacing environment variables, or (undefined) removed ones; SWITCH_ENGINE defaults to offline. */
+  /** Extra or replacing environment variables, or (undefined) removed ones; SWITCH_ENGINE defaults to offline (or "local", for the e2e tests). */
   env?: Record<string, string | undefined>;
   /** Reuse a data directory (a restart). */
   dataDir?: string;
@@ -107,10 +107,12 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
   const service = await startService(Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined)), {
     ...options,
     wrapEngine: (engine) => {
-      if (!(engine instanceof OfflineEngine)) {
-        throw new Error(`startTestService runs the offline engine; the service chose ${engine.kind}`);
+      if (engine.kind !== env.SWITCH_ENGINE) {
+        throw new Error(`startTestService asked for the ${env.SWITCH_ENGINE} engine; the service chose ${engine.kind}`);
       }
-      offline = engine;
+      if (engine instanceof OfflineEngine) {
+        offline = engine;
+      }
       return options.wrapEngine?.(engine) ?? engine;
     },
     print: (text) => printed.push(text),
@@ -221,7 +223,15 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
     }
   };
 
-  return { ...service, dataDir, tokens, printed, logs, offline: offline!, call, create, stop, conferences, clusters, stream, waitForConference, waitForIdle, readStore };
+  const running = { ...service, dataDir, tokens, printed, logs, call, create, stop, conferences, clusters, stream, waitForConference, waitForIdle, readStore };
+  return Object.defineProperty(running, "offline", {
+    get: () => {
+      if (offline === undefined) {
+        throw new Error("this service runs the local engine: it has no offline state to read");
+      }
+      return offline;
+    },
+  }) as TestService;
 }
 
 /** Writes a clusters file (what SWITCH_TESTBED may name instead of a stack) and returns its path. */

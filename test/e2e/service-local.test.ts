@@ -1,0 +1,126 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LocalEngine, type LocalEngineOptions } from "../../automation/engine/local.ts";
+import { conferenceName } from "../../domain/contracts/conference.ts";
+import { EngineRecorder, type TestService, startTestService } from "../support/service.ts";
+import { OPERATION_TIMEOUT_MS, asStackConfig, eventually, kubernetes, localTestbedConfig, refusalOf, shortAwaits } from "./support.ts";
+
+/**
+ * The automation service on the local engine, over real HTTP on 127.0.0.1: conferences created
+ * and stopped by the real Pulumi CLI against the local cluster, their Deployments admitted and
+ * Available in the API server, and nothing left behind. The registry is the testbed stack the
+ * service finds on its backend (brought up here, as an operator would; never by the service).
+ */
+
+const dataDir = mkdtempSync(join(tmpdir(), "switch-vaas-service-local-"));
+const engineOptions: LocalEngineOptions = { dataDir, pulumiHome: join(dataDir, "home"), transforms: [shortAwaits] };
+const recorder = new EngineRecorder();
+const DEPLOY_MS = OPERATION_TIMEOUT_MS;
+let service: TestService;
+
+/** A small conference near Ljubljana: the smallest pod, so that several fit the one simulated node. */
+const SMALL = { participants: [{ lat: 46.05, lon: 14.51 }], expectedParticipants: 2, lastN: 2 };
+
+async function withEngine<T>(work: (engine: LocalEngine) => Promise<T>): Promise<T> {
+  const engine = await LocalEngine.create(engineOptions);
+  try {
+    return await work(engine);
+  } finally {
+    await engine.close();
+  }
+}
+
+async function namespaceGone(id: string): Promise<void> {
+  await eventually(`namespace ${conferenceName(id)} to be deleted`, async () =>
+    (await refusalOf(kubernetes().core.readNamespace({ name: conferenceName(id) }))).status === 404 ? true : undefined,
+  );
+}
+
+beforeAll(async () => {
+  await withEngine((engine) => engine.up({ stack: "testbed", config: asStackConfig(localTestbedConfig()) }, { signal: AbortSignal.timeout(OPERATION_TIMEOUT_MS) }));
+  service = await startTestService({
+    dataDir,
+    env: { SWITCH_ENGINE: "local", SWITCH_CONCURRENCY: "2" },
+    localEngine: { transforms: engineOptions.transforms!, pulumiHome: engineOptions.pulumiHome! },
+    wrapEngine: recorder.wrap,
+    retry: { retries: 2, minTimeoutMs: 500 },
+  });
+});
+
+afterAll(async () => {
+  await service?.close();
+  await withEngine((engine) => engine.destroy("testbed", { signal: AbortSignal.timeout(OPERATION_TIMEOUT_MS) }));
+});
+
+describe("the service on the local engine", () => {
+  it("reads its registry from the testbed stack on its backend", async () => {
+    const clusters = await service.clusters();
+    expect(Object.keys(clusters)).toEqual(["local"]);
+    expect(clusters.local).toMatchObject({ exposure: "nodePort", capacity: { nodes: 1, vcpuPerNode: 4, memoryGiBPerNode: 8 }, conferences: 0 });
+    expect((await (await service.call("/readyz", { token: null })).json()) as unknown).toEqual({ status: "ready", engine: "local" });
+  });
+
+  it("creates a conference whose Deployment becomes Available, streams its progress, and stops it leaving no namespace or stack", async () => {
+    const created = await service.create(SMALL);
+    expect(created.decision.cluster).toBe("local");
+    const streaming = service.stream(created.id, { timeoutMs: 2 * DEPLOY_MS });
+    const ready = await service.waitForConference(created.id, ["ready", "failed"], DEPLOY_MS);
+    expect(ready.error).toBeUndefined();
+    expect(ready.state).toBe("ready");
+    expect(ready.url).toMatch(/^https:\/\/[^/]+:\d+$/);
+
+    const deployment = await kubernetes().apps.readNamespacedDeployment({ namespace: conferenceName(created.id), name: conferenceName(created.id) });
+    expect(deployment.status?.conditions?.find((condition) => condition.type === "Available")?.status).toBe("True");
+    const limits = deployment.spec!.template.spec!.containers.map((container) => container.resources?.limits);
+    expect(limits).toHaveLength(4);
+
+    await service.stop(created.id);
+    const { events } = await streaming;
+    const types = events.map((event) => event.event);
+    expect(types.slice(0, 3)).toEqual(["placed", "queued", "deploying"]);
+    expect(types.slice(-4)).toEqual(["ready", "stopping", "queued", "stopped"]);
+    const progress = events.filter((event) => event.event === "deploying").map((event) => event.data as { done: number; total: number });
+    expect(progress.at(-1)!.done).toBe(progress.at(-1)!.total);
+    expect(progress.at(-1)!.total).toBeGreaterThan(0);
+
+    await namespaceGone(created.id);
+    expect(await withEngine((engine) => engine.stacks())).toEqual(["testbed"]);
+  });
+
+  it("takes 20 concurrent creates and deletes: no stack with two operations at once, no cluster oversubscribed, nothing leaked", async () => {
+    const before = recorder.calls.length;
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, () => service.call("/v1/conferences", { method: "POST", body: JSON.stringify(SMALL) })),
+    );
+    const accepted = await Promise.all(responses.filter((response) => response.status === 202).map(async (response) => ((await response.json()) as { id: string }).id));
+    const refused = responses.filter((response) => response.status === 409);
+    // The one simulated node holds what it holds; the rest is refused, and recorded nowhere.
+    expect(accepted.length + refused.length).toBe(20);
+    expect(accepted.length).toBeGreaterThan(1);
+    expect((await service.conferences()).filter((conference) => accepted.includes(conference.id))).toHaveLength(accepted.length);
+    expect((await service.conferences()).length).toBe(1 + accepted.length);
+
+    // Half are stopped while they deploy (or wait to), twice each.
+    const stoppedEarly = accepted.slice(0, Math.ceil(accepted.length / 2));
+    await Promise.all(stoppedEarly.flatMap((id) => [service.stop(id), service.stop(id)]));
+    for (const id of accepted) {
+      const expected = stoppedEarly.includes(id) ? "stopped" : "ready";
+      expect((await service.waitForConference(id, ["stopped", "ready", "failed"], 3 * DEPLOY_MS)).state).toBe(expected);
+    }
+    await Promise.all(accepted.filter((id) => !stoppedEarly.includes(id)).map((id) => service.stop(id)));
+    for (const id of accepted) {
+      expect((await service.waitForConference(id, ["stopped", "failed"], DEPLOY_MS)).state).toBe("stopped");
+    }
+
+    expect(recorder.overlaps()).toEqual([]);
+    expect(recorder.maxConcurrent()).toBeLessThanOrEqual(2);
+    expect(recorder.calls.slice(before).filter((call) => call.outcome === "failed" && call.kind !== "up")).toEqual([]);
+    for (const id of accepted) {
+      await namespaceGone(id);
+    }
+    expect(await withEngine((engine) => engine.stacks())).toEqual(["testbed"]);
+    expect((await service.clusters()).local!.conferences).toBe(0);
+  });
+});
