@@ -50,7 +50,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await service?.close();
+  // A test that failed midway leaves conferences running: stopped here, so the cluster is clean for the next file.
+  if (service !== undefined) {
+    const left = (await service.conferences()).filter((conference) => !["stopped", "failed"].includes(conference.state));
+    await Promise.all(left.map((conference) => service.stop(conference.id)));
+    await Promise.all(left.map((conference) => service.waitForConference(conference.id, ["stopped", "failed"], DEPLOY_MS)));
+    await service.close();
+  }
   await withEngine((engine) => engine.destroy("testbed", { signal: AbortSignal.timeout(OPERATION_TIMEOUT_MS) }));
 });
 
@@ -71,7 +77,7 @@ describe("the service on the local engine", () => {
     expect(ready.state).toBe("ready");
     expect(ready.url).toMatch(/^https:\/\/[^/]+:\d+$/);
 
-    const deployment = await kubernetes().apps.readNamespacedDeployment({ namespace: conferenceName(created.id), name: conferenceName(created.id) });
+    const deployment = await kubernetes().apps.readNamespacedDeployment({ namespace: conferenceName(created.id), name: `jitsi-${created.id}` });
     expect(deployment.status?.conditions?.find((condition) => condition.type === "Available")?.status).toBe("True");
     const limits = deployment.spec!.template.spec!.containers.map((container) => container.resources?.limits);
     expect(limits).toHaveLength(4);
