@@ -1,0 +1,164 @@
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { uniformInt } from "pure-rand/distribution/uniformInt";
+import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LocalEngine, type LocalEngineOptions } from "../../automation/engine/local.ts";
+import { newToken, tokenEntry } from "../../automation/service/auth.ts";
+import { Store } from "../../automation/store/store.ts";
+import { conferenceName } from "../../domain/contracts/conference.ts";
+import { type ServiceProcess, startServiceProcess } from "../support/service-process.ts";
+import { OPERATION_TIMEOUT_MS, asStackConfig, eventually, kubernetes, localTestbedConfig, refusalOf } from "./support.ts";
+
+/**
+ * kill -9 of the whole service — its process, the Pulumi CLI it runs and the providers under it,
+ * as a container's death takes them all — at random moments of real deployments and deletions on
+ * the local cluster, then a restart on the same data directory: every conference converges (ready
+ * or stopped as asked, or failed and cleaned up), no record is lost, no lock or pending operation is
+ * left, and nothing outlives a stopped conference in the API server.
+ */
+
+const TRIALS = 5;
+const SEED = Number(process.env.SWITCH_CRASH_SEED ?? Date.now() % 1_000_000);
+const CONVERGE_MS = 2 * OPERATION_TIMEOUT_MS;
+const POLL_MS = 250;
+
+const dataDir = mkdtempSync(join(tmpdir(), "switch-vaas-crash-local-"));
+const engineOptions: LocalEngineOptions = { dataDir, pulumiHome: join(dataDir, "home") };
+const backendUrl = `file://${join(dataDir, "state")}`;
+const admin = newToken();
+const SMALL = JSON.stringify({ participants: [{ lat: 46.05, lon: 14.51 }], expectedParticipants: 2, lastN: 2 });
+
+type Conference = { id: string; state: string; error?: string; progress: { done: number; total: number } };
+
+async function withEngine<T>(work: (engine: LocalEngine) => Promise<T>): Promise<T> {
+  const engine = await LocalEngine.create(engineOptions);
+  try {
+    return await work(engine);
+  } finally {
+    await engine.close();
+  }
+}
+
+function call(service: ServiceProcess, path: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(`${service.url}${path}`, { ...init, headers: { authorization: `Bearer ${admin}`, ...(init.body === undefined ? {} : { "content-type": "application/json" }) } });
+}
+
+async function conference(service: ServiceProcess, id: string): Promise<Conference> {
+  return (await (await call(service, `/v1/conferences/${id}`)).json()) as Conference;
+}
+
+async function until<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = CONVERGE_MS): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (done(value)) {
+      return value;
+    }
+    if (performance.now() > deadline) {
+      throw new Error(`${what} within ${timeoutMs} ms (seed ${SEED}); last seen ${JSON.stringify(value)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+}
+
+/** The DIY backend's lock files of the project's stacks (pkg/backend/diy/lock.go). */
+function locks(): string[] {
+  const dir = join(dataDir, "state", ".pulumi", "locks", "organization", "switch-vaas");
+  return existsSync(dir) ? readdirSync(dir).flatMap((stack) => readdirSync(join(dir, stack)).map((file) => `${stack}/${file}`)) : [];
+}
+
+beforeAll(async () => {
+  await withEngine((engine) => engine.up({ stack: "testbed", config: asStackConfig(localTestbedConfig()) }, { signal: AbortSignal.timeout(OPERATION_TIMEOUT_MS) }));
+});
+
+afterAll(async () => {
+  await withEngine(async (engine) => {
+    for (const stack of await engine.stacks()) {
+      await engine.cancel(stack);
+      await engine.destroy(stack, { signal: AbortSignal.timeout(OPERATION_TIMEOUT_MS) });
+    }
+  });
+});
+
+describe(`kill -9 of the service on the local engine (seed ${SEED})`, () => {
+  it(`converges after ${TRIALS} crashes during deployments and deletions`, async () => {
+    const generator = xoroshiro128plus(SEED);
+    const draw = (max: number) => uniformInt(generator, 0, max);
+    const passphrase = readFileSync(join(dataDir, "passphrase"), "utf8").trim();
+    const inFlightAtKill: string[][] = [];
+
+    for (let trial = 0; trial < TRIALS; trial++) {
+      const serviceDir = mkdtempSync(join(tmpdir(), "switch-vaas-crash-service-"));
+      const env = {
+        SWITCH_ENGINE: "local",
+        SWITCH_DATA_DIR: serviceDir,
+        SWITCH_BACKEND_URL: backendUrl,
+        PULUMI_CONFIG_PASSPHRASE: passphrase,
+        SWITCH_API_TOKENS: tokenEntry("root", "admin", admin),
+        SWITCH_CONCURRENCY: "2",
+        HOST: "127.0.0.1",
+        PORT: "0",
+        SWITCH_LOG_LEVEL: "warn",
+      };
+      let service = await startServiceProcess({ env, startTimeoutMs: 120_000 });
+      const ids: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        ids.push(((await (await call(service, "/v1/conferences", { method: "POST", body: SMALL })).json()) as { id: string }).id);
+      }
+      // Even trials die while deploying; odd ones while the first conference is being destroyed.
+      const duringDeletion = trial % 2 === 1;
+      const stopped = new Set<string>();
+      if (duringDeletion) {
+        await until("the first conference to be ready", () => conference(service, ids[0]!), (c) => c.state === "ready" || c.state === "failed");
+        await call(service, `/v1/conferences/${ids[0]!}`, { method: "DELETE" });
+        stopped.add(ids[0]!);
+      } else {
+        await until("a deployment to make progress", () => conference(service, ids[0]!), (c) => c.state === "deploying" && c.progress.done > 0);
+      }
+      await new Promise((resolve) => setTimeout(resolve, draw(duringDeletion ? 1500 : 4000)));
+      inFlightAtKill.push(await Promise.all(ids.map(async (id) => (await conference(service, id)).state)));
+      await service.killTree9();
+
+      service = await startServiceProcess({ env, startTimeoutMs: 120_000 });
+      try {
+        for (const id of stopped) {
+          // A stop is idempotent: asking again after the restart is what an organizer would do.
+          expect((await call(service, `/v1/conferences/${id}`, { method: "DELETE" })).status).toBe(202);
+        }
+        for (const id of ids) {
+          const settled = await until(`conference ${id} to converge after the restart`, () => conference(service, id), (c) => ["ready", "stopped", "failed"].includes(c.state));
+          expect(settled.state, `${id}: ${settled.error ?? ""}`).toBe(stopped.has(id) ? "stopped" : "ready");
+        }
+        for (const id of ids.filter((candidate) => !stopped.has(candidate))) {
+          await call(service, `/v1/conferences/${id}`, { method: "DELETE" });
+        }
+        for (const id of ids) {
+          expect((await until(`conference ${id} to stop`, () => conference(service, id), (c) => c.state === "stopped" || c.state === "failed")).state).toBe("stopped");
+        }
+      } finally {
+        await service.stop(120_000);
+      }
+
+      const store = new Store({ path: join(serviceDir, "switch.db") });
+      try {
+        // Every conference that got its 202 before the kill is there, and nothing is left unfinished.
+        expect(store.conferences({ limit: 100 }).map((record) => record.id).sort()).toEqual([...ids].sort());
+        expect(store.unfinishedOperations()).toEqual([]);
+      } finally {
+        store.close();
+      }
+      expect(locks()).toEqual([]);
+      expect(await withEngine((engine) => engine.stacks())).toEqual(["testbed"]);
+      for (const id of ids) {
+        await eventually(`namespace ${conferenceName(id)} to be deleted`, async () =>
+          (await refusalOf(kubernetes().core.readNamespace({ name: conferenceName(id) }))).status === 404 ? true : undefined,
+        );
+      }
+    }
+    console.log(`kill -9 trials (seed ${SEED}): conference states at each kill: ${inFlightAtKill.map((states) => states.join("+")).join(", ")}`);
+    expect(inFlightAtKill.some((states) => states.includes("deploying"))).toBe(true);
+    expect(inFlightAtKill.some((states) => states.includes("stopping"))).toBe(true);
+  });
+});
