@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { qualifiedKey } from "../domain/contracts/project.ts";
 import { DEFAULT_SITES, TESTBED_CONFIG, type TestbedClusters, parseKubeconfigs, parseTestbed } from "../domain/contracts/testbed.ts";
-import { apiServerHost } from "../components/testbed/existing-cluster.ts";
+import { apiServerHost } from "../components/testbed/kubeconfig.ts";
 import { type ClusterOutput, Testbed } from "../components/testbed/testbed.ts";
 import { readConfig } from "./config.ts";
 

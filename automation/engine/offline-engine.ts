@@ -2,7 +2,8 @@ import { type ChildProcess, fork } from "node:child_process";
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Engine, EngineError, type OperationOptions, type StackOutputs, type StackSpec } from "./engine.ts";
-import { type RecordedResource, type WorkerReply, type WorkerRequest, stateFile } from "./offline-worker.ts";
+import { stateFile } from "./offline-state.ts";
+import type { RecordedResource, WorkerReply, WorkerRequest } from "./offline-worker.ts";
 
 /**
  * The offline engine: the stack programs on Pulumi's mock runtime, in a pool of worker processes

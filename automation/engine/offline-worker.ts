@@ -6,10 +6,10 @@
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import type * as pulumi from "@pulumi/pulumi";
 import { NODE_PORT_RANGE } from "../../domain/jitsi.ts";
 import type { StackConfigMap } from "./engine.ts";
+import { stateFile } from "./offline-state.ts";
 import { RecordingMocks, displayInputs, displayOutputs, evaluateOffline } from "./offline.ts";
 
 export interface WorkerRequest {
@@ -30,10 +30,6 @@ export interface RecordedResource {
   inputs: unknown;
 }
 
-/** Where a stack's state lives in `stateDir`: its short name (a StackReference may name "organization/switch-vaas/<stack>"). */
-export function stateFile(stateDir: string, stack: string): string {
-  return join(stateDir, `${stack.split("/").at(-1)!}.json`);
-}
 
 /** A load balancer's address where nothing is deployed: in TEST-NET-3 (RFC 5737), never routable; one per stack. */
 function loadBalancerIpOf(stack: string): string {

@@ -1,4 +1,4 @@
-import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
+import { kubeconfigWithoutCredentials } from "../../components/testbed/kubeconfig.ts";
 
 /**
  * What stands in, offline, for the secrets an operator sets per stack and nothing offline has:

@@ -3,7 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { type Site, type SiteInput, TESTBED_CONFIG, type TestbedCluster, parseTestbed, siteCapacity } from "../../domain/contracts/testbed.ts";
 import { mediaUdpPorts } from "../../domain/jitsi.ts";
 import { ClusterBootstrap } from "./cluster-bootstrap.ts";
-import { ExistingCluster, apiServerHost } from "./existing-cluster.ts";
+import { ExistingCluster } from "./existing-cluster.ts";
+import { apiServerHost } from "./kubeconfig.ts";
 import { GkeCluster } from "./gke-cluster.ts";
 
 export interface TestbedArgs {

@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { evaluateOffline } from "../../automation/engine/offline.ts";
-import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
+import { kubeconfigWithoutCredentials } from "../../components/testbed/kubeconfig.ts";
 import { DEFAULT_SITES, type SiteInput } from "../../domain/contracts/testbed.ts";
 import { runStack } from "../support/pulumi.ts";
 import { RUNS, WARMUP, median, ratio } from "./measure.ts";

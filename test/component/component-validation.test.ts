@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { RecordingMocks, evaluateOffline } from "../../automation/engine/offline.ts";
 import { readStackConfig } from "../../automation/engine/stack-config.ts";
-import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
+import { kubeconfigWithoutCredentials } from "../../components/testbed/kubeconfig.ts";
 import { invalidArgumentsMessage } from "../support/validation.ts";
 
 /**

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { RecordingMocks, evaluateOffline } from "../../automation/engine/offline.ts";
 import * as pulumi from "@pulumi/pulumi";
-import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
+import { kubeconfigWithoutCredentials } from "../../components/testbed/kubeconfig.ts";
 
 const location = { city: "The Dalles", country: "US", lat: 45.59, lon: -121.18 };
 const gke = { name: "gcp-us-west1", provider: "gke", region: "us-west1", zone: "us-west1-b", location };

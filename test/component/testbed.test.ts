@@ -4,7 +4,7 @@ import { parse } from "yaml";
 import { type OfflineResult, RecordingMocks, type Registration, isSecretEnvelope, providerName } from "../../automation/engine/offline.ts";
 import type { ClusterOutput } from "../../components/testbed/testbed.ts";
 import { isKubernetesObject, validateKubernetesObject } from "../support/kubernetes-schema.ts";
-import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
+import { kubeconfigWithoutCredentials } from "../../components/testbed/kubeconfig.ts";
 import { ofType, outputOf, runStack } from "../support/pulumi.ts";
 
 const KUBECONFIGS = {

@@ -1,6 +1,6 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { type OfflineResult, RecordingMocks } from "../../automation/engine/offline.ts";
-import { kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
+import { kubeconfigWithoutCredentials } from "../../components/testbed/kubeconfig.ts";
 import type { ConferenceOutputs } from "../../domain/contracts/conference.ts";
 import { runStack } from "./pulumi.ts";
 

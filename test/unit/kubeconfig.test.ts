@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { apiServerHost, kubeconfigWithoutCredentials } from "../../components/testbed/existing-cluster.ts";
+import { apiServerHost, kubeconfigWithoutCredentials } from "../../components/testbed/kubeconfig.ts";
 import { invalidArgumentsMessage } from "../support/validation.ts";
 
 describe("apiServerHost", () => {
