@@ -254,12 +254,18 @@ export async function problemOf(response: Response, status: number): Promise<Pro
   return body;
 }
 
+function signalOf(options: OperationOptions | undefined): { signal?: AbortSignal } {
+  return options?.signal === undefined ? {} : { signal: options.signal };
+}
+
 /** One operation the service asked of its engine, with its place in the order of every start and end. */
 export interface EngineCall {
   kind: OperationKind;
   stack: string;
   /** An up's config. */
   config?: StackConfigMap;
+  /** What cancels it. */
+  signal?: AbortSignal;
   /** Logical times (a counter over every start and end of every call), never the clock's. */
   started: number;
   ended?: number;
@@ -311,9 +317,9 @@ export class EngineRecorder {
     };
     return {
       kind: engine.kind,
-      up: (spec: StackSpec, options?: OperationOptions) => record({ kind: "up", stack: spec.stack, config: spec.config }, () => engine.up(spec, options)),
-      destroy: (stack: string, options?: OperationOptions) => record({ kind: "destroy", stack }, () => engine.destroy(stack, options)),
-      refresh: (stack: string, options?: OperationOptions) => record({ kind: "refresh", stack }, () => engine.refresh(stack, options)),
+      up: (spec: StackSpec, options?: OperationOptions) => record({ kind: "up", stack: spec.stack, config: spec.config, ...signalOf(options) }, () => engine.up(spec, options)),
+      destroy: (stack: string, options?: OperationOptions) => record({ kind: "destroy", stack, ...signalOf(options) }, () => engine.destroy(stack, options)),
+      refresh: (stack: string, options?: OperationOptions) => record({ kind: "refresh", stack, ...signalOf(options) }, () => engine.refresh(stack, options)),
       cancel: (stack) => engine.cancel(stack),
       outputs: (stack) => engine.outputs(stack),
       stacks: () => engine.stacks(),
