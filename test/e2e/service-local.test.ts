@@ -65,7 +65,7 @@ describe("the service on the local engine", () => {
     const clusters = await service.clusters();
     expect(Object.keys(clusters)).toEqual(["local"]);
     expect(clusters.local).toMatchObject({ exposure: "nodePort", capacity: { nodes: 1, vcpuPerNode: 4, memoryGiBPerNode: 8 }, conferences: 0 });
-    expect((await (await service.call("/readyz", { token: null })).json()) as unknown).toEqual({ status: "ready", engine: "local" });
+    expect((await (await service.call("/readyz", { token: null })).json())).toEqual({ status: "ready", engine: "local" });
   });
 
   it("creates a conference whose Deployment becomes Available, streams its progress, and stops it leaving no namespace or stack", async () => {
