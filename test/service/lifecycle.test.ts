@@ -232,7 +232,7 @@ describe("a conference's lifecycle", () => {
 
     const refused = await problemOf(await service.call("/v1/placements", { method: "POST", body: JSON.stringify({ participants: [{ ip: "10.0.0.1" }] }) }), 400);
     expect(refused.errors).toEqual([
-      { field: "participants.0.ip", message: "is a private address, which says nothing about where the participant is; give { lat, lon } for at least one participant" },
+      { field: "body.participants.0.ip", message: "is a private address, which says nothing about where the participant is; give { lat, lon } for at least one participant" },
     ]);
   });
 });
