@@ -113,9 +113,14 @@ export class SwitchClient {
     for (const type of ["placed", "queued", "deploying", "ready", "failed", "stopping", "stopped"] satisfies EventType[]) {
       source.addEventListener(type, push);
     }
+    let ended = false;
     source.addEventListener("error", (event) => {
-      // A refusal (401, 404) is final; a dropped connection is retried by EventSource itself.
-      if (event.code !== undefined && event.code >= 400) {
+      // 204: the conference ended and nothing is left to send. A refusal (401, 404) is final; a
+      // dropped connection is retried by EventSource itself.
+      if (event.code === 204) {
+        ended = true;
+        wake?.();
+      } else if (event.code !== undefined && event.code >= 400) {
         failure = new Error(`the event stream was refused (HTTP ${event.code}): ${event.message ?? ""}`.trim());
         wake?.();
       }
@@ -135,7 +140,7 @@ export class SwitchClient {
         if (failure !== undefined) {
           throw failure;
         }
-        if (options.signal?.aborted) {
+        if (options.signal?.aborted || ended) {
           return;
         }
         await new Promise<void>((resolve) => (wake = resolve));

@@ -33,6 +33,7 @@ import {
   idempotencyHeaders,
   listQuery,
   problem,
+  streamEvent,
 } from "./schemas.ts";
 import { decisionRecord } from "../store/records.ts";
 
@@ -81,18 +82,39 @@ const TITLE_OF: Readonly<Record<number, string>> = {
   401: "Unauthorized",
   403: "Forbidden",
   404: "Not Found",
+  405: "Method Not Allowed",
   406: "Not Acceptable",
   409: "Conflict",
   413: "Content Too Large",
+  414: "URI Too Long",
   415: "Unsupported Media Type",
   500: "Internal Server Error",
   503: "Service Unavailable",
 };
-const problemResponses = { 400: problem, 401: problem, 403: problem, 404: problem, 409: problem };
+// Documented under the media type sendProblem gives them, not the route's application/json.
+const problemBody = { description: "RFC 9457 problem details", content: { "application/problem+json": { schema: problem } } };
+/** Fastify's refusals of a JSON body it cannot parse, said as a field's problem (its own text names neither field nor fix). */
+const BODY_REFUSALS: Readonly<Record<string, string>> = {
+  FST_ERR_CTP_EMPTY_JSON_BODY: "is empty; send a JSON document, as Content-Type: application/json says",
+  FST_ERR_CTP_INVALID_JSON_BODY: "is not valid JSON; send a JSON document, as Content-Type: application/json says",
+};
+const problemResponses = { 400: problemBody, 401: problemBody, 403: problemBody, 404: problemBody, 409: problemBody };
 
 export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
   const logger = deps.logger === undefined || deps.logger === false ? false : { ...(typeof deps.logger === "object" ? deps.logger : {}), redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
-  const app = Fastify({ logger, bodyLimit: 1024 * 1024, return503OnClosing: true }).withTypeProvider<ZodTypeProvider>();
+  const app = Fastify({
+    logger,
+    bodyLimit: 1024 * 1024,
+    return503OnClosing: true,
+    // Refused before routing, so before the error handler: a path that does not decode, a parameter past the router's limit.
+    frameworkErrors: (error, _request, reply) => {
+      void (error.code === "FST_ERR_MAX_PARAM_LENGTH"
+        ? sendProblem(reply, 414, "a path segment is too long; conference ids are at most 40 characters")
+        : sendProblem(reply, 400, "path is not valid percent-encoded UTF-8; encode each segment (encodeURIComponent)", [
+            { field: "path", message: "is not valid percent-encoded UTF-8; encode each segment (encodeURIComponent)" },
+          ]));
+    },
+  }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
@@ -125,8 +147,29 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     request.principal = principal;
   });
 
-  app.setNotFoundHandler((request, reply) => sendProblem(reply, 404, `no route ${request.method} ${request.url.split("?")[0]}`));
+  // A path that exists under other methods answers 405 with the methods it has (RFC 9110 §15.5.6).
+  const routeMethods: { path: RegExp; method: string }[] = [];
+  app.addHook("onRoute", (route) => {
+    const path = new RegExp(`^${route.url.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/:[^/]+/g, "[^/]+").replace(/\*/g, ".*")}$`);
+    for (const method of [route.method].flat()) {
+      routeMethods.push({ path, method });
+    }
+  });
+  const noRoute = (request: FastifyRequest, reply: FastifyReply) => {
+    const path = request.url.split("?")[0]!;
+    const allowed = [...new Set(routeMethods.filter((route) => route.path.test(path)).map((route) => route.method))];
+    if (allowed.length === 0) {
+      return sendProblem(reply, 404, `no route ${request.method} ${path}`);
+    }
+    void reply.header("allow", allowed.join(", "));
+    return sendProblem(reply, 405, `${path} has no method ${request.method}; use ${allowed.join(", ")}`);
+  };
+  app.setNotFoundHandler(noRoute);
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (request.is404) {
+      // Fastify reads a body before it finds no route; what to say is that the route does not exist.
+      return noRoute(request, reply);
+    }
     if (hasZodFastifySchemaValidationErrors(error)) {
       const where = error.validationContext ?? "body";
       const errors = error.validation.flatMap((issue) => {
@@ -145,11 +188,22 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
         request.log.error({ err: error }, "domain failure");
         return sendProblem(reply, status);
       }
-      const errors = error instanceof InvalidArgumentsError ? error.problems.map((line) => ({ field: line.split(" ")[0]!, message: line.slice(line.indexOf(" ") + 1) })) : undefined;
-      return sendProblem(reply, status, error.message.replaceAll("\n", "; "), errors);
+      if (!(error instanceof InvalidArgumentsError)) {
+        return sendProblem(reply, status, error.message.replaceAll("\n", "; "));
+      }
+      // The manager names a request's fields as the body has them; a problem names them where they are, as validation does.
+      const errors = error.problems.map((line) => {
+        const field = line.split(" ")[0]!;
+        return { field: isBodyField(request.body, field) ? `body.${field}` : field, message: line.slice(line.indexOf(" ") + 1) };
+      });
+      return sendProblem(reply, status, errors.map((entry) => `${entry.field} ${entry.message}`).join("; "), errors);
+    }
+    const bodyRefusal = BODY_REFUSALS[error.code];
+    if (bodyRefusal !== undefined) {
+      return sendProblem(reply, 400, `body ${bodyRefusal}`, [{ field: "body", message: bodyRefusal }]);
     }
     if (!isResponseSerializationError(error) && typeof error.statusCode === "number" && error.statusCode >= 400 && error.statusCode < 500) {
-      // Fastify's own refusals (a body that is not JSON, too large, of another media type).
+      // Fastify's own refusals (a body too large, of another media type).
       return sendProblem(reply, error.statusCode, error.message);
     }
     request.log.error({ err: error }, "request failed");
@@ -216,19 +270,33 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   routes.get(
     "/v1/conferences/:id/events",
     {
-      sse: { kind: "only" },
+      // "manual": the preHandler below negotiates, so that a refusal is a problem like every other.
+      sse: { kind: "manual" },
       schema: {
         summary: "The conference's progress as Server-Sent Events (placed, queued, deploying, ready, failed, stopping, stopped); Last-Event-ID replays",
         params: conferenceParams,
         headers: eventsHeaders,
         produces: ["text/event-stream"],
-        response: { 200: z.string().describe("text/event-stream"), ...problemResponses },
+        response: {
+          200: { description: "One event per change; the stream ends after stopped or failed", content: { "text/event-stream": { schema: streamEvent } } },
+          // The HTML standard's signal to an EventSource to stop reconnecting.
+          204: z.null().describe("The conference has ended and every event up to Last-Event-ID was received"),
+          ...problemResponses,
+          406: problemBody,
+        },
+      },
+      preHandler: async (request, reply) => {
+        if (!acceptsEventStream(request.headers.accept)) {
+          return sendProblem(reply, 406, "this route only streams text/event-stream; send Accept: text/event-stream, or no Accept header");
+        }
       },
     },
     async (request, reply) => {
       const conference = deps.manager.get(request.params.id, viewerOf(request));
       const after = Number(request.headers["last-event-id"] ?? 0);
-      await streamEvents(deps.store, conference, after, reply, closing.signal);
+      if (!(await streamEvents(deps.store, conference, after, reply, closing.signal))) {
+        return reply.code(204).send(null);
+      }
     },
   );
 
@@ -265,6 +333,11 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   return app;
 }
 
+/** Whether `field` ("participants.0.ip") starts with a key of the request's JSON body. */
+function isBodyField(body: unknown, field: string): boolean {
+  return typeof body === "object" && body !== null && !Array.isArray(body) && Object.hasOwn(body, field.split(".")[0]!);
+}
+
 function viewerOf(request: FastifyRequest): { subject: string; admin: boolean } {
   return { subject: request.principal!.subject, admin: request.principal!.role === "admin" };
 }
@@ -289,11 +362,32 @@ function sendProblem(reply: FastifyReply, status: number, detail?: string, error
 }
 
 /**
+ * Whether an Accept header admits text/event-stream (RFC 9110 §12.5.1): none, or one whose most
+ * specific range covering it has a q above 0.
+ */
+function acceptsEventStream(accept: string | undefined): boolean {
+  if (accept === undefined || accept.trim() === "") {
+    return true;
+  }
+  const specificity: Readonly<Record<string, number>> = { "text/event-stream": 3, "text/*": 2, "*/*": 1 };
+  let best = { specificity: 0, admits: false };
+  for (const range of accept.split(",")) {
+    const [type = "", ...parameters] = range.split(";").map((part) => part.trim().toLowerCase());
+    const rank = specificity[type] ?? 0;
+    if (rank > best.specificity) {
+      best = { specificity: rank, admits: !parameters.some((parameter) => /^q\s*=\s*0(\.0{0,3})?$/.test(parameter)) };
+    }
+  }
+  return best.admits;
+}
+
+/**
  * Replays the conference's events after `after` from the store, then follows new ones until the
  * conference ends or the client goes. Subscribing before the replay and skipping what the replay
- * sent loses nothing between the two.
+ * sent loses nothing between the two. False when there was nothing to stream: the conference had
+ * ended and `after` was its last event or later.
  */
-async function streamEvents(store: Store, conference: ConferenceRecord, after: number, reply: FastifyReply, closing: AbortSignal): Promise<void> {
+async function streamEvents(store: Store, conference: ConferenceRecord, after: number, reply: FastifyReply, closing: AbortSignal): Promise<boolean> {
   const sse = reply.sse;
   const live: EventRecord[] = [];
   let wake: (() => void) | undefined;
@@ -322,12 +416,16 @@ async function streamEvents(store: Store, conference: ConferenceRecord, after: n
     };
     for (const event of store.eventsAfter(conference.id, after)) {
       if (await send(event)) {
-        return;
+        return true;
       }
     }
     if (TERMINAL_STATES.includes(store.conference(conference.id)!.state) && live.length === 0) {
-      return;
+      return last !== after;
     }
+    // The stream is open now, an event due or not: a client waits on a 200, not on silence.
+    sse.sendHeaders();
+    // writeHead only queues the head; Node sends it with the first body byte unless flushed.
+    reply.raw.flushHeaders();
     while (!closed) {
       const event = live.shift();
       if (event === undefined) {
@@ -335,9 +433,10 @@ async function streamEvents(store: Store, conference: ConferenceRecord, after: n
         continue;
       }
       if (await send(event)) {
-        return;
+        return true;
       }
     }
+    return true;
   } finally {
     closing.removeEventListener("abort", end);
     unsubscribe();

@@ -22,12 +22,14 @@ const ip = z
   .max(64, { error: 'is too long for an address; give an IPv4 or IPv6 address, e.g. "193.2.1.66"' })
   .refine((text) => ipaddr.isValid(text) && (ipaddr.IPv4.isValidFourPartDecimal(text) || (text.includes(":") && ipaddr.IPv6.isValid(text))), {
     error: 'is not an IPv4 or IPv6 address; give e.g. "193.2.1.66" or "2001:1470::1"',
-  });
+  })
+  // The refinement is code; /openapi.json says the same in JSON Schema for clients and fuzzers.
+  .meta({ anyOf: [{ format: "ipv4" }, { format: "ipv6" }] });
 
 const participant = z.union(
   [
     z.strictObject({ ip }, { error: expected("{ ip } or { lat, lon }") }),
-    z.strictObject({ lat: latitude, lon: longitude }, { error: expected("{ ip } or { lat, lon }") }),
+    z.strictObject({ lat: latitude.meta({ minimum: -90, maximum: 90 }), lon: longitude.meta({ minimum: -180, maximum: 180 }) }, { error: expected("{ ip } or { lat, lon }") }),
   ],
   { error: expected("{ ip } or { lat, lon }", 'give e.g. { "ip": "193.2.1.66" } or { "lat": 46.05, "lon": 14.51 }') },
 );
@@ -118,5 +120,13 @@ export type Problem = z.output<typeof problem>;
 
 export const health = z.object({ status: z.string(), engine: z.string().optional(), detail: z.string().optional() });
 
-/** The stream's event payloads, documented; the stream itself is text/event-stream. */
-export const streamEvent = z.object({ type: z.enum(EVENT_TYPES), data: z.record(z.string(), z.unknown()), at: z.string() });
+/** What an event's `data` holds: its type's fields and when it happened. */
+export const streamEventData = z.looseObject({ at: z.string() });
+const { $schema: _dialect, ...streamEventDataJson } = z.toJSONSchema(streamEventData, { io: "output" });
+
+/** One event of a conference's stream as it goes on the wire (text/event-stream), data as JSON. */
+export const streamEvent = z.object({
+  id: z.string().regex(/^\d+$/),
+  event: z.enum(EVENT_TYPES),
+  data: z.string().meta({ contentMediaType: "application/json", contentSchema: streamEventDataJson }),
+});

@@ -163,7 +163,8 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
     let raw = "";
     const decoder = new TextDecoder();
     try {
-      for await (const chunk of response.body! as ReadableStream<Uint8Array>) {
+      // 204: the conference had ended and nothing came after Last-Event-ID.
+      for await (const chunk of (response.body ?? []) as ReadableStream<Uint8Array>) {
         const text = decoder.decode(chunk, { stream: true });
         raw += text;
         if (response.ok) {
