@@ -4,12 +4,12 @@ import { join } from "node:path";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LocalEngine, type LocalEngineOptions } from "../../automation/engine/local.ts";
+import type { LocalEngine, LocalEngineOptions } from "../../automation/engine/local.ts";
 import { newToken, tokenEntry } from "../../automation/service/auth.ts";
 import { Store } from "../../automation/store/store.ts";
 import { conferenceName } from "../../domain/contracts/conference.ts";
 import { type ServiceProcess, startServiceProcess } from "../support/service-process.ts";
-import { OPERATION_TIMEOUT_MS, asStackConfig, eventually, kubernetes, localTestbedConfig, refusalOf } from "./support.ts";
+import { OPERATION_TIMEOUT_MS, asStackConfig, eventually, kubernetes, localTestbedConfig, refusalOf, withLocalEngine } from "./support.ts";
 
 /**
  * kill -9 of the whole service — its process, the Pulumi CLI it runs and the providers under it,
@@ -32,14 +32,7 @@ const SMALL = JSON.stringify({ participants: [{ lat: 46.05, lon: 14.51 }], expec
 
 type Conference = { id: string; state: string; error?: string; progress: { done: number; total: number } };
 
-async function withEngine<T>(work: (engine: LocalEngine) => Promise<T>): Promise<T> {
-  const engine = await LocalEngine.create(engineOptions);
-  try {
-    return await work(engine);
-  } finally {
-    await engine.close();
-  }
-}
+const withEngine = <T>(work: (engine: LocalEngine) => Promise<T>): Promise<T> => withLocalEngine(engineOptions, work);
 
 function call(service: ServiceProcess, path: string, init: RequestInit = {}): Promise<Response> {
   return fetch(`${service.url}${path}`, { ...init, headers: { authorization: `Bearer ${admin}`, ...(init.body === undefined ? {} : { "content-type": "application/json" }) } });

@@ -2,10 +2,10 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LocalEngine, type LocalEngineOptions } from "../../automation/engine/local.ts";
+import type { LocalEngine, LocalEngineOptions } from "../../automation/engine/local.ts";
 import { conferenceName } from "../../domain/contracts/conference.ts";
 import { EngineRecorder, type TestService, startTestService } from "../support/service.ts";
-import { OPERATION_TIMEOUT_MS, asStackConfig, eventually, kubernetes, localTestbedConfig, refusalOf, shortAwaits } from "./support.ts";
+import { OPERATION_TIMEOUT_MS, asStackConfig, eventually, kubernetes, localTestbedConfig, refusalOf, shortAwaits, withLocalEngine } from "./support.ts";
 
 /**
  * The automation service on the local engine, over real HTTP on 127.0.0.1: conferences created
@@ -23,14 +23,7 @@ let service: TestService;
 /** A small conference near Ljubljana: the smallest pod, so that several fit the one simulated node. */
 const SMALL = { participants: [{ lat: 46.05, lon: 14.51 }], expectedParticipants: 2, lastN: 2 };
 
-async function withEngine<T>(work: (engine: LocalEngine) => Promise<T>): Promise<T> {
-  const engine = await LocalEngine.create(engineOptions);
-  try {
-    return await work(engine);
-  } finally {
-    await engine.close();
-  }
-}
+const withEngine = <T>(work: (engine: LocalEngine) => Promise<T>): Promise<T> => withLocalEngine(engineOptions, work);
 
 async function namespaceGone(id: string): Promise<void> {
   await eventually(`namespace ${conferenceName(id)} to be deleted`, async () =>

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import type { StackConfigMap } from "../../automation/engine/engine.ts";
+import { LocalEngine, type LocalEngineOptions } from "../../automation/engine/local.ts";
 import { PROJECT, type ProgramName, qualifiedKey } from "../../domain/contracts/project.ts";
 
 /**
@@ -171,4 +172,14 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
 /** A ConfigMap as the engines take it (automation/engine/engine.ts): every entry says whether it is secret. */
 export function asStackConfig(config: ConfigMap): StackConfigMap {
   return Object.fromEntries(Object.entries(config).map(([key, { value, secret }]) => [key, { value, secret: secret ?? false }]));
+}
+
+/** Runs `work` with a local engine of `options`, closed afterwards (the service's own engine, for setup and checks). */
+export async function withLocalEngine<T>(options: LocalEngineOptions, work: (engine: LocalEngine) => Promise<T>): Promise<T> {
+  const engine = await LocalEngine.create(options);
+  try {
+    return await work(engine);
+  } finally {
+    await engine.close();
+  }
 }
