@@ -86,7 +86,6 @@ const TITLE_OF: Readonly<Record<number, string>> = {
   406: "Not Acceptable",
   409: "Conflict",
   413: "Content Too Large",
-  414: "URI Too Long",
   415: "Unsupported Media Type",
   500: "Internal Server Error",
   503: "Service Unavailable",
@@ -109,7 +108,10 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     // Refused before routing, so before the error handler: a path that does not decode, a parameter past the router's limit.
     frameworkErrors: (error, _request, reply) => {
       void (error.code === "FST_ERR_MAX_PARAM_LENGTH"
-        ? sendProblem(reply, 414, "a path segment is too long; conference ids are at most 40 characters")
+        ? // A segment too long to be any route's parameter is a bad parameter: 400, as the routes document.
+          sendProblem(reply, 400, "path has a segment too long to be a conference id; conference ids are at most 40 characters", [
+            { field: "path", message: "has a segment too long to be a conference id; conference ids are at most 40 characters" },
+          ])
         : sendProblem(reply, 400, "path is not valid percent-encoded UTF-8; encode each segment (encodeURIComponent)", [
             { field: "path", message: "is not valid percent-encoded UTF-8; encode each segment (encodeURIComponent)" },
           ]));
