@@ -8,6 +8,7 @@ import type { LocalEngine, LocalEngineOptions } from "../../automation/engine/lo
 import { newToken, tokenEntry } from "../../automation/service/auth.ts";
 import { Store } from "../../automation/store/store.ts";
 import { conferenceName } from "../../domain/contracts/conference.ts";
+import { poll } from "../support/service.ts";
 import { type ServiceProcess, startServiceProcess } from "../support/service-process.ts";
 import { OPERATION_TIMEOUT_MS, asStackConfig, eventually, kubernetes, localTestbedConfig, refusalOf, withLocalEngine } from "./support.ts";
 
@@ -42,18 +43,8 @@ async function conference(service: ServiceProcess, id: string): Promise<Conferen
   return (await (await call(service, `/v1/conferences/${id}`)).json()) as Conference;
 }
 
-async function until<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = CONVERGE_MS): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) {
-      return value;
-    }
-    if (performance.now() > deadline) {
-      throw new Error(`${what} within ${timeoutMs} ms (seed ${SEED}); last seen ${JSON.stringify(value)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-  }
+function until<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
+  return poll(`${what} (seed ${SEED})`, read, done, CONVERGE_MS, POLL_MS);
 }
 
 /** The DIY backend's lock files of the project's stacks (pkg/backend/diy/lock.go). */

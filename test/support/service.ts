@@ -52,6 +52,21 @@ export interface StreamOptions {
 export const WAIT_TIMEOUT_MS = 20_000;
 const POLL_INTERVAL_MS = 50;
 
+/** Reads until `done` holds, every `intervalMs`, for at most `timeoutMs`; the error says `what` did not happen and what was seen last. */
+export async function poll<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number, intervalMs = POLL_INTERVAL_MS): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (done(value)) {
+      return value;
+    }
+    if (performance.now() > deadline) {
+      throw new Error(`${what} within ${timeoutMs} ms; last seen: ${JSON.stringify(value)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
 export interface TestService extends RunningService {
   dataDir: string;
   tokens: { admin: string; alice: string; bob: string };
@@ -178,20 +193,6 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
       throw error;
     }
     return { status: response.status, headers: response.headers, raw, events };
-  };
-
-  const poll = async <T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number): Promise<T> => {
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      const value = await read();
-      if (done(value)) {
-        return value;
-      }
-      if (performance.now() > deadline) {
-        throw new Error(`${what} within ${timeoutMs} ms; last seen: ${JSON.stringify(value)}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
-    }
   };
 
   const waitForConference = (id: string, states: readonly ConferenceState[], timeoutMs = WAIT_TIMEOUT_MS) =>
