@@ -52,11 +52,21 @@ describe("a loopback PoP: load balancer, four edges, mid-cache and origin as rea
   });
 
   const get = (path: string, headers: Record<string, string> = {}) => fetch(`http://${LOCAL}:${pop.lbPort}${path}`, { headers });
-  /** Requests for `path` the origin has logged (nginx writes its log line when a request ends). */
-  const originSaw = (path: string) =>
-    readFileSync(pop.originLog, "utf8")
-      .split("\n")
-      .filter((line) => line.startsWith(`${path}|`));
+  /**
+   * Requests for `path` the origin has logged, once there are at least `count`. nginx writes a log
+   * line after it has sent the response, so the client can hold the answer before its line is
+   * written; waiting (bounded) for the lines a test expects keeps it from reading the log too early.
+   */
+  const originSaw = async (path: string, count: number) => {
+    const lines = () =>
+      readFileSync(pop.originLog, "utf8")
+        .split("\n")
+        .filter((line) => line.startsWith(`${path}|`));
+    for (let attempt = 0; attempt < 50 && lines().length < count; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return lines();
+  };
 
   it.each([
     ["/img/logo.png", "small"],
@@ -79,7 +89,7 @@ describe("a loopback PoP: load balancer, four edges, mid-cache and origin as rea
     const body = Buffer.from(await second.arrayBuffer());
     expect(second.headers.get("x-cache-status")).toBe("HIT");
     expect(body).toHaveLength(20_000);
-    expect(originSaw("/img/hero.png")).toHaveLength(1);
+    expect(await originSaw("/img/hero.png", 1)).toHaveLength(1);
   });
 
   it("never caches the live playlist: every request reaches the origin", async () => {
@@ -88,7 +98,7 @@ describe("a loopback PoP: load balancer, four edges, mid-cache and origin as rea
       expect(response.headers.get("x-cache-status")).toBe("BYPASS");
       expect(await response.text()).toContain("#EXTM3U");
     }
-    expect(originSaw("/live/channel/index.m3u8")).toHaveLength(3);
+    expect(await originSaw("/live/channel/index.m3u8", 3)).toHaveLength(3);
   });
 
   it("serves large files by byte range, fetching 1 MiB slices from upstream", async () => {
@@ -96,7 +106,7 @@ describe("a loopback PoP: load balancer, four edges, mid-cache and origin as rea
     expect(response.status).toBe(206);
     expect(response.headers.get("content-range")).toBe(`bytes 1048570-1048589/${large.length}`);
     expect(Buffer.from(await response.arrayBuffer())).toEqual(large.subarray(1048570, 1048590));
-    const ranges = originSaw("/docs/manual.pdf").map((line) => line.split("|")[1]);
+    const ranges = (await originSaw("/docs/manual.pdf", 2)).map((line) => line.split("|")[1]);
     expect(ranges).toContain("bytes=1048576-2097151");
     // Slices all the way: the origin never sent the whole file.
     expect(ranges).not.toContain("-");
