@@ -8,7 +8,7 @@ import type { LocalEngine, LocalEngineOptions } from "../../automation/engine/lo
 import { newToken, tokenEntry } from "../../automation/service/auth.ts";
 import { Store } from "../../automation/store/store.ts";
 import { conferenceName } from "../../domain/contracts/conference.ts";
-import { poll } from "../support/service.ts";
+import { poll } from "../support/poll.ts";
 import { type ServiceProcess, startServiceProcess } from "../support/service-process.ts";
 import { OPERATION_TIMEOUT_MS, asStackConfig, eventually, kubernetes, localTestbedConfig, refusalOf, withLocalEngine } from "./support.ts";
 

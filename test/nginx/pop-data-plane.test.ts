@@ -5,6 +5,7 @@ import { ROLES } from "../../domain/wae/model.ts";
 import { roleForPath } from "../../components/cdn-pop/content.ts";
 import { STATUS_PATH, edgeConfig, loadBalancerConfig, midCacheConfig } from "../../components/cdn-pop/nginx.ts";
 import { nginxTest } from "../support/nginx.ts";
+import { poll } from "../support/poll.ts";
 import { LOCAL, type LoopbackPop, startLoopbackPop } from "../support/pop.ts";
 
 describe("generated nginx configurations pass nginx -t", () => {
@@ -53,20 +54,19 @@ describe("a loopback PoP: load balancer, four edges, mid-cache and origin as rea
 
   const get = (path: string, headers: Record<string, string> = {}) => fetch(`http://${LOCAL}:${pop.lbPort}${path}`, { headers });
   /**
-   * Requests for `path` the origin has logged, once there are at least `count`. nginx writes a log
-   * line after it has sent the response, so the client can hold the answer before its line is
-   * written; waiting (bounded) for the lines a test expects keeps it from reading the log too early.
+   * Requests for `path` the origin has logged, once there are at least `count`: nginx writes a log
+   * line after it has sent the response, so the client can hold the answer before its line is there.
    */
-  const originSaw = async (path: string, count: number) => {
-    const lines = () =>
-      readFileSync(pop.originLog, "utf8")
-        .split("\n")
-        .filter((line) => line.startsWith(`${path}|`));
-    for (let attempt = 0; attempt < 50 && lines().length < count; attempt++) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    return lines();
-  };
+  const originSaw = (path: string, count: number) =>
+    poll(
+      `the origin to log ${count} requests for ${path}`,
+      async () =>
+        readFileSync(pop.originLog, "utf8")
+          .split("\n")
+          .filter((line) => line.startsWith(`${path}|`)),
+      (lines) => lines.length >= count,
+      5_000,
+    );
 
   it.each([
     ["/img/logo.png", "small"],

@@ -9,6 +9,7 @@ import { OfflineEngine } from "../../automation/engine/offline-engine.ts";
 import { newToken, tokenEntry } from "../../automation/service/auth.ts";
 import { MAX_LIST_LIMIT, type Problem, clusterList, conferenceList, conferenceView, createdView, problem } from "../../automation/service/schemas.ts";
 import { type RunningService, type ServiceOverrides, startService } from "../../automation/service/server.ts";
+import { poll } from "./poll.ts";
 import type { ConferenceState } from "../../automation/store/records.ts";
 import { Store } from "../../automation/store/store.ts";
 
@@ -50,23 +51,6 @@ export interface StreamOptions {
 
 /** Every wait of these helpers is bounded; a deployment on the offline engine takes a second or two. */
 export const WAIT_TIMEOUT_MS = 20_000;
-const POLL_INTERVAL_MS = 50;
-
-/** Reads until `done` holds, every `intervalMs`, for at most `timeoutMs`; the error says `what` did not happen and what was seen last. */
-export async function poll<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number, intervalMs = POLL_INTERVAL_MS): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) {
-      return value;
-    }
-    if (performance.now() > deadline) {
-      throw new Error(`${what} within ${timeoutMs} ms; last seen: ${JSON.stringify(value)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-}
-
 export interface TestService extends RunningService {
   dataDir: string;
   tokens: { admin: string; alice: string; bob: string };
