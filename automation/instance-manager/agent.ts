@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { setTimeout as delay } from "node:timers/promises";
 import type { Role } from "../../domain/wae/model.ts";
 import { type InstanceManagerReport, parseReport } from "../../domain/wae/reports.ts";
 import { SIGNATURE_HEADER, sign } from "../../domain/wae/signature.ts";
@@ -94,7 +95,7 @@ export class InstanceManager {
     this.options = options;
     this.now = options.now ?? (() => new Date());
     this.fetch = options.fetch ?? fetch;
-    this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+    this.sleep = options.sleep ?? ((ms) => delay(ms));
   }
 
   /** Reports waiting to be delivered, oldest first. */

@@ -7,6 +7,7 @@
  */
 import autocannon from "autocannon";
 import { performance } from "node:perf_hooks";
+import { setTimeout as delay } from "node:timers/promises";
 import type { Engine } from "../../automation/engine/engine.ts";
 import { type TestService, startTestService } from "../support/service.ts";
 
@@ -48,7 +49,7 @@ async function until(service: TestService, id: string, state: string): Promise<v
     if (conference.state === "failed") {
       throw new Error(`conference ${id} failed: ${conference.error}`);
     }
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await delay(5);
   }
   throw new Error(`conference ${id} never became ${state}`);
 }

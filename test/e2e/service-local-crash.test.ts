@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -101,7 +102,7 @@ describe(`kill -9 of the service on the local engine (seed ${SEED})`, () => {
       } else {
         await until("a deployment to make progress", () => conference(service, ids[0]!), (c) => c.state === "deploying" && c.progress.done > 0);
       }
-      await new Promise((resolve) => setTimeout(resolve, draw(duringDeletion ? 1500 : 4000)));
+      await delay(draw(duringDeletion ? 1500 : 4000));
       inFlightAtKill.push(await Promise.all(ids.map(async (id) => (await conference(service, id)).state)));
       await service.killTree9();
 

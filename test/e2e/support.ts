@@ -9,6 +9,7 @@ import { parse } from "yaml";
 import type { StackConfigMap } from "../../automation/engine/engine.ts";
 import { LocalEngine, type LocalEngineOptions } from "../../automation/engine/local.ts";
 import { PROJECT, type ProgramName, qualifiedKey } from "../../domain/contracts/project.ts";
+import { poll } from "../support/poll.ts";
 
 /**
  * The e2e tests' world: the real Pulumi CLI through the Automation API, a `file://` backend and
@@ -154,19 +155,10 @@ export async function refusalOf(call: Promise<unknown>): Promise<{ status: numbe
   throw new Error("the API server accepted what it should have refused");
 }
 
-/** Polls `check` every half second until it holds, for at most `seconds`. */
+/** Polls `check` every half second until it gives a value (an error counts as not yet), for at most `seconds`. */
 export async function eventually<T>(what: string, check: () => Promise<T | undefined>, seconds = AWAIT_TIMEOUT_SECONDS): Promise<T> {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const value = await check().catch(() => undefined);
-    if (value !== undefined) {
-      return value;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`${what} did not happen within ${seconds} s`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
+  const value = await poll(`${what} did not happen`, () => check().catch(() => undefined), (seen) => seen !== undefined, seconds * 1000, 500);
+  return value!;
 }
 
 /** A ConfigMap as the engines take it (automation/engine/engine.ts): every entry says whether it is secret. */

@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { Resolver } from "node:dns/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dnsmasqConfig } from "../../components/cdn-pop/dns.ts";
@@ -38,7 +39,7 @@ describe("the PoP's DNS role, in real dnsmasq", () => {
         await resolver.resolve4(ZONE);
         return;
       } catch {
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await delay(100);
       }
     }
     throw new Error("dnsmasq did not answer");

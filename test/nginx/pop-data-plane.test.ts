@@ -59,7 +59,7 @@ describe("a loopback PoP: load balancer, four edges, mid-cache and origin as rea
    */
   const originSaw = (path: string, count: number) =>
     poll(
-      `the origin to log ${count} requests for ${path}`,
+      `the origin did not log ${count} requests for ${path}`,
       async () =>
         readFileSync(pop.originLog, "utf8")
           .split("\n")

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { qualifiedKey } from "../../domain/contracts/project.ts";
 import { CONFERENCE_CONFIG, type ConferenceSpec } from "../../domain/contracts/conference.ts";
@@ -6,6 +7,7 @@ import { createdView } from "../../automation/service/schemas.ts";
 import { decisionRecord } from "../../automation/store/records.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 import { EngineRecorder, type TestService, clustersFile, problemOf, startTestService } from "../support/service.ts";
+import { poll } from "../support/poll.ts";
 
 /**
  * Many requests at once against one service (SWITCH_CONCURRENCY=4): creates, duplicate creates
@@ -101,7 +103,7 @@ function watchCapacity(service: TestService, capacity: Capacity): { stop: () => 
         }
       }
       samples++;
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await delay(20);
     }
   })();
   return {
@@ -120,17 +122,14 @@ async function post(service: TestService, token: string, key?: string): Promise<
 
 /** Waits until every conference is in the state `expected` gives it and nothing runs. */
 async function settle(service: TestService, expected: (id: string) => string): Promise<void> {
-  const deadline = performance.now() + SETTLE_MS;
-  for (;;) {
-    const pending = (await service.conferences()).filter((conference) => conference.state !== expected(conference.id));
-    if (pending.length === 0) {
-      break;
-    }
-    if (performance.now() > deadline) {
-      throw new Error(`conferences not where they should be within ${SETTLE_MS} ms: ${pending.map((conference) => `${conference.id} ${conference.state}`).join(", ")}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  await poll(
+    "conferences were not where they should be",
+    async () =>
+      (await service.conferences()).filter((conference) => conference.state !== expected(conference.id)).map((conference) => `${conference.id} ${conference.state}`),
+    (pending) => pending.length === 0,
+    SETTLE_MS,
+    200,
+  );
   await service.waitForIdle(SETTLE_MS);
 }
 

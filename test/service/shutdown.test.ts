@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { EngineRecorder, problemOf, startTestService } from "../support/service.ts";
 
@@ -56,7 +57,7 @@ describe("graceful shutdown", () => {
     await service.waitForConference(id, ["deploying"]);
     const closing = service.close();
     while (release === undefined) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      await delay(10);
     }
     const refused = await problemOf(await service.call("/v1/conferences", { method: "POST", body: JSON.stringify(LJUBLJANA) }), 409);
     expect(refused.detail).toBe("the service is shutting down; retry against its next instance");

@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { promisify } from "node:util";
 
 const NGINX = "/usr/sbin/nginx";
@@ -56,7 +57,7 @@ export async function startNginx(name: string, config: string, port: number): Pr
       child.kill("SIGKILL");
       throw new Error(`nginx ${name} did not listen on ${port}: ${stderr}`);
     }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await delay(50);
   }
   return {
     prefix,

@@ -1,3 +1,5 @@
+import { setTimeout as delay } from "node:timers/promises";
+
 /** Short enough that a test notices at once, long enough not to busy the machine. */
 const POLL_INTERVAL_MS = 50;
 
@@ -12,6 +14,6 @@ export async function poll<T>(what: string, read: () => Promise<T>, done: (value
     if (performance.now() > deadline) {
       throw new Error(`${what} within ${timeoutMs} ms; last seen: ${JSON.stringify(value)}`);
     }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    await delay(intervalMs);
   }
 }

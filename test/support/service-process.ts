@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 
 /**
  * The automation service as its own process, started as `npm start` starts it (node with tsx, from
@@ -146,7 +147,7 @@ export async function waitForExit(pids: readonly number[], timeoutMs: number): P
   const deadline = performance.now() + timeoutMs;
   let running = pids.filter(isRunning);
   while (running.length > 0 && performance.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await delay(100);
     running = running.filter(isRunning);
   }
   return running;
