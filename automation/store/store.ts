@@ -285,11 +285,9 @@ export class Store {
     });
   }
 
-  /**
-   * Each outcome of an operation is recorded with the conference's next state in one transaction:
-   * a crash between the two would leave a conference whose operations are over but whose state is
-   * not, which no restart could tell from a live one.
-   */
+  // Each outcome of an operation is recorded with the conference's next state in one transaction:
+  // a crash between the two would leave a conference whose operations are over but whose state is
+  // not, which no restart could tell from a live one.
 
   /** A deployment succeeded: `ready`, unless a stop came meanwhile (it stays `stopping`, its destroy queued). */
   completeUp(operationId: number, outputs: Record<string, unknown>, url: string): void {
