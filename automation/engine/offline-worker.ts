@@ -30,7 +30,6 @@ export interface RecordedResource {
   inputs: unknown;
 }
 
-
 /** A load balancer's address where nothing is deployed: in TEST-NET-3 (RFC 5737), never routable; one per stack. */
 function loadBalancerIpOf(stack: string): string {
   return `203.0.113.${1 + (hashOf(stack) % 254)}`;
