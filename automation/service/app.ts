@@ -9,6 +9,7 @@ import {
   serializerCompiler,
   validatorCompiler,
 } from "fastify-type-provider-zod";
+import Negotiator from "negotiator";
 import { z } from "zod";
 import { candidateClusters } from "../../domain/decision/candidates.ts";
 import { type DomainErrorCode, InvalidArgumentsError, isDomainError } from "../../domain/errors.ts";
@@ -288,7 +289,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
         },
       },
       preHandler: async (request, reply) => {
-        if (!acceptsEventStream(request.headers.accept)) {
+        if (!acceptsEventStream(request)) {
           return sendProblem(reply, 406, "this route only streams text/event-stream; send Accept: text/event-stream, or no Accept header");
         }
       },
@@ -363,24 +364,9 @@ function sendProblem(reply: FastifyReply, status: number, detail?: string, error
   return reply.code(status).type("application/problem+json").serializer(JSON.stringify).send(body);
 }
 
-/**
- * Whether an Accept header admits text/event-stream (RFC 9110 §12.5.1): none, or one whose most
- * specific range covering it has a q above 0.
- */
-function acceptsEventStream(accept: string | undefined): boolean {
-  if (accept === undefined || accept.trim() === "") {
-    return true;
-  }
-  const specificity: Readonly<Record<string, number>> = { "text/event-stream": 3, "text/*": 2, "*/*": 1 };
-  let best = { specificity: 0, admits: false };
-  for (const range of accept.split(",")) {
-    const [type = "", ...parameters] = range.split(";").map((part) => part.trim().toLowerCase());
-    const rank = specificity[type] ?? 0;
-    if (rank > best.specificity) {
-      best = { specificity: rank, admits: !parameters.some((parameter) => /^q\s*=\s*0(\.0{0,3})?$/.test(parameter)) };
-    }
-  }
-  return best.admits;
+/** Whether the request's Accept header admits text/event-stream (RFC 9110 §12.5.1); none admits any type. */
+function acceptsEventStream(request: FastifyRequest): boolean {
+  return new Negotiator(request).mediaType(["text/event-stream"]) !== undefined;
 }
 
 /**

@@ -169,6 +169,23 @@ describe("a conference's lifecycle", () => {
     expect(events.filter((type) => type === "stopped")).toHaveLength(1);
   });
 
+  it("streams to an Accept header that admits text/event-stream, and refuses one that does not with a 406 problem", async () => {
+    const { id } = await service.create({ participants: LJUBLJANA });
+    await service.waitForConference(id, ["ready"]);
+    await service.stop(id);
+    await service.waitForConference(id, ["stopped"]);
+    for (const accept of ["text/event-stream", "*/*", "text/*", "text/html, text/event-stream;q=0.5", "application/json;q=0.9, */*;q=0.1"]) {
+      const response = await service.call(`/v1/conferences/${id}/events`, { headers: { accept } });
+      expect(response.status, accept).toBe(200);
+      expect(response.headers.get("content-type"), accept).toMatch(/^text\/event-stream/);
+      expect(await response.text(), accept).toContain("event: stopped");
+    }
+    for (const accept of ["application/json", "text/html", "text/event-stream;q=0", "text/event-stream;q=0, */*", "*/*;q=0"]) {
+      const refused = await problemOf(await service.call(`/v1/conferences/${id}/events`, { headers: { accept } }), 406);
+      expect(refused.detail, accept).toBe("this route only streams text/event-stream; send Accept: text/event-stream, or no Accept header");
+    }
+  });
+
   it("lists the organizer's conferences in a state, newest first, and refuses a state that is none", async () => {
     const running = (await service.create({ participants: LJUBLJANA })).id;
     const ended = (await service.create({ participants: LJUBLJANA })).id;
