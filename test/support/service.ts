@@ -9,9 +9,9 @@ import { OfflineEngine } from "../../automation/engine/offline-engine.ts";
 import { newToken, tokenEntry } from "../../automation/service/auth.ts";
 import { MAX_LIST_LIMIT, type Problem, clusterList, conferenceList, conferenceView, createdView, problem } from "../../automation/service/schemas.ts";
 import { type RunningService, type ServiceOverrides, startService } from "../../automation/service/server.ts";
-import { poll } from "./poll.ts";
 import type { ConferenceState } from "../../automation/store/records.ts";
 import { Store } from "../../automation/store/store.ts";
+import { poll } from "./poll.ts";
 
 /**
  * The one way service tests start the automation service: in this process, on a real socket on
