@@ -57,6 +57,19 @@ export class TokenRegistry {
       }
       return [{ digest, principal: { subject, role: role as Role } }];
     });
+    // One token, one principal: a digest listed twice would take whichever entry came last.
+    const positions = new Map<string, number[]>();
+    entries.forEach((entry, index) => {
+      const digest = entry.split(":")[2] ?? "";
+      if (DIGEST.test(digest)) {
+        positions.set(digest, [...(positions.get(digest) ?? []), index + 1]);
+      }
+    });
+    for (const repeated of positions.values()) {
+      if (repeated.length > 1) {
+        problems.push(`${source} entries ${repeated.join(" and ")} have the same token; a token has one subject and one role — keep one entry, or make another token with switchctl token create`);
+      }
+    }
     if (problems.length > 0) {
       throw new InvalidArgumentsError(problems);
     }
@@ -68,10 +81,6 @@ export class TokenRegistry {
     // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
     const match = /^bearer ([\x21-\x7e]{1,512})$/i.exec(authorization ?? "");
     return match === null ? undefined : this.byDigest.get(tokenDigest(match[1]!));
-  }
-
-  size(): number {
-    return this.byDigest.size;
   }
 }
 

@@ -1,5 +1,7 @@
 import pRetry from "p-retry";
+import type { z } from "zod";
 import { createHash, randomBytes } from "node:crypto";
+import { type ConferenceState, mayDeploy } from "../../domain/conference-lifecycle.ts";
 import { conferenceName } from "../../domain/contracts/conference.ts";
 import { candidateClusters } from "../../domain/decision/candidates.ts";
 import { conferenceSpecFor, conferenceStackConfig } from "../../domain/decision/conference-config.ts";
@@ -9,63 +11,71 @@ import { ConflictError, InvalidArgumentsError, NotFoundError } from "../../domai
 import { type Engine, type EngineEvent, isEngineError } from "../engine/engine.ts";
 import type { OperationQueue } from "../engine/queue.ts";
 import type { IpLocator } from "../geolocation/ip-locator.ts";
-import type { ConferenceState, Decision, OperationRecord } from "../store/records.ts";
-import type { ConferenceRecord, Store } from "../store/store.ts";
-import type { Registry } from "./registry.ts";
+import type { Decision, OperationRecord } from "../store/records.ts";
+import { type ConferenceRecord, type ListCursor, type Store, isStoreUnavailable } from "../store/store.ts";
+import type { ClusterRegistry } from "./registry.ts";
+import type { conferenceRequest } from "./schemas.ts";
 
 /**
  * The conference lifecycle (ARCHITECTURE.md, the paper's Fig. 1 made durable): decide, record,
  * then run the stack's operations in the background through the queue — `up` to ready, or a failed
- * create cleaned up; `destroy` to stopped — and, at start, finish what a dead process left.
+ * create cleaned up; `destroy` to stopped — and reconcile: finish what a dead process left, and
+ * what this one could not record (the store locked or its disk full), once the store takes writes.
+ * Transitions are the lifecycle table's (domain/conference-lifecycle.ts); this module runs the
+ * operations they call for.
  */
 
-/** A participant as a request gives it: an address to locate, or a position. */
-export type GivenParticipant = { ip: string } | { lat: number; lon: number };
-
-export type ObjectiveName = "mean" | "worstPair" | "p95";
-
-export interface ConferenceRequest {
-  participants: GivenParticipant[];
-  expectedParticipants?: number;
-  lastN?: number;
-  simulcast?: boolean;
-  objective?: ObjectiveName;
-}
+export type ConferenceRequest = z.output<typeof conferenceRequest>;
+type ObjectiveName = NonNullable<ConferenceRequest["objective"]>;
 
 /** Defaults of a request, as in `npm run place`: every stream (last-N -1), simulcast on, the mean RTT. */
-export const DEFAULT_LAST_N = -1;
-export const DEFAULT_SIMULCAST = true;
-export const DEFAULT_OBJECTIVE: ObjectiveName = "mean";
+const DEFAULT_LAST_N = -1;
+const DEFAULT_SIMULCAST = true;
+const DEFAULT_OBJECTIVE: ObjectiveName = "mean";
 
 const OBJECTIVES: Readonly<Record<ObjectiveName, Objective>> = { mean: "mean", worstPair: "worstPair", p95: { percentile: 95 } };
 
 export interface RetryPolicy {
-  /** Attempts after the first, for transient engine failures only. */
+  /** Attempts after the first. */
   retries: number;
   /** The first backoff, doubled after each attempt. */
   minTimeoutMs: number;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { retries: 3, minTimeoutMs: 1000 };
+/** Transient engine failures: a lock a live process holds, a backend that did not answer. */
+const DEFAULT_RETRY: RetryPolicy = { retries: 3, minTimeoutMs: 1000 };
+/**
+ * An outcome the store could not take (locked, disk full) is written again for about six seconds
+ * (0.2 + 0.4 + 0.8 + 1.6 + 3.2 s); then the operation is left for the reconciler, which runs it
+ * again once the store takes writes. Each attempt stalls the process for at most the store's busy
+ * timeout.
+ */
+const DEFAULT_RECORD_RETRY: RetryPolicy = { retries: 5, minTimeoutMs: 200 };
+/** How often operations nobody in this process runs are looked for (and the store's health). */
+export const DEFAULT_RECONCILE_INTERVAL_MS = 10_000;
 
 /** What the service's metrics count; the manager reports, the app owns the registry. */
 export interface LifecycleObserver {
   operation(kind: OperationRecord["kind"], result: "succeeded" | "failed" | "cancelled", seconds: number): void;
+  /** A background write the store refused after its retries: the operation is left for the reconciler. */
+  unrecorded(kind: OperationRecord["kind"]): void;
 }
 
 export interface ConferenceManagerOptions {
   store: Store;
   engine: Engine;
   queue: OperationQueue;
-  registry: Registry;
+  registry: ClusterRegistry;
   /** The testbed stack a conference's StackReference names. */
   testbedStack: string;
   /** Locates participants given by address; without one, addresses are refused. */
   locator?: IpLocator;
   retry?: RetryPolicy;
+  /** Retries of a background write the store refused. Defaults to DEFAULT_RECORD_RETRY. */
+  recordRetry?: RetryPolicy;
   observer?: LifecycleObserver;
-  /** Called with failures the background work could not report elsewhere (already recorded). */
-  onError?: (error: unknown, context: { conference: string; operation: number }) => void;
+  /** Called with failures the background work could not report elsewhere. */
+  onError?: (error: unknown, context: { conference: string; operation: number; stack: string }) => void;
 }
 
 /** The id a what-if placement is checked under; never recorded. */
@@ -81,12 +91,16 @@ export class ConferenceManager {
   private readonly store: Store;
   private readonly engine: Engine;
   private readonly queue: OperationQueue;
-  private readonly registry: Registry;
+  private readonly registry: ClusterRegistry;
   private readonly options: ConferenceManagerOptions;
   private readonly retry: RetryPolicy;
+  private readonly recordRetry: RetryPolicy;
   /** In-flight operations by conference: a stop aborts a deployment, shutdown aborts everything. */
   private readonly controllers = new Map<string, { operation: OperationRecord; controller: AbortController }>();
+  /** Operations this process has queued or runs, by id, with their stack. */
+  private readonly active = new Map<number, string>();
   private readonly work = new Set<Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
   private closing = false;
 
   constructor(options: ConferenceManagerOptions) {
@@ -96,6 +110,7 @@ export class ConferenceManager {
     this.queue = options.queue;
     this.registry = options.registry;
     this.retry = options.retry ?? DEFAULT_RETRY;
+    this.recordRetry = options.recordRetry ?? DEFAULT_RECORD_RETRY;
   }
 
   /** What placement would decide for `request` now, changing nothing. */
@@ -134,7 +149,7 @@ export class ConferenceManager {
       throw new ConflictError(`the Idempotency-Key was used for another request (conference ${result.conference.id}); use a new key for a new conference`);
     }
     if (result.outcome === "created") {
-      this.background(result.conference.id, result.operation, () => this.deploy(result.operation));
+      this.background(result.operation);
     }
     return result.conference;
   }
@@ -148,71 +163,89 @@ export class ConferenceManager {
     return conference;
   }
 
-  list(viewer: { subject: string; admin: boolean }, filter: { state?: ConferenceState; limit: number }): ConferenceRecord[] {
+  /** A page of the conferences `viewer` may see, newest first, and the cursor of the next page. */
+  list(viewer: { subject: string; admin: boolean }, filter: { state?: ConferenceState; limit: number; after?: ListCursor }): { conferences: ConferenceRecord[]; next?: ListCursor } {
     return this.store.conferences({ ...(viewer.admin ? {} : { owner: viewer.subject }), ...filter });
   }
 
-  /** Stops a conference: idempotent; a deployment in flight is cancelled and the destroy follows it. */
+  /**
+   * Stops a conference: idempotent. A deployment running here is cancelled, one a dead process or
+   * an unrecorded outcome left is cancelled in the record, and the destroy follows.
+   */
   stop(id: string, viewer: { subject: string; admin: boolean }): ConferenceRecord {
     this.get(id, viewer);
     const { conference, operation } = this.store.requestStop(id);
+    const running = this.controllers.get(id);
+    if (conference.state === "stopping" && running?.operation.kind === "up") {
+      running.controller.abort(new Error("stopped by its organizer"));
+    }
     if (operation !== undefined) {
-      const running = this.controllers.get(id);
-      if (running?.operation.kind === "up") {
-        running.controller.abort(new Error("stopped by its organizer"));
-      }
-      this.background(id, operation, () => this.destroy(operation));
+      this.background(operation);
     }
     return conference;
   }
 
   /**
-   * Finishes what a previous process left: a lock a killed operation held is cleared, state it left
-   * pending is repaired with a refresh, and every unfinished operation runs again — a deployment
-   * to ready (or failed and cleaned up), a stop or a cleanup to its end. Call before serving.
+   * Runs every operation the records say is unfinished and no one in this process runs: at start,
+   * what a previous process left; later, what this one could not record. A stack an interrupted
+   * operation may have left locked or pending is repaired first (its lock cleared, its state
+   * refreshed). A deployment of a conference asked to stop is cancelled, never run. Returns how
+   * many conferences it resumed.
    */
-  async recover(): Promise<number> {
-    const unfinished = this.store.unfinishedOperations();
-    const byConference = new Map<string, OperationRecord[]>();
-    for (const operation of unfinished) {
-      byConference.set(operation.conferenceId, [...(byConference.get(operation.conferenceId) ?? []), operation]);
+  reconcile(): number {
+    const byStack = new Map<string, OperationRecord[]>();
+    for (const operation of this.store.unfinishedOperations()) {
+      if (!this.active.has(operation.id)) {
+        byStack.set(operation.stack, [...(byStack.get(operation.stack) ?? []), operation]);
+      }
     }
-    for (const [conferenceId, operations] of byConference) {
-      const stack = operations[0]!.stack;
+    const busyStacks = new Set(this.active.values());
+    let resumed = 0;
+    for (const [stack, operations] of byStack) {
+      if (busyStacks.has(stack)) {
+        // Its turn comes after what runs here; the next pass looks again.
+        continue;
+      }
+      resumed++;
       if (operations.some((operation) => operation.state === "running")) {
-        // No operation of this process runs yet, so any lock is a dead process's.
-        await this.queue.run(stack, async () => {
+        // Nothing of this process runs on the stack, so a lock is a dead attempt's.
+        const repair = this.queue.run(stack, async () => {
           await this.engine.cancel(stack);
           await this.withRetries(() => this.engine.refresh(stack));
         });
+        this.track(repair.catch((error: unknown) => this.options.onError?.(error, { conference: operations[0]!.conferenceId, operation: operations[0]!.id, stack })));
       }
       for (const operation of operations) {
-        const conference = this.store.conference(conferenceId)!;
-        if (operation.kind === "up" && conference.state === "stopping") {
-          // Stopped while it deployed: the destroy after it is what remains.
-          this.store.cancelOperation(operation.id);
-          continue;
-        }
-        this.background(conferenceId, operation, () => (operation.kind === "up" ? this.deploy(operation) : this.destroy(operation)));
+        this.background(operation);
       }
     }
-    return byConference.size;
+    return resumed;
+  }
+
+  /** Reconciles every `intervalMs` while the store takes writes. */
+  watch(intervalMs = DEFAULT_RECONCILE_INTERVAL_MS, onError: (error: unknown) => void = () => undefined): void {
+    this.timer = setInterval(() => {
+      try {
+        if (!this.closing && this.store.writable().ok) {
+          this.reconcile();
+        }
+      } catch (error) {
+        onError(error);
+      }
+    }, intervalMs);
+    this.timer.unref();
   }
 
   /** Stops taking work, cancels what runs (it is resumed at the next start) and waits for it to settle. */
   async close(): Promise<void> {
     this.closing = true;
+    clearInterval(this.timer);
     for (const { controller } of this.controllers.values()) {
       controller.abort(new Error("the service is shutting down"));
     }
     while (this.work.size > 0) {
       await Promise.allSettled([...this.work]);
     }
-  }
-
-  /** Operations running now or waiting for their turn. */
-  inFlight(): number {
-    return this.work.size;
   }
 
   private placementRequest(request: ConferenceRequest): { placementRequest: PlacementRequest; unplaced: Decision["unplaced"] } {
@@ -247,13 +280,29 @@ export class ConferenceManager {
     };
   }
 
-  /** Runs `task` when its stack's turn comes; its failures are recorded by the task itself. */
-  private background(conferenceId: string, operation: OperationRecord, task: () => Promise<void>): void {
-    const running = this.queue
-      .run(operation.stack, task)
-      .catch((error: unknown) => this.options.onError?.(error, { conference: conferenceId, operation: operation.id }))
-      .finally(() => this.work.delete(running));
-    this.work.add(running);
+  private track(promise: Promise<void>): void {
+    const tracked = promise.finally(() => this.work.delete(tracked));
+    this.work.add(tracked);
+  }
+
+  /**
+   * Runs the operation when its stack's turn comes. What it could not record is left to the
+   * reconciler, and reported: the log, the metric, and /readyz while the store refuses writes.
+   */
+  private background(operation: OperationRecord): void {
+    this.active.set(operation.id, operation.stack);
+    const task = () => (operation.kind === "up" ? this.deploy(operation) : this.destroy(operation));
+    this.track(
+      this.queue
+        .run(operation.stack, task)
+        .catch((error: unknown) => {
+          if (isStoreUnavailable(error)) {
+            this.options.observer?.unrecorded(operation.kind);
+          }
+          this.options.onError?.(error, { conference: operation.conferenceId, operation: operation.id, stack: operation.stack });
+        })
+        .finally(() => this.active.delete(operation.id)),
+    );
   }
 
   private withRetries<T>(attempt: () => Promise<T>, signal?: AbortSignal): Promise<T> {
@@ -266,27 +315,55 @@ export class ConferenceManager {
     });
   }
 
-  /** Runs one operation of the engine with its record, progress and metrics. */
-  private async run<T>(operation: OperationRecord, attempt: (signal: AbortSignal, onEvent: (event: EngineEvent) => void) => Promise<T>): Promise<T> {
+  /** Writes a record, again after a transient refusal of the store (never blocking the process while it waits). */
+  private record<T>(write: () => T): Promise<T> {
+    return pRetry(write, {
+      retries: this.recordRetry.retries,
+      minTimeout: this.recordRetry.minTimeoutMs,
+      factor: 2,
+      shouldRetry: ({ error }) => isStoreUnavailable(error) && error.transient && !this.closing,
+    });
+  }
+
+  /**
+   * Runs one operation of the engine with its record, progress and metrics. False when the
+   * operation must not run (it is over, or its conference was stopped before it began).
+   */
+  private async run<T>(operation: OperationRecord, attempt: (signal: AbortSignal, onEvent: (event: EngineEvent) => void) => Promise<T>): Promise<{ ran: false } | { ran: true; result: T }> {
     const controller = new AbortController();
     this.controllers.set(operation.conferenceId, { operation, controller });
     const started = performance.now();
     const onEvent = (event: EngineEvent) => {
       if (event.type === "progress") {
-        this.store.progress(operation.id, event.done, event.total);
+        try {
+          this.store.progress(operation.id, event.done, event.total);
+        } catch (error) {
+          // Progress is a hint; the outcome is what must be recorded.
+          if (!isStoreUnavailable(error)) {
+            throw error;
+          }
+        }
       }
     };
     try {
       // Every attempt is recorded as one (the record's `attempts`), and restarts the progress.
-      const result = await this.withRetries(() => {
-        this.store.startOperation(operation.id);
+      let ran = true;
+      const result = await this.withRetries(async () => {
+        if (!(await this.record(() => this.store.startOperation(operation.id)))) {
+          ran = false;
+          return undefined;
+        }
         return attempt(controller.signal, onEvent);
       }, controller.signal);
+      if (!ran) {
+        return { ran: false };
+      }
       this.options.observer?.operation(operation.kind, "succeeded", (performance.now() - started) / 1000);
-      return result;
+      return { ran: true, result: result as T };
     } catch (error) {
-      const cancelled = controller.signal.aborted;
-      this.options.observer?.operation(operation.kind, cancelled ? "cancelled" : "failed", (performance.now() - started) / 1000);
+      if (!isStoreUnavailable(error)) {
+        this.options.observer?.operation(operation.kind, controller.signal.aborted ? "cancelled" : "failed", (performance.now() - started) / 1000);
+      }
       throw error;
     } finally {
       this.controllers.delete(operation.conferenceId);
@@ -299,13 +376,14 @@ export class ConferenceManager {
       // Left queued: the next start runs it.
       return;
     }
-    if (conference.state === "stopping") {
-      this.store.cancelOperation(operation.id);
+    if (!mayDeploy(conference.state)) {
+      // Asked to stop before its turn came: the destroy after it is what remains.
+      await this.record(() => this.store.cancelOperation(operation.id));
       return;
     }
-    let outputs: Record<string, unknown>;
+    let outcome: Awaited<ReturnType<typeof this.run<Record<string, unknown>>>>;
     try {
-      outputs = await this.run(operation, (signal, onEvent) =>
+      outcome = await this.run(operation, (signal, onEvent) =>
         this.engine.up({ stack: operation.stack, config: conferenceStackConfig(conference.spec, this.options.testbedStack) }, { signal, onEvent }),
       );
     } catch (error) {
@@ -313,16 +391,29 @@ export class ConferenceManager {
         // Left unfinished on purpose: the next start resumes it.
         return;
       }
+      if (isStoreUnavailable(error)) {
+        // Left for the reconciler, which runs it again once the store takes writes.
+        throw error;
+      }
       if (this.store.conference(conference.id)!.state === "stopping") {
-        // Cancelled by its stop, whose destroy runs next on this stack.
-        this.store.cancelOperation(operation.id);
+        // Cancelled by its stop, which cancelled the record too; its destroy runs next on this stack.
         return;
       }
       // A failed create leaves nothing behind: its stack is destroyed before the failure is told.
-      await this.destroy(this.store.failUp(operation.id, reasonOf(error)));
+      const cleanup = await this.record(() => this.store.failUp(operation.id, reasonOf(error)));
+      if (cleanup !== undefined) {
+        this.active.set(cleanup.id, cleanup.stack);
+        try {
+          await this.destroy(cleanup);
+        } finally {
+          this.active.delete(cleanup.id);
+        }
+      }
       return;
     }
-    this.store.completeUp(operation.id, outputs, String(outputs.url));
+    if (outcome.ran) {
+      await this.record(() => this.store.completeUp(operation.id, outcome.result, String(outcome.result.url)));
+    }
   }
 
   /** Destroys the stack, after a stop or to clean up a failed create; the store says which it was. */
@@ -330,16 +421,21 @@ export class ConferenceManager {
     if (this.closing) {
       return;
     }
+    let error: unknown;
     try {
-      await this.run(operation, (signal, onEvent) => this.engine.destroy(operation.stack, { signal, onEvent }));
-    } catch (error) {
+      if (!(await this.run(operation, (signal, onEvent) => this.engine.destroy(operation.stack, { signal, onEvent }))).ran) {
+        return;
+      }
+    } catch (caught) {
       if (this.closing) {
         return;
       }
-      this.store.completeDestroy(operation.id, { error: reasonOf(error) });
-      return;
+      if (isStoreUnavailable(caught)) {
+        throw caught;
+      }
+      error = caught;
     }
-    this.store.completeDestroy(operation.id, {});
+    await this.record(() => this.store.completeDestroy(operation.id, error === undefined ? {} : { error: reasonOf(error) }));
   }
 }
 

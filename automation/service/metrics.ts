@@ -1,11 +1,12 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { OperationQueue } from "../engine/queue.ts";
-import { CONFERENCE_STATES } from "../store/records.ts";
+import { CONFERENCE_STATES } from "../../domain/conference-lifecycle.ts";
 import type { Store } from "../store/store.ts";
 import type { LifecycleObserver } from "./conferences.ts";
+import type { OrphanStacks } from "./orphans.ts";
 
 /** The service's Prometheus metrics, in a registry of its own (never prom-client's global one). */
-export function serviceMetrics(store: Store, queue: OperationQueue): { registry: Registry; observer: LifecycleObserver } {
+export function serviceMetrics(store: Store, queue: OperationQueue, orphans: Pick<OrphanStacks, "list">): { registry: Registry; observer: LifecycleObserver } {
   const registry = new Registry();
   const operations = new Counter({
     name: "switch_operations_total",
@@ -19,6 +20,28 @@ export function serviceMetrics(store: Store, queue: OperationQueue): { registry:
     labelNames: ["kind"] as const,
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
     registers: [registry],
+  });
+  const unrecorded = new Counter({
+    name: "switch_unrecorded_outcomes_total",
+    help: "Operations whose start or outcome the store refused after retries (locked, disk full), left for the reconciler.",
+    labelNames: ["kind"] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: "switch_store_write_failing",
+    help: "1 while the store's last write failed (locked, disk full, its file replaced), else 0.",
+    registers: [registry],
+    collect() {
+      this.set(store.lastWriteFailure() === undefined ? 0 : 1);
+    },
+  });
+  new Gauge({
+    name: "switch_orphan_stacks",
+    help: "Conference stacks the backend holds and no record owns, as of the last scan (GET /v1/orphan-stacks).",
+    registers: [registry],
+    collect() {
+      this.set(orphans.list().length);
+    },
   });
   new Gauge({
     name: "switch_queue_depth",
@@ -54,6 +77,9 @@ export function serviceMetrics(store: Store, queue: OperationQueue): { registry:
       operation(kind, result, seconds) {
         operations.inc({ kind, result });
         durations.observe({ kind }, seconds);
+      },
+      unrecorded(kind) {
+        unrecorded.inc({ kind });
       },
     },
   };

@@ -17,12 +17,17 @@ const registeredClusters = z.record(z.string(), registeredCluster);
 export type RegisteredCluster = z.output<typeof registeredCluster>;
 export type RegisteredClusters = Readonly<Record<string, RegisteredCluster>>;
 
-export type RegistrySource = { kind: "stack"; engine: Engine; stack: string } | { kind: "file"; path: string };
+/**
+ * Where the clusters come from: a testbed stack's outputs, or a file of the same shape. A file only
+ * says where conferences may go; their stacks still read their clusters' kubeconfigs from the
+ * testbed stack `testbed` names, so every cluster of the file must be one of that stack's.
+ */
+export type RegistrySource = { kind: "stack"; engine: Engine; stack: string } | { kind: "file"; path: string; testbed: { engine: Engine; stack: string } };
 
 /** How often the testbed's outputs are read again. */
 export const REGISTRY_REFRESH_MS = 60_000;
 
-export class Registry {
+export class ClusterRegistry {
   private current: RegisteredClusters | undefined;
   private timer: NodeJS.Timeout | undefined;
 
@@ -30,7 +35,26 @@ export class Registry {
 
   /** Reads the clusters now; throws, naming the source, when there are none to read. */
   async load(): Promise<RegisteredClusters> {
-    this.current = this.source.kind === "file" ? fromFile(this.source.path) : await fromStack(this.source.engine, this.source.stack);
+    if (this.source.kind === "stack") {
+      this.current = await fromStack(this.source.engine, this.source.stack);
+      return this.current;
+    }
+    const clusters = fromFile(this.source.path);
+    const { engine, stack } = this.source.testbed;
+    const outputs = await engine.outputs(stack);
+    if (outputs === undefined) {
+      throw new InvalidArgumentsError([
+        `SWITCH_TESTBED: ${this.source.path} says where conferences may go, but their stacks read their clusters' kubeconfigs from the testbed stack "${stack}", which the backend does not have; bring it up first (pulumi up -s ${stack})`,
+      ]);
+    }
+    const known = parsed(outputs[TESTBED_OUTPUTS.clusters], `the ${TESTBED_OUTPUTS.clusters} output of stack "${stack}"`);
+    const missing = Object.keys(clusters).filter((name) => !Object.hasOwn(known, name));
+    if (missing.length > 0) {
+      throw new InvalidArgumentsError([
+        `SWITCH_TESTBED: ${this.source.path} names clusters the testbed stack "${stack}" does not have (${missing.join(", ")}); every conference on them would fail — name only ${Object.keys(known).join(", ")}, or add the clusters to the testbed`,
+      ]);
+    }
+    this.current = clusters;
     return this.current;
   }
 

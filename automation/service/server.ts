@@ -3,8 +3,9 @@
  * engine, finishes what a previous process left, serves the API, and on SIGINT/SIGTERM stops
  * taking work, cancels what runs (resumed at the next start) and waits for it.
  */
+import Database from "better-sqlite3";
 import closeWithGrace from "close-with-grace";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DEFAULT_SITES, TESTBED_CONFIG, parseSites } from "../../domain/contracts/testbed.ts";
 import { PROGRAM_KEY, PROJECT, qualifiedKey } from "../../domain/contracts/project.ts";
@@ -19,9 +20,10 @@ import { Store } from "../store/store.ts";
 import { buildApp } from "./app.ts";
 import { TokenRegistry, embeddedTokens } from "./auth.ts";
 import { ConferenceManager, type RetryPolicy } from "./conferences.ts";
+import { OrphanStacks } from "./orphans.ts";
 import { type ServiceEnvironment, readEnvironment } from "./environment.ts";
 import { serviceMetrics } from "./metrics.ts";
-import { Registry, type RegistrySource } from "./registry.ts";
+import { ClusterRegistry, type RegistrySource } from "./registry.ts";
 
 const DEFAULT_TESTBED = "testbed";
 
@@ -66,32 +68,40 @@ function offlineTestbedConfig(): StackConfigMap {
   };
 }
 
-/** One service per data directory: a second one would run the first one's operations again. */
+/**
+ * One service per data directory: a second one would run the first one's operations again. The
+ * lock is SQLite's exclusive lock on `service.lock` (a POSIX record lock): the kernel releases it
+ * when the process dies, however it dies, so a restart right after kill -9 is never refused and a
+ * live service always is — unlike a pid file, which a zombie or a reused pid keeps "alive".
+ */
 function lockDataDir(dataDir: string): () => void {
-  const path = join(dataDir, "service.pid");
+  // timeout 0: a held lock is a refusal now, not after better-sqlite3's default five seconds.
+  const lock = new Database(join(dataDir, "service.lock"), { timeout: 0 });
   try {
-    writeFileSync(path, String(process.pid), { flag: "wx" });
+    lock.pragma("locking_mode = EXCLUSIVE");
+    lock.exec("BEGIN EXCLUSIVE");
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
-      throw error;
+    lock.close();
+    if ((error as { code?: string }).code?.startsWith("SQLITE_BUSY") === true) {
+      throw new Error(`another switch-vaas service is using ${dataDir}; stop it or give another SWITCH_DATA_DIR`);
     }
-    const holder = Number(readFileSync(path, "utf8"));
-    if (Number.isInteger(holder) && holder !== process.pid && isAlive(holder)) {
-      throw new Error(`another switch-vaas service (pid ${holder}) is using ${dataDir}; stop it or give another SWITCH_DATA_DIR`);
-    }
-    // Its holder died (a crash or kill -9): this process takes over and recovers its work.
-    writeFileSync(path, String(process.pid));
+    throw error;
   }
-  return () => rmSync(path, { force: true });
+  return () => {
+    if (lock.open) {
+      lock.close();
+    }
+  };
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
+/** How often ended conferences past their retention are deleted. */
+const PRUNE_INTERVAL_MS = 60 * 60_000;
+/** The most conferences one pass deletes: a pass never holds the store for long. */
+const PRUNE_BATCH = 500;
+
+/** Deletes the records of conferences that ended more than `days` ago and left no stack; returns how many. */
+export function pruneEnded(store: Store, days: number, now = new Date()): number {
+  return store.prune(new Date(now.getTime() - days * 24 * 60 * 60_000), PRUNE_BATCH);
 }
 
 /** What a test may change about the service it starts; the process itself takes none. */
@@ -101,6 +111,8 @@ export interface ServiceOverrides {
   /** Wraps the engine the environment chose (to inject failures, or to watch operations). */
   wrapEngine?: (engine: Engine) => Engine;
   retry?: RetryPolicy;
+  /** How often unfinished operations nobody runs are looked for. Defaults to the manager's. */
+  reconcileIntervalMs?: number;
   /** Where the notices go (the created token among them). Defaults to stderr. */
   print?: (text: string) => void;
   /** Where the log lines go (pino's destination), at SWITCH_LOG_LEVEL. Defaults to stdout. */
@@ -112,6 +124,8 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
   const environment = readEnvironment(env);
   const dataDir = resolve(environment.SWITCH_DATA_DIR);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // Records, state and tokens are the service's alone, whatever mode the directory had before.
+  chmodSync(dataDir, 0o700);
   const unlock = lockDataDir(dataDir);
   try {
     const chosen = await chooseEngine(environment, dataDir, print, overrides.localEngine);
@@ -120,16 +134,16 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
     const queue = new OperationQueue(environment.SWITCH_CONCURRENCY);
 
     const testbed = environment.SWITCH_TESTBED ?? DEFAULT_TESTBED;
-    const source: RegistrySource = isFile(testbed) ? { kind: "file", path: resolve(testbed) } : { kind: "stack", engine, stack: testbed };
     // A clusters file only says where conferences may go; their stacks still read their clusters'
     // kubeconfigs from a testbed stack's outputs, the default one's.
-    const testbedStack = source.kind === "file" ? DEFAULT_TESTBED : testbed;
+    const testbedStack = isFile(testbed) ? DEFAULT_TESTBED : testbed;
+    const source: RegistrySource = isFile(testbed) ? { kind: "file", path: resolve(testbed), testbed: { engine, stack: testbedStack } } : { kind: "stack", engine, stack: testbed };
     if (engine.kind === "offline" && testbedStack === DEFAULT_TESTBED && (await engine.outputs(DEFAULT_TESTBED)) === undefined) {
       // Nothing of this process runs yet and the data directory is ours: a lock is a dead process's.
       await engine.cancel(DEFAULT_TESTBED);
       await engine.up({ stack: DEFAULT_TESTBED, config: offlineTestbedConfig() });
     }
-    const registry = new Registry(source);
+    const registry = new ClusterRegistry(source);
     await registry.load();
 
     let tokens: TokenRegistry;
@@ -144,7 +158,8 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
       tokens = TokenRegistry.parse(environment.SWITCH_API_TOKENS, "SWITCH_API_TOKENS");
     }
 
-    const { registry: metrics, observer } = serviceMetrics(store, queue);
+    const orphans = new OrphanStacks(engine, store, queue);
+    const { registry: metrics, observer } = serviceMetrics(store, queue, orphans);
     const locator = await MmdbIpLocator.open();
     // The app's logger exists only once the app does, and the app needs the manager.
     let reportError: (error: unknown, context: object) => void = () => undefined;
@@ -163,10 +178,23 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
     let serving = false;
     const app = await buildApp({ manager, store, registry, engine, tokens, metrics, logger: { level: environment.SWITCH_LOG_LEVEL, ...(overrides.logStream === undefined ? {} : { stream: overrides.logStream }) }, ready: () => serving });
     reportError = (error, context) => app.log.error({ err: error, ...context }, "background operation failed");
-    const resumed = await manager.recover();
+    const resumed = manager.reconcile();
     if (resumed > 0) {
       app.log.info({ conferences: resumed }, "resuming operations a previous process left unfinished");
     }
+    manager.watch(overrides.reconcileIntervalMs, (error) => app.log.error({ err: error }, "reconciling the records with the stacks failed"));
+    // What exists is compared with what is recorded once, at start: a stack no record owns was left
+    // by a database lost or replaced, and only an admin may destroy it.
+    for (const orphan of await orphans.scan()) {
+      app.log.warn({ stack: orphan.name }, "a conference stack no record owns; destroy it with DELETE /v1/orphan-stacks/:name once no backup of the records owns it");
+    }
+    const pruning = setInterval(() => {
+      try {
+        pruneEnded(store, environment.SWITCH_RETENTION_DAYS);
+      } catch (error) {
+        app.log.error({ err: error }, "pruning ended conferences failed");
+      }
+    }, PRUNE_INTERVAL_MS).unref();
     registry.watch(undefined, (error) => app.log.warn({ err: error }, "the testbed registry could not be re-read; keeping the last one"));
     const address = await app.listen({ host: environment.HOST, port: environment.PORT });
     serving = true;
@@ -181,7 +209,9 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
       (closed ??= (async () => {
         serving = false;
         registry.close();
+        clearInterval(pruning);
         await manager.close();
+        await orphans.close();
         await app.close();
         await engine.close();
         store.close();

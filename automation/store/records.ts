@@ -1,16 +1,11 @@
 import { z } from "zod";
+import { CONFERENCE_STATES } from "../../domain/conference-lifecycle.ts";
 import { OPERATION_KINDS } from "../engine/engine.ts";
 
 /**
  * The shapes of the store's records, written once: the store's types and the API's response
  * schemas (and so /openapi.json) both derive from them.
  */
-
-export const CONFERENCE_STATES = ["placed", "deploying", "ready", "failed", "stopping", "stopped"] as const;
-export type ConferenceState = (typeof CONFERENCE_STATES)[number];
-/** States in which a conference holds its cluster's capacity. */
-export const HOLDING_STATES: readonly ConferenceState[] = ["placed", "deploying", "ready", "stopping"];
-export const TERMINAL_STATES: readonly ConferenceState[] = ["failed", "stopped"];
 
 export const OPERATION_STATES = ["queued", "running", "succeeded", "failed", "cancelled"] as const;
 export type OperationState = (typeof OPERATION_STATES)[number];

@@ -1,22 +1,13 @@
 import Database from "better-sqlite3";
 import type { z } from "zod";
 import { EventEmitter } from "node:events";
+import { chmodSync, closeSync, openSync, statSync } from "node:fs";
+import { CONFERENCE_STATES, type ConferenceState, HOLDING_STATES, type LifecycleEvent, type LifecycleFacts, nextState } from "../../domain/conference-lifecycle.ts";
 import type { ConferenceSpec } from "../../domain/contracts/conference.ts";
 import type { RunningConference } from "../../domain/decision/candidates.ts";
 import type { OperationKind } from "../engine/engine.ts";
 import { MIGRATIONS } from "./migrations.ts";
-import {
-  CONFERENCE_STATES,
-  type ConferenceState,
-  type Decision,
-  type EventRecord,
-  type EventType,
-  HOLDING_STATES,
-  type OperationRecord,
-  type OperationState,
-  TERMINAL_STATES,
-  type conferenceRecord,
-} from "./records.ts";
+import { type Decision, type EventRecord, type EventType, type OperationRecord, type OperationState, type conferenceRecord } from "./records.ts";
 
 /**
  * The service's durable records (ARCHITECTURE.md "Conference lifecycle"): conferences, the
@@ -93,26 +84,99 @@ export interface StoreOptions {
   path: string;
   /** The clock, injected so that tests can hold it. Defaults to the system's. */
   now?: () => Date;
+  /** How long a write waits for another process's lock. Defaults to DEFAULT_BUSY_TIMEOUT_MS. */
+  busyTimeoutMs?: number;
+}
+
+/**
+ * The longest a write waits for another process's lock. better-sqlite3 is synchronous, so this is
+ * how long the whole process (probes and reads included) may stall on a foreign lock; past it the
+ * write fails with a StoreUnavailableError and the caller retries later, off the event loop.
+ */
+export const DEFAULT_BUSY_TIMEOUT_MS = 200;
+
+/** A conference list's position: the last conference of the page before (lists are newest first). */
+export interface ListCursor {
+  createdAt: string;
+  id: string;
+}
+
+/**
+ * The store cannot be written now: locked by another process past the busy timeout, a full disk,
+ * an I/O error (transient: a retry may succeed), or its file deleted or replaced while the service
+ * ran (never transient: what this process writes would be lost). The message names the cause and
+ * never a record's contents.
+ */
+export class StoreUnavailableError extends Error {
+  override readonly name = "StoreUnavailableError";
+  constructor(
+    message: string,
+    readonly transient: boolean,
+  ) {
+    super(message);
+  }
+}
+
+export function isStoreUnavailable(error: unknown): error is StoreUnavailableError {
+  return error instanceof StoreUnavailableError;
+}
+
+/** SQLite's result codes for a write that failed for want of the file, not for what was written. */
+function unavailableCause(code: string): string | undefined {
+  if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
+    return "the database is locked by another process";
+  }
+  if (code === "SQLITE_FULL") {
+    return "the disk holding the database is full";
+  }
+  if (code.startsWith("SQLITE_IOERR") || code.startsWith("SQLITE_READONLY") || code === "SQLITE_CANTOPEN") {
+    return `the database file cannot be written (${code})`;
+  }
+  return undefined;
 }
 
 export class Store {
   private readonly db: Database.Database;
+  private readonly path: string;
   private readonly now: () => Date;
+  private readonly busyTimeoutMs: number;
   private readonly emitter = new EventEmitter();
+  /** The file this connection opened; another one at the path means it was replaced. */
+  private readonly identity: { dev: number; ino: number } | undefined;
+  /** Why this process must never write again: its file is gone. */
+  private lost: string | undefined;
+  /** Why the last write failed, until one succeeds. */
+  private lastFailure: string | undefined;
   /** Events written by the transaction in progress, sent to listeners once it commits. */
   private pending: EventRecord[] = [];
 
   constructor(options: StoreOptions) {
+    this.path = options.path;
+    if (options.path !== ":memory:") {
+      // Owners, idempotency keys and links are nobody else's: 0600 whatever the file had before.
+      closeSync(openSync(options.path, "a", 0o600));
+      chmodSync(options.path, 0o600);
+    }
     this.db = new Database(options.path);
     this.now = options.now ?? (() => new Date());
+    this.busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     // WAL: readers never block the writer; NORMAL is durable across a process crash (kill -9),
     // which is the failure this store is for (https://www.sqlite.org/wal.html).
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("synchronous = NORMAL");
     this.db.pragma("foreign_keys = ON");
-    this.db.pragma("busy_timeout = 5000");
+    this.db.pragma(`busy_timeout = ${this.busyTimeoutMs}`);
     this.migrate();
-    // Listeners are the service's event streams, one per watching client.
+    if (options.path !== ":memory:") {
+      // SQLite gives its WAL and shared-memory files the database's mode; files an older service
+      // left keep theirs unless told.
+      for (const suffix of ["-wal", "-shm"]) {
+        chmodSync(`${options.path}${suffix}`, 0o600);
+      }
+      const { dev, ino } = statSync(options.path);
+      this.identity = { dev, ino };
+    }
+    // Listeners are the service's event streams, bounded by the service's stream caps.
     this.emitter.setMaxListeners(0);
   }
 
@@ -144,16 +208,77 @@ export class Store {
     }
   }
 
-  /** Runs `work` in one immediate transaction and then tells listeners about the events it wrote. */
+  /** Throws when the file this connection writes is no longer the one at its path. */
+  private checkIdentity(): void {
+    if (this.lost === undefined && this.identity !== undefined) {
+      let current: { dev: number; ino: number } | undefined;
+      try {
+        current = statSync(this.path);
+      } catch {
+        current = undefined;
+      }
+      if (current?.dev !== this.identity.dev || current.ino !== this.identity.ino) {
+        this.lost = `the database file ${this.path} was deleted or replaced while the service ran; what it would write now is lost at the next start — restore the file (or start anew on another data directory) and restart the service`;
+      }
+    }
+    if (this.lost !== undefined) {
+      throw new StoreUnavailableError(this.lost, false);
+    }
+  }
+
+  /**
+   * Whether a write would succeed now: the file is still this connection's, no other process holds
+   * the write lock, and a real write (the schema version, rewritten as it is) reaches the disk.
+   * Waits for no lock, so a probe never stalls the process.
+   */
+  writable(): { ok: true } | { ok: false; reason: string } {
+    try {
+      this.checkIdentity();
+    } catch (error) {
+      return { ok: false, reason: (error as Error).message };
+    }
+    this.db.pragma("busy_timeout = 0");
+    try {
+      this.db.transaction(() => this.db.pragma(`user_version = ${this.version()}`)).immediate();
+      this.lastFailure = undefined;
+      return { ok: true };
+    } catch (error) {
+      const cause = unavailableCause((error as { code?: string }).code ?? "");
+      if (cause === undefined) {
+        throw error;
+      }
+      return { ok: false, reason: cause };
+    } finally {
+      this.db.pragma(`busy_timeout = ${this.busyTimeoutMs}`);
+    }
+  }
+
+  /** Why the last write failed, while no write has succeeded since. */
+  lastWriteFailure(): string | undefined {
+    return this.lost ?? this.lastFailure;
+  }
+
+  /**
+   * Runs `work` in one immediate transaction and then tells listeners about the events it wrote.
+   * A failure of the file (not of the records) rolls the whole transaction back and is thrown as a
+   * StoreUnavailableError: the database keeps its last good state.
+   */
   private transaction<T>(work: () => T): T {
+    this.checkIdentity();
     this.pending = [];
     let result: T;
     try {
       result = this.db.transaction(work).immediate();
     } catch (error) {
       this.pending = [];
-      throw error;
+      const cause = unavailableCause((error as { code?: string }).code ?? "");
+      if (cause === undefined) {
+        throw error;
+      }
+      this.lastFailure = cause;
+      throw new StoreUnavailableError(`${cause}; nothing of this change was recorded`, true);
     }
+    this.lastFailure = undefined;
     const events = this.pending;
     this.pending = [];
     for (const event of events) {
@@ -174,10 +299,24 @@ export class Store {
     this.pending.push({ id: Number(lastInsertRowid), conferenceId, type, data, at });
   }
 
-  private setState(id: string, state: ConferenceState, fields: { url?: string; error?: string | null } = {}): void {
+  /**
+   * Applies `event` to the conference as the lifecycle's table says: its next state, if any, is
+   * recorded with the stream's event of the same name. Returns the state it moved to.
+   */
+  private apply(conferenceId: string, event: LifecycleEvent, data: { url?: string; reason?: string } = {}, facts: LifecycleFacts = {}): ConferenceState | undefined {
+    const next = nextState(this.conference(conferenceId)!.state, event, facts);
+    if (next === undefined) {
+      return undefined;
+    }
+    if (next === "deploying") {
+      // Every attempt restarts the progress.
+      this.db.prepare("UPDATE conferences SET progress_done = 0, progress_total = 0 WHERE id = ?").run(conferenceId);
+    }
     this.db
-      .prepare("UPDATE conferences SET state = ?, url = coalesce(?, url), error = CASE WHEN ? THEN ? ELSE error END, updated_at = ? WHERE id = ?")
-      .run(state, fields.url ?? null, fields.error === undefined ? 0 : 1, fields.error ?? null, this.stamp(), id);
+      .prepare("UPDATE conferences SET state = ?, url = coalesce(?, url), error = coalesce(?, error), updated_at = ? WHERE id = ?")
+      .run(next, data.url ?? null, next === "failed" ? (data.reason ?? null) : null, this.stamp(), conferenceId);
+    this.appendEvent(conferenceId, next, next === "deploying" ? { done: 0, total: 0 } : data);
+    return next;
   }
 
   private insertOperation(conferenceId: string, stack: string, kind: OperationKind): OperationRecord {
@@ -227,15 +366,28 @@ export class Store {
     return row === undefined ? undefined : conferenceOf(row);
   }
 
-  /** Conferences newest first, of one owner or of all, in one state or any. */
-  conferences(filter: { owner?: string; state?: ConferenceState; limit: number }): ConferenceRecord[] {
+  /**
+   * Conferences newest first, of one owner or of all, in one state or any: `limit` of them after
+   * `after` (the last one of the page before), and the cursor of the next page when there is one.
+   */
+  conferences(filter: { owner?: string; state?: ConferenceState; limit: number; after?: ListCursor }): { conferences: ConferenceRecord[]; next?: ListCursor } {
     const rows = this.db
       .prepare(
         `SELECT * FROM conferences WHERE (@owner IS NULL OR owner = @owner) AND (@state IS NULL OR state = @state)
+           AND (@afterCreatedAt IS NULL OR (created_at, id) < (@afterCreatedAt, @afterId))
          ORDER BY created_at DESC, id DESC LIMIT @limit`,
       )
-      .all({ owner: filter.owner ?? null, state: filter.state ?? null, limit: filter.limit }) as ConferenceRow[];
-    return rows.map(conferenceOf);
+      .all({
+        owner: filter.owner ?? null,
+        state: filter.state ?? null,
+        afterCreatedAt: filter.after?.createdAt ?? null,
+        afterId: filter.after?.id ?? null,
+        // One more than asked says whether a next page exists.
+        limit: filter.limit + 1,
+      }) as ConferenceRow[];
+    const conferences = rows.slice(0, filter.limit).map(conferenceOf);
+    const last = conferences.at(-1);
+    return rows.length > filter.limit && last !== undefined ? { conferences, next: { createdAt: last.createdAt, id: last.id } } : { conferences };
   }
 
   countByState(): Record<ConferenceState, number> {
@@ -255,22 +407,33 @@ export class Store {
     return (this.db.prepare("SELECT * FROM operations WHERE conference_id = ? ORDER BY id").all(conferenceId) as OperationRow[]).map(operationOf);
   }
 
-  /** Operations a previous process left queued or running, oldest first. */
+  /** Operations left queued or running (by a process that died, or that could not record their end), oldest first. */
   unfinishedOperations(): OperationRecord[] {
     return (this.db.prepare("SELECT * FROM operations WHERE state IN ('queued', 'running') ORDER BY id").all() as OperationRow[]).map(operationOf);
   }
 
-  /** An operation begins (again, after a retry or a restart): a conference's `up` makes it `deploying`. */
-  startOperation(id: number): void {
-    this.transaction(() => {
+  /** The stacks of every conference that has a record: what the service owns. */
+  conferenceStacks(): Set<string> {
+    return new Set((this.db.prepare("SELECT DISTINCT stack FROM operations").all() as { stack: string }[]).map((row) => row.stack));
+  }
+
+  /**
+   * An attempt of an operation begins (again, after a retry or a restart); a conference's `up`
+   * makes it `deploying`. False when the operation is over (a stop cancelled it) or the conference
+   * may no longer be deployed: the attempt must not run.
+   */
+  startOperation(id: number): boolean {
+    return this.transaction(() => {
       const operation = this.operation(id)!;
-      this.db.prepare("UPDATE operations SET state = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?").run(this.stamp(), id);
-      const conference = this.conference(operation.conferenceId)!;
-      if (operation.kind === "up" && (conference.state === "placed" || conference.state === "deploying")) {
-        this.db.prepare("UPDATE conferences SET progress_done = 0, progress_total = 0 WHERE id = ?").run(conference.id);
-        this.setState(conference.id, "deploying");
-        this.appendEvent(conference.id, "deploying", { done: 0, total: 0 });
+      if (operation.state !== "queued" && operation.state !== "running") {
+        return false;
       }
+      if (operation.kind === "up" && this.apply(operation.conferenceId, "upStarted") === undefined) {
+        this.closeOperation(id, "cancelled", { error: "the conference was stopped before its deployment began" });
+        return false;
+      }
+      this.db.prepare("UPDATE operations SET state = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?").run(this.stamp(), id);
+      return true;
     });
   }
 
@@ -278,6 +441,9 @@ export class Store {
   progress(operationId: number, done: number, total: number): void {
     this.transaction(() => {
       const operation = this.operation(operationId)!;
+      if (operation.state !== "running") {
+        return;
+      }
       this.db.prepare("UPDATE conferences SET progress_done = ?, progress_total = ?, updated_at = ? WHERE id = ?").run(done, total, this.stamp(), operation.conferenceId);
       if (operation.kind === "up" && this.conference(operation.conferenceId)!.state === "deploying") {
         this.appendEvent(operation.conferenceId, "deploying", { done, total });
@@ -287,26 +453,29 @@ export class Store {
 
   // Each outcome of an operation is recorded with the conference's next state in one transaction:
   // a crash between the two would leave a conference whose operations are over but whose state is
-  // not, which no restart could tell from a live one.
+  // not, which no restart could tell from a live one. An outcome of an operation already over (a
+  // stop cancelled it meanwhile) changes nothing.
 
   /** A deployment succeeded: `ready`, unless a stop came meanwhile (it stays `stopping`, its destroy queued). */
   completeUp(operationId: number, outputs: Record<string, unknown>, url: string): void {
     this.transaction(() => {
-      this.closeOperation(operationId, "succeeded", { outputs });
-      const { conferenceId } = this.operation(operationId)!;
-      if (this.conference(conferenceId)!.state === "deploying") {
-        this.setState(conferenceId, "ready", { url });
-        this.appendEvent(conferenceId, "ready", { url });
+      if (this.closeOperation(operationId, "succeeded", { outputs })) {
+        this.apply(this.operation(operationId)!.conferenceId, "upSucceeded", { url });
       }
     });
   }
 
-  /** A deployment failed: its cleanup (a destroy) is queued before the failure is told. */
-  failUp(operationId: number, reason: string): OperationRecord {
+  /**
+   * A deployment failed: its cleanup (a destroy) is queued before the failure is told. Undefined
+   * when there is nothing to queue: the operation was over already, or a stop's destroy is queued.
+   */
+  failUp(operationId: number, reason: string): OperationRecord | undefined {
     return this.transaction(() => {
-      this.closeOperation(operationId, "failed", { error: reason });
+      if (!this.closeOperation(operationId, "failed", { error: reason })) {
+        return undefined;
+      }
       const operation = this.operation(operationId)!;
-      return this.insertOperation(operation.conferenceId, operation.stack, "destroy");
+      return this.unfinishedDestroy(operation.conferenceId) === undefined ? this.insertOperation(operation.conferenceId, operation.stack, "destroy") : undefined;
     });
   }
 
@@ -316,21 +485,18 @@ export class Store {
    */
   completeDestroy(operationId: number, outcome: { error?: string }): void {
     this.transaction(() => {
-      this.closeOperation(operationId, outcome.error === undefined ? "succeeded" : "failed", outcome.error === undefined ? {} : { error: outcome.error });
+      if (!this.closeOperation(operationId, outcome.error === undefined ? "succeeded" : "failed", outcome.error === undefined ? {} : { error: outcome.error })) {
+        return;
+      }
       const { conferenceId } = this.operation(operationId)!;
-      const conference = this.conference(conferenceId)!;
-      if (conference.state === "stopping") {
-        if (outcome.error === undefined) {
-          this.setState(conferenceId, "stopped");
-          this.appendEvent(conferenceId, "stopped");
-        } else {
-          this.fail(conferenceId, `stopping failed: ${outcome.error}`);
-        }
+      const event = outcome.error === undefined ? "destroySucceeded" : "destroyFailed";
+      if (this.conference(conferenceId)!.state === "stopping") {
+        this.apply(conferenceId, event, outcome.error === undefined ? {} : { reason: `stopping failed: ${outcome.error}` });
         return;
       }
       const create = this.operations(conferenceId).findLast((candidate) => candidate.kind === "up" && candidate.state === "failed");
       const reason = create?.error ?? "the deployment was interrupted";
-      this.fail(conferenceId, outcome.error === undefined ? reason : `${reason}; cleaning up failed too: ${outcome.error}`);
+      this.apply(conferenceId, event, { reason: outcome.error === undefined ? reason : `${reason}; cleaning up failed too: ${outcome.error}` });
     });
   }
 
@@ -339,31 +505,37 @@ export class Store {
     this.transaction(() => this.closeOperation(operationId, "cancelled", {}));
   }
 
-  private closeOperation(id: number, state: Exclude<OperationState, "queued" | "running">, result: { error?: string; outputs?: Record<string, unknown> }): void {
-    this.db
-      .prepare("UPDATE operations SET state = ?, ended_at = ?, error = ?, outputs = ? WHERE id = ?")
+  /** Ends an operation that has not ended; false when it had. */
+  private closeOperation(id: number, state: Exclude<OperationState, "queued" | "running">, result: { error?: string; outputs?: Record<string, unknown> }): boolean {
+    const { changes } = this.db
+      .prepare("UPDATE operations SET state = ?, ended_at = ?, error = ?, outputs = ? WHERE id = ? AND state IN ('queued', 'running')")
       .run(state, this.stamp(), result.error ?? null, result.outputs === undefined ? null : JSON.stringify(result.outputs), id);
+    return changes === 1;
   }
 
-  private fail(conferenceId: string, reason: string): void {
-    this.setState(conferenceId, "failed", { error: reason });
-    this.appendEvent(conferenceId, "failed", { reason });
+  private unfinishedDestroy(conferenceId: string): OperationRecord | undefined {
+    return this.operations(conferenceId).find((operation) => operation.kind === "destroy" && (operation.state === "queued" || operation.state === "running"));
   }
 
   /**
-   * The organizer stops the conference: `stopping` and a queued `destroy`, or nothing when it is
-   * stopping or over already (a second stop is the first one). A conference whose stack outlived
-   * a failed destroy is not over: stopping it again runs the destroy again.
+   * The organizer stops the conference: `stopping`, its deployment cancelled whether it runs here
+   * or was left by a process that died, and a queued `destroy` (unless a failed create's cleanup is
+   * already queued: it becomes the stop's). Nothing when it is stopping or over already (a second
+   * stop is the first one). A conference whose stack outlived a failed destroy is not over:
+   * stopping it again runs the destroy again. `operation` is the destroy to run, when one was queued.
    */
   requestStop(id: string): { conference: ConferenceRecord; operation?: OperationRecord } {
     return this.transaction(() => {
-      const conference = this.conference(id)!;
-      const stackLeft = conference.state === "failed" && this.db.prepare(`SELECT 1 FROM conferences c WHERE id = ? AND ${LAST_DESTROY_FAILED}`).get(id) !== undefined;
-      if (conference.state === "stopping" || (TERMINAL_STATES.includes(conference.state) && !stackLeft)) {
-        return { conference };
+      const stackLeft = this.db.prepare(`SELECT 1 FROM conferences c WHERE id = ? AND ${LAST_DESTROY_FAILED}`).get(id) !== undefined;
+      if (this.apply(id, "stopRequested", {}, { stackLeft }) === undefined) {
+        return { conference: this.conference(id)! };
       }
-      this.setState(id, "stopping");
-      this.appendEvent(id, "stopping");
+      this.db
+        .prepare("UPDATE operations SET state = 'cancelled', ended_at = ?, error = ? WHERE conference_id = ? AND kind = 'up' AND state IN ('queued', 'running')")
+        .run(this.stamp(), "cancelled by a stop", id);
+      if (this.unfinishedDestroy(id) !== undefined) {
+        return { conference: this.conference(id)! };
+      }
       const operation = this.insertOperation(id, stackOfOperations(this.operations(id)), "destroy");
       this.appendEvent(id, "queued", { operation: operation.id, kind: "destroy" });
       return { conference: this.conference(id)!, operation };
@@ -373,6 +545,27 @@ export class Store {
   /** A conference's events after `afterId` (0 for all), oldest first: what a reconnecting stream missed. */
   eventsAfter(conferenceId: string, afterId: number): EventRecord[] {
     return (this.db.prepare("SELECT * FROM events WHERE conference_id = ? AND id > ? ORDER BY id").all(conferenceId, afterId) as EventRow[]).map(eventOf);
+  }
+
+  /**
+   * Deletes, with their operations and events, up to `limit` conferences that ended before
+   * `endedBefore` and left no stack behind (stopped, or failed with nothing left to destroy).
+   * Returns how many it deleted.
+   */
+  prune(endedBefore: Date, limit: number): number {
+    return this.transaction(() => {
+      const ids = (
+        this.db
+          .prepare(`SELECT id FROM conferences c WHERE state IN ('stopped', 'failed') AND updated_at < ? AND NOT ${LAST_DESTROY_FAILED} ORDER BY updated_at LIMIT ?`)
+          .all(endedBefore.toISOString(), limit) as { id: string }[]
+      ).map((row) => row.id);
+      for (const id of ids) {
+        this.db.prepare("DELETE FROM events WHERE conference_id = ?").run(id);
+        this.db.prepare("DELETE FROM operations WHERE conference_id = ?").run(id);
+        this.db.prepare("DELETE FROM conferences WHERE id = ?").run(id);
+      }
+      return ids.length;
+    });
   }
 }
 

@@ -92,7 +92,7 @@ describe("the store", () => {
         conferenceName,
       ),
     ).toThrow(ExhaustedError);
-    expect(store.conferences({ limit: 10 })).toEqual([]);
+    expect(store.conferences({ limit: 10 })).toEqual({ conferences: [] });
     expect(store.unfinishedOperations()).toEqual([]);
     expect(heard).toEqual([]);
   });
@@ -120,7 +120,7 @@ describe("the store", () => {
     const { store } = freshStore();
     const { operation } = store.createConference({ owner: "alice", ...placing("c1") }, conferenceName) as { operation: { id: number } };
     store.startOperation(operation.id);
-    const cleanup = store.failUp(operation.id, "simulated: quota exceeded");
+    const cleanup = store.failUp(operation.id, "simulated: quota exceeded")!;
     expect(store.conference("c1")!.state).toBe("deploying");
     store.startOperation(cleanup.id);
     store.completeDestroy(cleanup.id, {});
