@@ -58,9 +58,13 @@ export class OrphanStacks {
 
   /**
    * Destroys an orphan in the background, through the stack's queue; it leaves the list when the
-   * destroy succeeds. A stack that is no orphan of the last scan is not found.
+   * destroy succeeds. A stack that is no orphan (scanned again when the last scan did not find it)
+   * is not found.
    */
-  destroy(name: string, onError: (error: unknown) => void): OrphanStack {
+  async destroy(name: string, onError: (error: unknown) => void): Promise<OrphanStack> {
+    if (!this.known.has(name)) {
+      await this.scan();
+    }
     const orphan = this.known.get(name);
     if (orphan === undefined) {
       throw new NotFoundError(`${name} is not a stack without a record; list them with GET /v1/orphan-stacks`);

@@ -1,7 +1,7 @@
 import Database from "better-sqlite3";
 import fc from "fast-check";
-import { spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { copyFileSync, mkdtempSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -12,7 +12,8 @@ import { ExhaustedError } from "../../domain/errors.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 import { MIGRATIONS } from "../../automation/store/migrations.ts";
 import type { Decision } from "../../automation/store/records.ts";
-import { type NewConference, Store } from "../../automation/store/store.ts";
+import { type NewConference, Store, StoreUnavailableError } from "../../automation/store/store.ts";
+import { holdWriteLock } from "../support/faults.ts";
 
 const TESTBED = Object.fromEntries(parseSites(DEFAULT_SITES, "sites").map((site) => [site.name, { location: site.location, capacity: siteCapacity(site) }]));
 const GIBIBYTE = 1024 ** 3;
@@ -199,4 +200,169 @@ describe("the store", () => {
     expect(reopened.running()).toHaveLength(4);
     reopened.close();
   });
+
+  it("cancels a deployment a stop overtook, and ignores that deployment's late outcome", () => {
+    const { store } = freshStore();
+    const { operation: up } = store.createConference({ owner: "alice", ...placing("c1") }, conferenceName) as { operation: { id: number } };
+    store.startOperation(up.id);
+    // The process that ran it could not record its end (or died): the record says running.
+    const { operation: destroy } = store.requestStop("c1");
+    expect(store.operation(up.id)).toMatchObject({ state: "cancelled", error: "cancelled by a stop" });
+    store.completeUp(up.id, { url: "https://late" }, "https://late");
+    expect(store.conference("c1")).toMatchObject({ state: "stopping" });
+    expect(store.conference("c1")!.url).toBeUndefined();
+    expect(store.startOperation(up.id)).toBe(false);
+    store.completeDestroy(destroy!.id, {});
+    store.completeDestroy(destroy!.id, { error: "a leftover" });
+    expect(store.conference("c1")!.state).toBe("stopped");
+    expect(store.eventsAfter("c1", 0).map((event) => event.type)).toEqual(["placed", "queued", "deploying", "stopping", "queued", "stopped"]);
+    expect(store.unfinishedOperations()).toEqual([]);
+  });
+
+  it("makes a failed create's queued cleanup the stop's destroy, so that nothing turns stopped into failed", () => {
+    const { store } = freshStore();
+    const { operation: up } = store.createConference({ owner: "alice", ...placing("c1") }, conferenceName) as { operation: { id: number } };
+    store.startOperation(up.id);
+    const cleanup = store.failUp(up.id, "simulated: quota exceeded")!;
+    expect(store.requestStop("c1").operation).toBeUndefined();
+    store.startOperation(cleanup.id);
+    store.completeDestroy(cleanup.id, {});
+    expect(store.conference("c1")!.state).toBe("stopped");
+    expect(store.eventsAfter("c1", 0).at(-1)!.type).toBe("stopped");
+    expect(store.unfinishedOperations()).toEqual([]);
+  });
+
+  it("pages through conferences newest first with a cursor, every one exactly once", () => {
+    let tick = 0;
+    const { store } = freshStore(() => new Date(Date.UTC(2026, 11, 1, 12, 0, Math.floor(tick++ / 3))));
+    const ids = Array.from({ length: 23 }, (_, index) => `c${index}`);
+    for (const id of ids) {
+      store.createConference({ owner: "alice", ...placing(id, [LJUBLJANA], 1) }, conferenceName);
+    }
+    const seen: string[] = [];
+    let page = store.conferences({ owner: "alice", limit: 5 });
+    for (let pages = 1; ; pages++) {
+      seen.push(...page.conferences.map((conference) => conference.id));
+      if (page.next === undefined) {
+        expect(pages).toBe(5);
+        break;
+      }
+      page = store.conferences({ owner: "alice", limit: 5, after: page.next });
+    }
+    expect(seen).toHaveLength(ids.length);
+    expect(new Set(seen)).toEqual(new Set(ids));
+    expect(seen).toEqual(store.conferences({ owner: "alice", limit: 100 }).conferences.map((conference) => conference.id));
+  });
+
+  it("prunes conferences that ended before the retention, with their operations and events, and keeps the rest", () => {
+    let now = new Date("2026-11-01T00:00:00Z");
+    const { store } = freshStore(() => now);
+    const end = (id: string, destroyError?: string) => {
+      const { operation: up } = store.createConference({ owner: "alice", ...placing(id, [LJUBLJANA], 1) }, conferenceName) as { operation: { id: number } };
+      store.startOperation(up.id);
+      store.completeUp(up.id, {}, "https://x");
+      const { operation: destroy } = store.requestStop(id);
+      store.completeDestroy(destroy!.id, destroyError === undefined ? {} : { error: destroyError });
+    };
+    end("old");
+    end("oldleft", "simulated: the cluster is unreachable");
+    now = new Date("2026-12-01T00:00:00Z");
+    end("recent");
+    store.createConference({ owner: "alice", ...placing("live", [LJUBLJANA], 1) }, conferenceName);
+    expect(store.prune(new Date("2026-11-15T00:00:00Z"), 100)).toBe(1);
+    expect(store.conference("old")).toBeUndefined();
+    expect(store.operations("old")).toEqual([]);
+    expect(store.eventsAfter("old", 0)).toEqual([]);
+    // A failed destroy left its stack: its record is how it is stopped again.
+    expect(store.conference("oldleft")!.state).toBe("failed");
+    expect(["recent", "live"].map((id) => store.conference(id)?.id)).toEqual(["recent", "live"]);
+  });
 });
+
+describe("the store under faults of its file", () => {
+  it("refuses a write while another process holds the write lock, without waiting long, and keeps reads and the last good state", async () => {
+    const { store, path } = freshStore();
+    store.createConference({ owner: "alice", ...placing("c1") }, conferenceName);
+    const lock = await holdWriteLock(path);
+    try {
+      expect(() => store.createConference({ owner: "alice", ...placing("c2") }, conferenceName)).toThrow(StoreUnavailableError);
+      expect(() => store.createConference({ owner: "alice", ...placing("c2") }, conferenceName)).toThrow("the database is locked by another process; nothing of this change was recorded");
+      expect(store.writable()).toEqual({ ok: false, reason: "the database is locked by another process" });
+      expect(store.lastWriteFailure()).toBe("the database is locked by another process");
+      expect(store.conference("c1")!.state).toBe("placed");
+    } finally {
+      await lock.release();
+    }
+    expect(store.writable()).toEqual({ ok: true });
+    expect(store.createConference({ owner: "alice", ...placing("c2") }, conferenceName).outcome).toBe("created");
+    expect(store.lastWriteFailure()).toBeUndefined();
+  });
+
+  it("refuses a write on a full disk with the whole transaction rolled back, and writes again once there is room", () => {
+    const dir = mkdtempSync(join(tmpdir(), "switch-full-"));
+    try {
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", dir]);
+    } catch (error) {
+      throw new Error(`this test mounts a 2 MiB tmpfs to fill, which needs root (mount(8) said: ${(error as Error).message})`);
+    }
+    try {
+      const store = new Store({ path: join(dir, "switch.db") });
+      store.createConference({ owner: "alice", ...placing("c1") }, conferenceName);
+      const filler = join(dir, "filler");
+      try {
+        writeFileSync(filler, Buffer.alloc(4 * 1024 * 1024));
+      } catch (error) {
+        expect((error as NodeJS.ErrnoException).code).toBe("ENOSPC");
+      }
+      expect(() => store.createConference({ owner: "alice", ...placing("c2") }, conferenceName)).toThrow(StoreUnavailableError);
+      expect(store.writable()).toMatchObject({ ok: false });
+      expect(store.lastWriteFailure()).toMatch(/full|cannot be written/);
+      expect(store.conference("c2")).toBeUndefined();
+      expect(store.eventsAfter("c2", 0)).toEqual([]);
+      unlinkSync(filler);
+      expect(store.writable()).toEqual({ ok: true });
+      expect(store.createConference({ owner: "alice", ...placing("c2") }, conferenceName).outcome).toBe("created");
+      expect(store.conferences({ limit: 10 }).conferences.map((conference) => conference.id).sort()).toEqual(["c1", "c2"]);
+      store.close();
+    } finally {
+      execFileSync("umount", [dir]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.each(["deleted", "replaced"])("refuses every write, for good, once its file was %s while it ran", (how) => {
+    const { store, path } = freshStore();
+    store.createConference({ owner: "alice", ...placing("c1") }, conferenceName);
+    if (how === "deleted") {
+      unlinkSync(path);
+    } else {
+      copyFileSync(path, `${path}.copy`);
+      renameSync(`${path}.copy`, path);
+    }
+    const refusal = `the database file ${path} was deleted or replaced while the service ran`;
+    expect(() => store.createConference({ owner: "alice", ...placing("c2") }, conferenceName)).toThrow(refusal);
+    expect(() => store.requestStop("c1")).toThrow(StoreUnavailableError);
+    expect(store.writable()).toMatchObject({ ok: false, reason: expect.stringContaining(refusal) });
+    try {
+      store.createConference({ owner: "alice", ...placing("c3") }, conferenceName);
+    } catch (error) {
+      expect((error as StoreUnavailableError).transient).toBe(false);
+    }
+  });
+
+  it("keeps its file, WAL and shared memory 0600 whatever they were", () => {
+    const dir = mkdtempSync(join(tmpdir(), "switch-mode-"));
+    const path = join(dir, "switch.db");
+    new Store({ path }).close();
+    for (const suffix of ["", "-wal", "-shm"]) {
+      writeFileSync(`${path}${suffix}`, "", { flag: "a", mode: 0o644 });
+      execFileSync("chmod", ["0644", `${path}${suffix}`]);
+    }
+    const store = new Store({ path });
+    for (const suffix of ["", "-wal", "-shm"]) {
+      expect((statSync(`${path}${suffix}`).mode & 0o777).toString(8), suffix).toBe("600");
+    }
+    store.close();
+  });
+});
+
