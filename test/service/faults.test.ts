@@ -3,9 +3,11 @@ import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { newToken, tokenEntry } from "../../automation/service/auth.ts";
 import { type HeldLock, holdWriteLock } from "../support/faults.ts";
 import { poll } from "../support/poll.ts";
-import { EngineRecorder, type TestService, problemOf, startTestService } from "../support/service.ts";
+import { startServiceProcess } from "../support/service-process.ts";
+import { EngineRecorder, type Fault, type TestService, problemOf, startTestService } from "../support/service.ts";
 
 /**
  * The service under real faults of its store, never mocks of them: another process holding the
@@ -58,26 +60,36 @@ function tmpfs(size: string): string {
   return dir;
 }
 
+/** A fault of an `up`: it deploys, then (before the service records it) another process takes the store's write lock. */
+function lockAfter(dbPath: string): Fault {
+  return async (_call, proceed) => {
+    const outputs = await proceed();
+    lock = await holdWriteLock(dbPath);
+    return outputs;
+  };
+}
+
 describe("a store locked by another process", () => {
   it("keeps probes and reads answering, refuses writes with 503, and finishes the stranded deployment once the lock is gone", async () => {
     const recorder = new EngineRecorder();
-    let dbPath = "";
-    // The engine deploys; then, before the service records it, an outside process takes the lock.
-    recorder.faults.up.push(async (_call, proceed) => {
-      const outputs = await proceed();
-      lock = await holdWriteLock(dbPath);
-      return outputs;
-    });
     service = await startTestService({ wrapEngine: recorder.wrap, reconcileIntervalMs: RECONCILE_MS });
-    dbPath = join(service.dataDir, "switch.db");
+    // The engine deploys; then, before the service records it, an outside process takes the lock.
+    recorder.faults.up.push(lockAfter(join(service.dataDir, "switch.db")));
     const { id } = await service.create({ participants: LJUBLJANA });
     await poll("the lock was not taken", () => Promise.resolve(lock), (held) => held !== undefined, 20_000);
 
-    // Probes and reads answer at once; readiness says why the service takes no work.
-    const health = await fetch(`${service.url}/healthz`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
-    expect(health.status).toBe(200);
-    const ready = await readiness();
-    expect(ready).toEqual({ status: 503, body: expect.objectContaining({ status: "the store cannot be written", detail: "the database is locked by another process" }) });
+    // Probes and reads answer while the service retries its write for seconds (each attempt waits
+    // out the busy timeout: a 5 s one froze every request); readiness says why it takes no work.
+    for (let probe = 0; probe < 8; probe++) {
+      const health = await fetch(`${service.url}/healthz`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+      expect(health.status).toBe(200);
+      const read = await service.call(`/v1/conferences/${id}`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+      expect(read.status).toBe(200);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+    }
+    // /readyz probes the store at most once a second.
+    const ready = await poll("/readyz stayed ready", readiness, (answer) => answer.status === 503, 5_000);
+    expect(ready.body).toEqual(expect.objectContaining({ status: "the store cannot be written", detail: "the database is locked by another process" }));
     const stranded = await service.waitForConference(id, ["deploying"]);
     expect(stranded.url).toBeUndefined();
     const refused = await service.call("/v1/conferences", { method: "POST", body: JSON.stringify({ participants: LJUBLJANA }), signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
@@ -95,7 +107,7 @@ describe("a store locked by another process", () => {
     lock = undefined;
     const done = await service.waitForConference(id, ["ready", "failed"]);
     expect(done.state).toBe("ready");
-    expect((await readiness()).status).toBe(200);
+    await poll("/readyz stayed unready", readiness, (answer) => answer.status === 200, 5_000);
     // The stream of the finished conference ends on its own after stop.
     await service.stop(id);
     const events = await service.stream(id);
@@ -103,17 +115,34 @@ describe("a store locked by another process", () => {
     expect(await service.offline.stacks()).not.toContain(`conf-${id}`);
   }, 60_000);
 
+  it("answers every request at once in a service process of its own while another process holds the lock", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "switch-locked-"));
+    const admin = newToken();
+    const process_ = await startServiceProcess({ env: { SWITCH_ENGINE: "offline", SWITCH_DATA_DIR: dataDir, SWITCH_API_TOKENS: tokenEntry("root", "admin", admin), HOST: "127.0.0.1", PORT: "0" } });
+    try {
+      lock = await holdWriteLock(join(dataDir, "switch.db"));
+      const headers = { authorization: `Bearer ${admin}`, "content-type": "application/json" };
+      for (let attempt = 0; attempt < 3; attempt++) {
+        // A write that waits out the busy timeout stalls the whole process (it was 5 s): the probe
+        // sent right behind the create must still answer at once.
+        const create = fetch(`${process_.url}/v1/conferences`, { method: "POST", headers, body: JSON.stringify({ participants: LJUBLJANA }), signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+        // Awaited below; a failed probe must not leave it unhandled.
+        create.catch(() => undefined);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        const health = await fetch(`${process_.url}/healthz`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+        expect(health.status).toBe(200);
+        await problemOf(await create, 503);
+      }
+    } finally {
+      await process_.stop();
+    }
+  }, 60_000);
+
   it("ends a stranded deployment by a stop, and never deploys it again", async () => {
     const recorder = new EngineRecorder();
-    let dbPath = "";
-    recorder.faults.up.push(async (_call, proceed) => {
-      const outputs = await proceed();
-      lock = await holdWriteLock(dbPath);
-      return outputs;
-    });
     // A reconciler slower than this test: the stop must end the deployment on its own.
     service = await startTestService({ wrapEngine: recorder.wrap, reconcileIntervalMs: 60_000 });
-    dbPath = join(service.dataDir, "switch.db");
+    recorder.faults.up.push(lockAfter(join(service.dataDir, "switch.db")));
     const { id } = await service.create({ participants: LJUBLJANA });
     await poll("the lock was not taken", () => Promise.resolve(lock), (held) => held !== undefined, 20_000);
     await poll(
@@ -149,6 +178,8 @@ describe("a full disk", () => {
     const dataDir = tmpfs("64m");
     const filler = join(dataDir, "filler");
     const recorder = new EngineRecorder();
+    service = await startTestService({ dataDir, wrapEngine: recorder.wrap, reconcileIntervalMs: RECONCILE_MS });
+    // After the testbed's up at start: the conference's is the one whose outcome meets a full disk.
     recorder.faults.up.push(async (_call, proceed) => {
       const outputs = await proceed();
       try {
@@ -158,7 +189,6 @@ describe("a full disk", () => {
       }
       return outputs;
     });
-    service = await startTestService({ dataDir, wrapEngine: recorder.wrap, reconcileIntervalMs: RECONCILE_MS });
     const { id } = await service.create({ participants: LJUBLJANA });
     await poll("the disk was not filled", () => readiness(), (ready) => ready.status === 503, 20_000);
     expect((await readiness()).body.detail).toMatch(/full|cannot be written/);
@@ -167,7 +197,7 @@ describe("a full disk", () => {
 
     unlinkSync(filler);
     expect((await service.waitForConference(id, ["ready", "failed"])).state).toBe("ready");
-    expect((await readiness()).status).toBe(200);
+    await poll("/readyz stayed unready", readiness, (answer) => answer.status === 200, 5_000);
     expect(service.readStore((store) => store.unfinishedOperations())).toEqual([]);
   }, 60_000);
 });
@@ -182,8 +212,7 @@ describe("the database file deleted under the running service", () => {
       rmSync(join(dataDir, `switch.db${suffix}`), { force: true });
     }
 
-    const ready = await readiness();
-    expect(ready.status).toBe(503);
+    const ready = await poll("/readyz stayed ready", readiness, (answer) => answer.status === 503, 5_000);
     expect(ready.body.detail).toContain("was deleted or replaced while the service ran");
     await problemOf(await service.call("/v1/conferences", { method: "POST", body: JSON.stringify({ participants: LJUBLJANA }) }), 503);
     await problemOf(await service.call(`/v1/conferences/${id}`, { method: "DELETE" }), 503);
