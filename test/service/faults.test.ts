@@ -222,7 +222,8 @@ describe("the database file deleted under the running service", () => {
     service = await startTestService({ dataDir, tokens, env: { SWITCH_LOG_LEVEL: "warn" } });
     expect(await service.offline.stacks()).toContain(`conf-${id}`);
     const warned = service.logs.map((line) => JSON.parse(line) as { msg: string; stack?: string }).filter((line) => line.stack === `conf-${id}`);
-    expect(warned).toEqual([expect.objectContaining({ msg: expect.stringContaining("a conference stack no record owns") })]);
+    expect(warned).toHaveLength(1);
+    expect(warned[0]!.msg).toContain("a conference stack no record owns");
     const metrics = await (await service.call("/metrics", { token: tokens.admin })).text();
     expect(metric(metrics, "switch_orphan_stacks")).toBe(1);
     await problemOf(await service.call("/v1/orphan-stacks"), 403);

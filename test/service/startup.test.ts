@@ -52,7 +52,7 @@ describe("the data directory's lock", () => {
     // stays a zombie, its pid taken, for as long as this test runs.
     const parent = spawn("bash", ["-c", `"${process.execPath}" --import tsx automation/service/server.ts 2>"${stderr}" & echo $!; exec sleep 120`], { cwd: root, env, stdio: ["ignore", "pipe", "ignore"] });
     processes.push(parent);
-    const pid = Number(await new Promise<string>((resolve) => parent.stdout!.setEncoding("utf8").once("data", resolve)));
+    const pid = Number(await new Promise<string>((resolve) => parent.stdout.setEncoding("utf8").once("data", resolve)));
     await poll("the first service did not serve", () => Promise.resolve(readFileSync(stderr, "utf8")), (text) => text.includes("serving on"), 60_000);
     process.kill(pid, "SIGKILL");
     await poll("the killed service did not become a zombie", () => Promise.resolve(readFileSync(`/proc/${pid}/stat`, "utf8")), () => !isRunning(pid), 10_000);

@@ -342,7 +342,9 @@ describe("the store under faults of its file", () => {
     const refusal = `the database file ${path} was deleted or replaced while the service ran`;
     expect(() => store.createConference({ owner: "alice", ...placing("c2") }, conferenceName)).toThrow(refusal);
     expect(() => store.requestStop("c1")).toThrow(StoreUnavailableError);
-    expect(store.writable()).toMatchObject({ ok: false, reason: expect.stringContaining(refusal) });
+    const writable = store.writable();
+    expect(writable.ok).toBe(false);
+    expect(writable.ok ? "" : writable.reason).toContain(refusal);
     try {
       store.createConference({ owner: "alice", ...placing("c3") }, conferenceName);
     } catch (error) {
