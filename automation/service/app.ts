@@ -10,15 +10,21 @@ import {
   validatorCompiler,
 } from "fastify-type-provider-zod";
 import Negotiator from "negotiator";
+import type { IncomingHttpHeaders, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import { z } from "zod";
 import { candidateClusters } from "../../domain/decision/candidates.ts";
 import { type DomainErrorCode, InvalidArgumentsError, isDomainError } from "../../domain/errors.ts";
 import type { Engine } from "../engine/engine.ts";
-import { type EventRecord, TERMINAL_STATES } from "../store/records.ts";
-import type { ConferenceRecord, Store } from "../store/store.ts";
+import { TERMINAL_STATES } from "../../domain/conference-lifecycle.ts";
+import type { EventRecord } from "../store/records.ts";
+import { type ConferenceRecord, type Store, isStoreUnavailable } from "../store/store.ts";
 import type { Principal, TokenRegistry } from "./auth.ts";
 import type { ConferenceManager } from "./conferences.ts";
-import type { Registry as ClusterRegistry } from "./registry.ts";
+import type { OrphanStacks } from "./orphans.ts";
+import { orphanStackRoutes } from "./routes/orphan-stacks.ts";
+import type { ServiceLimits } from "./environment.ts";
+import type { ClusterRegistry } from "./registry.ts";
 import type { Registry as MetricsRegistry } from "prom-client";
 import {
   DEFAULT_LIST_LIMIT,
@@ -29,6 +35,7 @@ import {
   conferenceRequest,
   conferenceView,
   createdView,
+  encodeCursor,
   eventsHeaders,
   health,
   idempotencyHeaders,
@@ -54,6 +61,12 @@ export interface AppDependencies {
   logger?: FastifyServerOptions["logger"];
   /** False while the service starts or stops. */
   ready?: () => boolean;
+  /** Conference stacks no record owns, for the admin routes. */
+  orphans: OrphanStacks;
+  /** Where failures of background work the routes start are logged. */
+  onBackgroundError?: (error: unknown) => void;
+  /** How long a request may take to arrive, and how many event streams stay open. */
+  limits: ServiceLimits;
 }
 
 declare module "fastify" {
@@ -68,8 +81,43 @@ declare module "fastify" {
   }
 }
 
-/** Headers and fields that hold secrets never reach a log line. */
-export const REDACTED_PATHS = ["req.headers.authorization", "req.headers.cookie", 'req.headers["idempotency-key"]', "headers.authorization"];
+/**
+ * The request headers a log line shows (requestLogLine): what tells one client and request from
+ * another. Cookies are not among them (the API takes none); the two that hold secrets are, so that
+ * a line says they were sent, and REDACTED_PATHS censors their values.
+ */
+const LOGGED_HEADERS = ["authorization", "idempotency-key", "content-type", "content-length", "accept", "last-event-id", "user-agent"] as const;
+/** The logged headers that hold secrets: a log line says "[redacted]" where their values were. */
+export const REDACTED_PATHS = ["req.headers.authorization", 'req.headers["idempotency-key"]'];
+/** Query parameters a log line shows with their values: the list's own. Any other could carry a secret (?access_token=…). */
+const LOGGED_PARAMETERS: ReadonlySet<string> = new Set(Object.keys(listQuery.shape));
+/** A parameter's name a log line shows beside "[redacted]"; a longer or stranger one may itself be the secret. */
+const LOGGABLE_NAME = /^[A-Za-z0-9_.-]{1,32}$/;
+
+/** The most errors a 400 lists: enough to correct a request by, few enough that a refusal stays small whatever was sent. */
+export const MAX_LISTED_ERRORS = 20;
+/** How much of an unknown key a refusal quotes, in characters: enough to find it by. */
+const QUOTED_KEY_LENGTH = 40;
+
+/**
+ * What a refused event stream's client is told to wait, in seconds. Streams end when their
+ * conferences do or their clients go, neither of which is known here; half a minute keeps a
+ * client that retries at it from hammering the service.
+ */
+const STREAM_RETRY_AFTER_S = 30;
+/**
+ * How many times per request timeout Node looks for requests past it (connectionsCheckingInterval,
+ * https://nodejs.org/api/http.html#httpcreateserveroptions-requestlistener: 30 s by default, which
+ * would let a 500 ms timeout run for 30 s): a stalled request is closed within 1¼ timeouts.
+ */
+const TIMEOUT_CHECKS = 4;
+/** The longest interval between those checks, Node's own default. */
+const MAX_CHECK_INTERVAL_MS = 30_000;
+
+/** How often /readyz may probe the store with a write. */
+const STORE_PROBE_INTERVAL_MS = 1000;
+/** What a 503 for a store that refused a write asks a client to wait: the reconciler looks every 10 s. */
+const STORE_RETRY_AFTER_S = 5;
 
 const STATUS_OF: Readonly<Record<DomainErrorCode, number>> = {
   invalid_arguments: 400,
@@ -85,27 +133,64 @@ const TITLE_OF: Readonly<Record<number, string>> = {
   404: "Not Found",
   405: "Method Not Allowed",
   406: "Not Acceptable",
+  408: "Request Timeout",
   409: "Conflict",
   413: "Content Too Large",
   415: "Unsupported Media Type",
+  429: "Too Many Requests",
+  431: "Request Header Fields Too Large",
   500: "Internal Server Error",
   503: "Service Unavailable",
 };
 // Documented under the media type sendProblem gives them, not the route's application/json.
 const problemBody = { description: "RFC 9457 problem details", content: { "application/problem+json": { schema: problem } } };
+/** A refusal to open one more event stream: a problem, and when to try again. */
+const streamRefusal = (description: string) => ({
+  ...problemBody,
+  description,
+  headers: { "retry-after": { type: "integer", minimum: 1, description: "Seconds to wait before asking for the stream again" } },
+});
 /** Fastify's refusals of a JSON body it cannot parse, said as a field's problem (its own text names neither field nor fix). */
 const BODY_REFUSALS: Readonly<Record<string, string>> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: "is empty; send a JSON document, as Content-Type: application/json says",
   FST_ERR_CTP_INVALID_JSON_BODY: "is not valid JSON; send a JSON document, as Content-Type: application/json says",
 };
-const problemResponses = { 400: problemBody, 401: problemBody, 403: problemBody, 404: problemBody, 409: problemBody };
+// 503: the store refused a write (locked by another process, a full disk, its file replaced); Retry-After says when to try again.
+const problemResponses = { 400: problemBody, 401: problemBody, 403: problemBody, 404: problemBody, 409: problemBody, 503: problemBody };
 
 export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
-  const logger = deps.logger === undefined || deps.logger === false ? false : { ...(typeof deps.logger === "object" ? deps.logger : {}), redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
+  const { limits } = deps;
+  const given = typeof deps.logger === "object" ? deps.logger : {};
+  const logger =
+    deps.logger === undefined || deps.logger === false
+      ? false
+      : { ...given, serializers: { ...given.serializers, req: requestLogLine }, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
+  // The response a connection's latest request has, so that a refusal of the connection never lands inside it.
+  const responses = new WeakMap<Socket, ServerResponse>();
+  const requestTimeout = limits.SWITCH_REQUEST_TIMEOUT_MS;
   const app = Fastify({
     logger,
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
+    // Node waits for a request's head and body for as long as a client pauses unless told. Fastify sets
+    // requestTimeout on its server after making it with `http` (node_modules/fastify/lib/server.js);
+    // `http` has it too, as Node refuses a headersTimeout above the requestTimeout it is made with.
+    requestTimeout,
+    http: { requestTimeout, headersTimeout: requestTimeout, connectionsCheckingInterval: Math.min(MAX_CHECK_INTERVAL_MS, Math.ceil(requestTimeout / TIMEOUT_CHECKS)) },
+    // Node's refusals of a connection (a request not received in time, a head too large or malformed): a problem like every other, written on the socket.
+    clientErrorHandler: (error, socket) => {
+      if (error.code === "ECONNRESET" || socket.destroyed) {
+        return;
+      }
+      const response = responses.get(socket);
+      // Node's own rule (lib/_http_server.js socketOnError): never write into a response that has begun.
+      if (socket.writable && (response === undefined || !response.headersSent || response.writableEnded)) {
+        const [status, detail] = clientRefusal(error.code, requestTimeout);
+        const body = JSON.stringify(problemOf(status, detail));
+        socket.write(`HTTP/1.1 ${status} ${TITLE_OF[status]}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      }
+      socket.destroy(error);
+    },
     // Refused before routing, so before the error handler: a path that does not decode, a parameter past the router's limit.
     frameworkErrors: (error, _request, reply) => {
       void (error.code === "FST_ERR_MAX_PARAM_LENGTH"
@@ -128,16 +213,36 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
       security: [{ bearer: [] }],
     },
-    transform: jsonSchemaTransform,
+    transform: (document) => {
+      const transformed = jsonSchemaTransform(document);
+      // The transform keeps a response's description and content only; a response's headers (Retry-After) are the route's own.
+      const given = (document.schema as { response?: Record<string, { headers?: unknown }> } | undefined)?.response ?? {};
+      const documented = (transformed.schema as { response?: Record<string, Record<string, unknown>> }).response ?? {};
+      for (const [status, response] of Object.entries(given)) {
+        if (response.headers !== undefined && documented[status] !== undefined) {
+          documented[status].headers = response.headers;
+        }
+      }
+      return transformed;
+    },
   });
   await app.register(fastifySSE, { heartbeatInterval: 15_000 });
   // Event streams follow a conference for as long as it lives; closing the app ends them.
   const closing = new AbortController();
   app.addHook("preClose", async () => closing.abort());
+  const streams = streamSlots(limits.SWITCH_STREAMS_PER_SUBJECT, limits.SWITCH_STREAMS_TOTAL);
 
   app.addHook("onRequest", async (request, reply) => {
+    responses.set(request.raw.socket, reply.raw);
     if (request.routeOptions.config.public === true) {
       return;
+    }
+    // Node keeps the first of several Authorization headers and drops the rest (https://nodejs.org/api/http.html#messageheaders):
+    // which one a proxy or a client meant is anyone's guess.
+    const authorizations = request.raw.rawHeaders.filter((name, index) => index % 2 === 0 && name.toLowerCase() === "authorization").length;
+    if (authorizations > 1) {
+      const message = `is given ${authorizations} times; send one Authorization header`;
+      return sendProblem(reply, 400, `headers.authorization ${message}`, [{ field: "headers.authorization", message }]);
     }
     const principal = deps.tokens.authenticate(request.headers.authorization);
     if (principal === undefined) {
@@ -180,10 +285,16 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
         const field = [where, ...path].join(".");
         const keys = (issue.params as { keys?: string[] }).keys;
         return issue.keyword === "unrecognized_keys" && keys !== undefined
-          ? keys.map((key) => ({ field, message: `has an unknown key "${key}"; remove it or correct its spelling` }))
+          ? keys.map((key) => ({ field, message: `has an unknown key ${quotedKey(key)}; remove it or correct its spelling` }))
           : [{ field, message: issue.message ?? "is not valid" }];
       });
-      return sendProblem(reply, 400, errors.map((entry) => `${entry.field} ${entry.message}`).join("; "), errors);
+      return refuseFields(reply, errors);
+    }
+    if (isStoreUnavailable(error)) {
+      // /readyz says why; the log has it too. Work resumes once the store takes writes (or, its file replaced, after a restart).
+      request.log.error({ err: error }, "the store refused a write");
+      void reply.header("retry-after", String(STORE_RETRY_AFTER_S));
+      return sendProblem(reply, 503);
     }
     if (isDomainError(error)) {
       const status = STATUS_OF[error.code];
@@ -199,7 +310,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
         const field = line.split(" ")[0]!;
         return { field: isBodyField(request.body, field) ? `body.${field}` : field, message: line.slice(line.indexOf(" ") + 1) };
       });
-      return sendProblem(reply, status, errors.map((entry) => `${entry.field} ${entry.message}`).join("; "), errors);
+      return refuseFields(reply, errors);
     }
     const bodyRefusal = BODY_REFUSALS[error.code];
     if (bodyRefusal !== undefined) {
@@ -216,10 +327,23 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   const routes = app.withTypeProvider<ZodTypeProvider>();
 
   routes.get("/healthz", { config: { public: true }, schema: { hide: true, response: { 200: health } } }, () => ({ status: "ok" }));
+  // The store's probe writes (a full disk shows only then); anyone may call /readyz, so it probes at most once a second.
+  let storeProbe: { at: number; result: ReturnType<Store["writable"]> } | undefined;
+  const storeWritable = () => {
+    if (storeProbe === undefined || performance.now() - storeProbe.at >= STORE_PROBE_INTERVAL_MS) {
+      storeProbe = { at: performance.now(), result: deps.store.writable() };
+    }
+    return storeProbe.result;
+  };
   routes.get("/readyz", { config: { public: true }, schema: { hide: true, response: { 200: health, 503: health } } }, (_request, reply) => {
     if (deps.ready?.() === false || !deps.registry.loaded()) {
       reply.code(503);
       return { status: "starting or stopping", engine: deps.engine.kind };
+    }
+    const writable = storeWritable();
+    if (!writable.ok) {
+      reply.code(503);
+      return { status: "the store cannot be written", engine: deps.engine.kind, detail: writable.reason };
     }
     return { status: "ready", engine: deps.engine.kind };
   });
@@ -249,9 +373,13 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   routes.get(
     "/v1/conferences",
     { schema: { summary: "Your conferences (every one, for admins), newest first", querystring: listQuery, response: { 200: conferenceList, ...problemResponses } } },
-    (request) => ({
-      conferences: deps.manager.list(viewerOf(request), { ...(request.query.state === undefined ? {} : { state: request.query.state }), limit: request.query.limit ?? DEFAULT_LIST_LIMIT }).map(viewOf),
-    }),
+    (request) => {
+      const { state, cursor } = request.query;
+      const limit = request.query.limit ?? DEFAULT_LIST_LIMIT;
+      const page = deps.manager.list(viewerOf(request), { ...(state === undefined ? {} : { state }), limit, ...(cursor === undefined ? {} : { after: cursor }) });
+      const next = page.next === undefined ? undefined : `/v1/conferences?${new URLSearchParams({ ...(state === undefined ? {} : { state }), limit: String(limit), cursor: encodeCursor(page.next) }).toString()}`;
+      return { conferences: page.conferences.map(viewOf), ...(next === undefined ? {} : { next }) };
+    },
   );
 
   routes.get(
@@ -286,6 +414,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
           204: z.null().describe("The conference has ended and every event up to Last-Event-ID was received"),
           ...problemResponses,
           406: problemBody,
+          429: streamRefusal("The token's subject has as many event streams open as one may (SWITCH_STREAMS_PER_SUBJECT); close one, or retry later"),
+          503: streamRefusal("The service has as many event streams open as it serves (SWITCH_STREAMS_TOTAL); retry later"),
         },
       },
       preHandler: async (request, reply) => {
@@ -297,8 +427,31 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     async (request, reply) => {
       const conference = deps.manager.get(request.params.id, viewerOf(request));
       const after = Number(request.headers["last-event-id"] ?? 0);
-      if (!(await streamEvents(deps.store, conference, after, reply, closing.signal))) {
+      if (hasEnded(deps.store, conference.id, after)) {
         return reply.code(204).send(null);
+      }
+      if (request.method === "HEAD") {
+        // RFC 9110 §9.3.2: the head a GET would answer, without its content; a stream's content has no end to wait for.
+        reply.sse.sendHeaders();
+        reply.raw.end();
+        return;
+      }
+      const subject = request.principal!.subject;
+      const slot = streams.take(subject);
+      if (slot === "subject" || slot === "total") {
+        void reply.header("retry-after", String(STREAM_RETRY_AFTER_S));
+        return slot === "subject"
+          ? sendProblem(reply, 429, `${subject} has ${limits.SWITCH_STREAMS_PER_SUBJECT} event streams open, as many as one subject may; close one, or retry after ${STREAM_RETRY_AFTER_S} s`)
+          : sendProblem(reply, 503, `the service has ${limits.SWITCH_STREAMS_TOTAL} event streams open, as many as it serves; retry after ${STREAM_RETRY_AFTER_S} s`);
+      }
+      // The connection's end gives the slot back, whether the stream ended or its client went.
+      reply.raw.once("close", slot);
+      try {
+        if (!(await streamEvents(deps.store, conference, after, reply, closing.signal))) {
+          return reply.code(204).send(null);
+        }
+      } finally {
+        slot();
       }
     },
   );
@@ -333,12 +486,131 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     };
   });
 
+  await app.register(orphanStackRoutes(deps.orphans, deps.onBackgroundError ?? (() => undefined), problemResponses));
+
   return app;
 }
 
 /** Whether `field` ("participants.0.ip") starts with a key of the request's JSON body. */
 function isBodyField(body: unknown, field: string): boolean {
   return typeof body === "object" && body !== null && !Array.isArray(body) && Object.hasOwn(body, field.split(".")[0]!);
+}
+
+/** An unknown key as a refusal quotes it: in part when long, so that a refusal is small whatever key was sent. */
+function quotedKey(key: string): string {
+  const characters = [...key];
+  return characters.length <= QUOTED_KEY_LENGTH ? JSON.stringify(key) : `${JSON.stringify(characters.slice(0, QUOTED_KEY_LENGTH).join("")).slice(0, -1)}…" (${characters.length} characters)`;
+}
+
+/**
+ * A 400 naming the fields refused, at most MAX_LISTED_ERRORS of them; the rest are counted under
+ * the field they all lie in (10,000 bad participants would otherwise make a refusal larger than
+ * the request).
+ */
+function refuseFields(reply: FastifyReply, errors: { field: string; message: string }[]): FastifyReply {
+  const listed = errors.slice(0, MAX_LISTED_ERRORS);
+  const omitted = errors.slice(MAX_LISTED_ERRORS);
+  if (omitted.length > 0) {
+    listed.push({ field: commonField(omitted.map((entry) => entry.field)), message: `has ${omitted.length} more ${omitted.length === 1 ? "error" : "errors"}, not listed; correct those listed and send it again to see them` });
+  }
+  return sendProblem(reply, 400, listed.map((entry) => `${entry.field} ${entry.message}`).join("; "), listed);
+}
+
+/** The field every one of `fields` lies in ("body.participants" for "body.participants.3.ip" and "body.participants.7"), at least the first's location. */
+function commonField(fields: readonly string[]): string {
+  const [first, ...rest] = fields.map((field) => field.split("."));
+  let length = first!.length;
+  for (const parts of rest) {
+    let same = 0;
+    while (same < length && parts[same] === first![same]) {
+      same++;
+    }
+    length = same;
+  }
+  return first!.slice(0, Math.max(1, length)).join(".");
+}
+
+/**
+ * A request as a log line shows it (a pino serializer, in place of Fastify's): its URL with the
+ * values of the query's parameters redacted but for LOGGED_PARAMETERS', and LOGGED_HEADERS, which
+ * REDACTED_PATHS then censors.
+ */
+function requestLogLine(request: { method?: string; url?: string; headers: IncomingHttpHeaders; socket?: { remoteAddress?: string; remotePort?: number } }) {
+  const headers = Object.fromEntries(LOGGED_HEADERS.flatMap((name) => (request.headers[name] === undefined ? [] : [[name, request.headers[name]]])));
+  return {
+    method: request.method,
+    url: request.url === undefined ? undefined : loggedUrl(request.url),
+    headers,
+    remoteAddress: request.socket?.remoteAddress,
+    remotePort: request.socket?.remotePort,
+  };
+}
+
+/** `url` with each query parameter's value "[redacted]" but LOGGED_PARAMETERS', and a name that could be a secret too. */
+function loggedUrl(url: string): string {
+  const at = url.indexOf("?");
+  if (at === -1) {
+    return url;
+  }
+  const parameters = url
+    .slice(at + 1)
+    .split("&")
+    .map((parameter) => {
+      const name = parameter.split("=", 1)[0]!;
+      if (LOGGED_PARAMETERS.has(name)) {
+        return parameter;
+      }
+      return LOGGABLE_NAME.test(name) ? `${name}=[redacted]` : "[redacted]";
+    });
+  return `${url.slice(0, at)}?${parameters.join("&")}`;
+}
+
+/** What a refused connection is told: Node's refusals (lib/_http_server.js), as problems. */
+function clientRefusal(code: string, requestTimeoutMs: number): [status: number, detail: string] {
+  switch (code) {
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return [408, `the request was not received in full within ${requestTimeoutMs} ms; send its head and body without pausing`];
+    case "HPE_HEADER_OVERFLOW":
+      return [431, "the request's head is too large; send fewer or shorter headers"];
+    default:
+      return [400, "the request is not well-formed HTTP/1.1"];
+  }
+}
+
+/**
+ * Event streams open now, per subject and in all, each within its cap. `take` answers the slot's
+ * release (safe to call more than once), or which cap is reached.
+ */
+function streamSlots(perSubject: number, total: number): { take: (subject: string) => (() => void) | "subject" | "total" } {
+  const open = new Map<string, number>();
+  let all = 0;
+  return {
+    take: (subject) => {
+      const mine = open.get(subject) ?? 0;
+      if (mine >= perSubject) {
+        return "subject";
+      }
+      if (all >= total) {
+        return "total";
+      }
+      open.set(subject, mine + 1);
+      all++;
+      let released = false;
+      return () => {
+        if (released) {
+          return;
+        }
+        released = true;
+        all--;
+        const left = open.get(subject)! - 1;
+        if (left === 0) {
+          open.delete(subject);
+        } else {
+          open.set(subject, left);
+        }
+      };
+    },
+  };
 }
 
 function viewerOf(request: FastifyRequest): { subject: string; admin: boolean } {
@@ -351,17 +623,25 @@ function viewOf(conference: ConferenceRecord): z.input<typeof conferenceView> {
   return view;
 }
 
-function sendProblem(reply: FastifyReply, status: number, detail?: string, errors?: Problem["errors"]): FastifyReply {
-  const body: Problem = {
+function problemOf(status: number, detail?: string, errors?: Problem["errors"]): Problem {
+  return {
     // RFC 9457 §4.2.1: "about:blank" — the status and its title say what happened; detail says why.
     type: "about:blank",
     title: TITLE_OF[status] ?? "Error",
     status,
-    // 5xx bodies say nothing internal: the log has the error.
-    ...(detail === undefined || status >= 500 ? {} : { detail }),
+    // 5xx bodies say nothing internal: the log has the error. A 503 is the service's own refusal (it is full), and says so.
+    ...(detail === undefined || (status >= 500 && status !== 503) ? {} : { detail }),
     ...(errors === undefined ? {} : { errors }),
   };
-  return reply.code(status).type("application/problem+json").serializer(JSON.stringify).send(body);
+}
+
+function sendProblem(reply: FastifyReply, status: number, detail?: string, errors?: Problem["errors"]): FastifyReply {
+  return reply.code(status).type("application/problem+json").serializer(JSON.stringify).send(problemOf(status, detail, errors));
+}
+
+/** Whether a stream of the conference's events after `after` would have nothing to send: it has ended, and `after` was its last event or later. */
+function hasEnded(store: Store, conferenceId: string, after: number): boolean {
+  return TERMINAL_STATES.includes(store.conference(conferenceId)!.state) && store.eventsAfter(conferenceId, after).length === 0;
 }
 
 /** Whether the request's Accept header admits text/event-stream (RFC 9110 §12.5.1); none admits any type. */
@@ -386,8 +666,12 @@ async function streamEvents(store: Store, conference: ConferenceRecord, after: n
     }
   });
   let closed = closing.aborted;
+  let markClosed: () => void = () => undefined;
+  // A client that stops reading leaves a send waiting for a drain that never comes; its close ends the wait.
+  const whenClosed = new Promise<void>((resolve) => (markClosed = resolve));
   const end = () => {
     closed = true;
+    markClosed();
     wake?.();
   };
   sse.onClose(end);
@@ -399,7 +683,7 @@ async function streamEvents(store: Store, conference: ConferenceRecord, after: n
         return false;
       }
       last = event.id;
-      await sse.send({ id: String(event.id), event: event.type, data: { ...event.data, at: event.at } });
+      await Promise.race([sse.send({ id: String(event.id), event: event.type, data: { ...event.data, at: event.at } }), whenClosed]);
       return event.type === "stopped" || event.type === "failed";
     };
     for (const event of store.eventsAfter(conference.id, after)) {

@@ -6,6 +6,26 @@ import { expected, parseOrThrow } from "../../domain/validation.ts";
 
 export const ENGINES = ["auto", "local", "offline"] as const;
 
+/**
+ * How long a client may take to send a request's head and body. Node's HTTP server waits forever
+ * unless told (https://nodejs.org/api/http.html#serverrequesttimeout); 30 s is ample for the
+ * largest body the API takes (1 MiB) over a slow link, and short enough that stalled connections
+ * cannot pile up. Event streams are not requests still arriving: they run past it.
+ */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+/** Event streams one subject may hold open: a dashboard per conference and a few tabs, not a fan-out. */
+export const DEFAULT_STREAMS_PER_SUBJECT = 20;
+/** Event streams the service holds open in all: each is a socket, a store listener and a heartbeat timer. */
+export const DEFAULT_STREAMS_TOTAL = 1000;
+
+/** A count of event streams, between 1 and 100000. */
+const streamCap = (example: number) =>
+  z.coerce
+    .number({ error: expected("a number") })
+    .int({ error: `is not a whole number; give the most event streams to hold open, e.g. ${example}` })
+    .min(1, { error: `is below 1; give the most event streams to hold open, e.g. ${example}` })
+    .max(100_000, { error: `is above 100000; give the most event streams to hold open, e.g. ${example}` });
+
 const environment = z.object({
   /** auto: local when a Pulumi CLI is found, else offline (nothing is deployed). */
   SWITCH_ENGINE: z.enum(ENGINES, { error: `is not an engine; use ${ENGINES.join(", ")}` }).default("auto"),
@@ -31,10 +51,31 @@ const environment = z.object({
     .min(0, { error: "is not a port number; use 0-65535" })
     .max(65535, { error: "is not a port number; use 0-65535" })
     .default(8080),
+  /** Milliseconds a client may take to send a whole request, head and body; past it the service answers 408 and closes the connection. */
+  SWITCH_REQUEST_TIMEOUT_MS: z.coerce
+    .number({ error: expected("a number") })
+    .int({ error: "is not a whole number of milliseconds; give e.g. 30000" })
+    .min(100, { error: "is below 100 ms, too short for a request to arrive; give e.g. 30000" })
+    .max(600_000, { error: "is above 600000 (10 minutes); give e.g. 30000" })
+    .default(DEFAULT_REQUEST_TIMEOUT_MS),
+  /** Event streams one token's subject may hold open; past it a stream is refused with 429. */
+  SWITCH_STREAMS_PER_SUBJECT: streamCap(DEFAULT_STREAMS_PER_SUBJECT).default(DEFAULT_STREAMS_PER_SUBJECT),
+  /** Event streams the service holds open in all; past it a stream is refused with 503. */
+  SWITCH_STREAMS_TOTAL: streamCap(DEFAULT_STREAMS_TOTAL).default(DEFAULT_STREAMS_TOTAL),
+  /** Days an ended conference's records (its operations and events) are kept before they are deleted. */
+  SWITCH_RETENTION_DAYS: z.coerce
+    .number({ error: expected("a number") })
+    .int({ error: "is not a whole number of days" })
+    .min(1, { error: "is below 1; give the days ended conferences are kept, e.g. 30" })
+    .max(3650, { error: "is above 3650; give the days ended conferences are kept, e.g. 30" })
+    .default(30),
   SWITCH_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], { error: "is not a log level; use info, debug, warn…" }).default("info"),
 });
 
 export type ServiceEnvironment = z.output<typeof environment>;
+
+/** The bounds the HTTP app enforces (STYLE.md 21), as the environment gives them. */
+export type ServiceLimits = Pick<ServiceEnvironment, "SWITCH_REQUEST_TIMEOUT_MS" | "SWITCH_STREAMS_PER_SUBJECT" | "SWITCH_STREAMS_TOTAL">;
 
 /** Reads the service's variables; a bad one fails the boot with its name and the fix. */
 export function readEnvironment(env: NodeJS.ProcessEnv): ServiceEnvironment {

@@ -3,7 +3,8 @@ import { z } from "zod";
 import { expectedParticipants, lastN } from "../../domain/contracts/conference.ts";
 import { clusterCapacity, clusterLocation } from "../../domain/contracts/testbed.ts";
 import { expected, latitude, longitude } from "../../domain/validation.ts";
-import { CONFERENCE_STATES, EVENT_TYPES, conferenceRecord, decisionRecord } from "../store/records.ts";
+import { CONFERENCE_STATES } from "../../domain/conference-lifecycle.ts";
+import { EVENT_TYPES, conferenceRecord, decisionRecord } from "../store/records.ts";
 
 /**
  * One schema per route (STYLE.md 13): the single source of the route's validation, its types and
@@ -52,7 +53,6 @@ export const conferenceRequest = z.strictObject(
   },
   { error: expected("a JSON object", "give { participants, expectedParticipants?, lastN?, simulcast?, objective? }") },
 );
-export type ConferenceRequestBody = z.output<typeof conferenceRequest>;
 
 export const idempotencyHeaders = z.object({
   "idempotency-key": z
@@ -74,9 +74,34 @@ export const listQuery = z.strictObject(
       .min(1, { error: "is below 1" })
       .max(MAX_LIST_LIMIT, { error: `is above ${MAX_LIST_LIMIT}` })
       .optional(),
+    /** Where the page starts: the `next` of the page before. */
+    cursor: z
+      .string({ error: expected("a string") })
+      .refine((text) => decodeCursor(text) !== undefined, { error: "is not a cursor; follow the `next` link of the page before" })
+      .transform((text) => decodeCursor(text)!)
+      .optional(),
   },
-  { error: expected("query parameters state and limit") },
+  { error: expected("query parameters state, limit and cursor") },
 );
+
+const listCursor = z.strictObject({ createdAt: z.iso.datetime(), id: z.string().regex(/^[a-z0-9]{1,40}$/) });
+
+/** A list's position as the `cursor` parameter carries it: opaque to clients, base64url JSON here. */
+export function encodeCursor(cursor: z.output<typeof listCursor>): string {
+  return Buffer.from(JSON.stringify(cursor)).toString("base64url");
+}
+
+function decodeCursor(text: string): z.output<typeof listCursor> | undefined {
+  if (!/^[A-Za-z0-9_-]{1,256}$/.test(text)) {
+    return undefined;
+  }
+  try {
+    const parsed = listCursor.safeParse(JSON.parse(Buffer.from(text, "base64url").toString("utf8")));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export const eventsHeaders = z.object({
   "last-event-id": z.string({ error: expected("a string") }).regex(/^\d{1,15}$/, { error: "is not an event id; give the id of the last event received" }).optional(),
@@ -92,7 +117,11 @@ export const createdView = z.object({
   links: z.object({ self: z.string(), events: z.string() }),
 });
 
-export const conferenceList = z.object({ conferences: z.array(conferenceView) });
+export const conferenceList = z.object({
+  conferences: z.array(conferenceView),
+  /** The next page's URL, while there is one. */
+  next: z.string().optional(),
+});
 
 export const clusterView = z.object({
   provider: z.string(),
@@ -129,4 +158,16 @@ export const streamEvent = z.object({
   id: z.string().regex(/^\d+$/),
   event: z.enum(EVENT_TYPES),
   data: z.string().meta({ contentMediaType: "application/json", contentSchema: streamEventDataJson }),
+});
+
+/** A conference stack the backend holds and no record owns. */
+export const orphanView = z.object({
+  name: z.string(),
+  /** found: nothing runs on it; destroying: an admin asked; failed: the last destroy failed. */
+  state: z.enum(["found", "destroying", "failed"]),
+  error: z.string().optional(),
+});
+export const orphanList = z.object({ stacks: z.array(orphanView) });
+export const orphanParams = z.object({
+  name: z.string({ error: expected("a string") }).regex(/^conf-[a-z0-9]{1,40}$/, { error: "is not a conference stack's name; give conf-<id>, as GET /v1/orphan-stacks lists them" }),
 });

@@ -176,7 +176,7 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
       onError: (error, context) => reportError(error, context),
     });
     let serving = false;
-    const app = await buildApp({ manager, store, registry, engine, tokens, metrics, orphans, onBackgroundError: (error) => reportError(error, {}), logger: { level: environment.SWITCH_LOG_LEVEL, ...(overrides.logStream === undefined ? {} : { stream: overrides.logStream }) }, ready: () => serving });
+    const app = await buildApp({ manager, store, registry, engine, tokens, metrics, orphans, limits: environment, onBackgroundError: (error) => reportError(error, {}), logger: { level: environment.SWITCH_LOG_LEVEL, ...(overrides.logStream === undefined ? {} : { stream: overrides.logStream }) }, ready: () => serving });
     reportError = (error, context) => app.log.error({ err: error, ...context }, "background operation failed");
     const resumed = manager.reconcile();
     if (resumed > 0) {

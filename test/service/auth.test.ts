@@ -276,8 +276,9 @@ describe("secrets", () => {
       }
       expect(randomLooking(text), where).toEqual([]);
     }
-    // The log saw the requests; the scan above found no token in it (Fastify logs no headers; REDACTED_PATHS covers a line that would).
+    // The log saw the requests and their Authorization headers, censored: the scan above found no token in it.
     expect(service.logs.some((line) => line.includes('"msg":"incoming request"'))).toBe(true);
+    expect(service.logs.some((line) => line.includes('"authorization":"[redacted]"'))).toBe(true);
   }, 90_000);
 });
 
