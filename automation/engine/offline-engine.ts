@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync
 import { join } from "node:path";
 import { type Engine, EngineError, type OperationOptions, type StackOutputs, type StackSpec } from "./engine.ts";
 import { stateFile } from "./offline-state.ts";
-import type { RecordedResource, WorkerReply, WorkerRequest } from "./offline-worker.ts";
+import type { RecordedResource, WorkerMessage, WorkerReply, WorkerRequest } from "./offline-worker.ts";
 
 /**
  * The offline engine: the stack programs on Pulumi's mock runtime, in a pool of worker processes
@@ -56,21 +56,35 @@ export class OfflineEngine implements Engine {
     this.maxWorkers = options.workers ?? DEFAULT_WORKERS;
   }
 
+  /**
+   * Progress is the worker's, as it happens: the total its preview planned, then one step for each
+   * registration of the program while it runs; `total` grows if the program registers more than
+   * the preview did, so that `done` never exceeds it (as the local engine's does).
+   */
   up(spec: StackSpec, options: OperationOptions = {}): Promise<StackOutputs> {
     return this.locked(spec.stack, "up", async () => {
-      const reply = await this.evaluate({ stack: spec.stack, config: spec.config, stateDir: this.stateDir }, options.signal);
+      let total = 0;
+      const reply = await this.evaluate({ stack: spec.stack, config: spec.config, stateDir: this.stateDir }, options.signal, (message) => {
+        if (message.kind === "planned") {
+          total = message.total;
+          if (!message.complete) {
+            options.onEvent?.({ type: "diagnostic", severity: "warning", message: "the preview could not plan every step; the progress total grows as the update finds more" });
+          }
+          options.onEvent?.({ type: "progress", done: 0, total });
+        } else {
+          total = Math.max(total, message.done);
+          options.onEvent?.({ type: "progress", done: message.done, total });
+        }
+      });
       if (!reply.ok) {
         throw new EngineError("failed", reply.message);
-      }
-      const total = reply.resources.length;
-      for (let done = 0; done <= total; done++) {
-        options.onEvent?.({ type: "progress", done, total });
       }
       this.write({ stack: spec.stack, resources: reply.resources, outputs: reply.outputs });
       return reply.outputs;
     });
   }
 
+  /** Removing the state file is the destroy, all of its steps in one: progress is nothing done, then everything. */
   destroy(stack: string, options: OperationOptions = {}): Promise<void> {
     return this.locked(stack, "destroy", () => {
       const state = this.state(stack);
@@ -79,10 +93,9 @@ export class OfflineEngine implements Engine {
       }
       options.signal?.throwIfAborted();
       const total = state.resources.length;
-      for (let done = 0; done <= total; done++) {
-        options.onEvent?.({ type: "progress", done, total });
-      }
+      options.onEvent?.({ type: "progress", done: 0, total });
       rmSync(stateFile(this.stateDir, stack), { force: true });
+      options.onEvent?.({ type: "progress", done: total, total });
       return Promise.resolve();
     });
   }
@@ -165,11 +178,11 @@ export class OfflineEngine implements Engine {
     renameSync(`${file}.tmp`, file);
   }
 
-  private async evaluate(request: WorkerRequest, signal: AbortSignal | undefined): Promise<Extract<WorkerReply, unknown>> {
+  private async evaluate(request: WorkerRequest, signal: AbortSignal | undefined, onProgress: (message: Exclude<WorkerMessage, WorkerReply>) => void): Promise<WorkerReply> {
     signal?.throwIfAborted();
     const worker = await this.acquire();
     try {
-      return await worker.run(request, signal);
+      return await worker.run(request, signal, onProgress);
     } finally {
       this.release(worker);
     }
@@ -214,9 +227,24 @@ class Worker {
     this.process.on("error", () => (this.alive = false));
   }
 
-  run(request: WorkerRequest, signal: AbortSignal | undefined): Promise<WorkerReply> {
+  /** Sends `request`; passes on what the worker says while it runs, and resolves with its reply. */
+  run(request: WorkerRequest, signal: AbortSignal | undefined, onProgress: (message: Exclude<WorkerMessage, WorkerReply>) => void): Promise<WorkerReply> {
     return new Promise<WorkerReply>((resolve, reject) => {
-      const onMessage = (reply: WorkerReply) => settle(() => resolve(reply));
+      const onMessage = (message: WorkerMessage) => {
+        if (message.kind === "finished") {
+          settle(() => resolve(message));
+        } else if (signal?.aborted !== true) {
+          try {
+            onProgress(message);
+          } catch (error) {
+            // Not the program's failure, but the operation's: it ends here, and says why; the
+            // worker, cut off mid-program, is replaced.
+            this.alive = false;
+            this.process.kill("SIGKILL");
+            settle(() => reject(error instanceof Error ? error : new EngineError("failed", String(error))));
+          }
+        }
+      };
       const onExit = (code: number | null, how: NodeJS.Signals | null) =>
         settle(() => reject(signal?.aborted ? new EngineError("cancelled", "the operation was cancelled") : new EngineError("failed", `the offline worker stopped (${how ?? `exit ${code}`})`)));
       const onAbort = () => this.process.kill("SIGKILL");

@@ -2,7 +2,10 @@
  * One offline-engine worker (a child process of ./offline-engine.ts): evaluates a stack program on
  * Pulumi's mock runtime, one operation at a time — the mock runtime lives on globalThis, so a
  * process can hold only one — and answers with what the program registered and its outputs,
- * secrets masked. It writes nothing: the parent owns the stacks' state on disk.
+ * secrets masked. While it runs it tells the parent how many registrations a preview of the
+ * program planned, then each registration of the `up` as the mocks receive it, so that progress is
+ * what the program has done, not a count made after it ended. It writes nothing: the parent owns
+ * the stacks' state on disk.
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -10,7 +13,7 @@ import type * as pulumi from "@pulumi/pulumi";
 import { NODE_PORT_RANGE } from "../../domain/jitsi.ts";
 import type { StackConfigMap } from "./engine.ts";
 import { stateFile } from "./offline-state.ts";
-import { RecordingMocks, displayInputs, displayOutputs, evaluateOffline } from "./offline.ts";
+import { type OnRegistration, RecordingMocks, displayInputs, displayOutputs, evaluateOffline } from "./offline.ts";
 
 export interface WorkerRequest {
   stack: string;
@@ -19,9 +22,17 @@ export interface WorkerRequest {
   stateDir: string;
 }
 
+/** The last message of a request: what the program registered and output, or why it failed. */
 export type WorkerReply =
-  | { ok: true; resources: RecordedResource[]; outputs: Record<string, unknown> }
-  | { ok: false; message: string };
+  | { kind: "finished"; ok: true; resources: RecordedResource[]; outputs: Record<string, unknown> }
+  | { kind: "finished"; ok: false; message: string };
+
+/**
+ * What a worker sends for a request, in this order: `planned` once (the registrations of a preview;
+ * `complete` false when the preview failed part way, and the total is what it reached), a
+ * `registered` for each registration of the `up` as it happens, and the reply.
+ */
+export type WorkerMessage = { kind: "planned"; total: number; complete: boolean } | { kind: "registered"; done: number } | WorkerReply;
 
 /** A resource as the offline state records it: its inputs with secrets masked. */
 export interface RecordedResource {
@@ -77,34 +88,48 @@ function hashOf(key: string): number {
   return createHash("sha256").update(key).digest().readUInt32BE(0);
 }
 
-/** Evaluates the project's entry point (stacks/index.ts) as an `up` would, with `request`'s config. */
-export async function evaluate(request: WorkerRequest): Promise<WorkerReply> {
-  const mocks = new RecordingMocks(simulated(request.stateDir, request.stack));
+/** Runs the project's entry point (stacks/index.ts) once on the mock runtime with `request`'s config. */
+function run(request: WorkerRequest, preview: boolean, mocks: RecordingMocks) {
   const config = Object.fromEntries(Object.entries(request.config).map(([key, entry]) => [key, entry.value]));
   const secretKeys = Object.entries(request.config).flatMap(([key, entry]) => (entry.secret ? [key] : []));
+  return evaluateOffline(async () => (await import("../../stacks/index.ts")).default(), { stack: request.stack, config, secretKeys, preview, mocks });
+}
+
+/**
+ * Evaluates the program as an `up` would, with `request`'s config, telling `send` what it plans
+ * and does as it goes (see WorkerMessage): first a preview, whose registrations are the total —
+ * as the local engine takes its total from `pulumi preview` — then the `up` itself.
+ */
+export async function evaluate(request: WorkerRequest, send: (message: WorkerMessage) => void): Promise<WorkerReply> {
+  const planning = new RecordingMocks(simulated(request.stateDir, request.stack));
+  let complete = true;
   try {
-    const { registrations, outputs } = await evaluateOffline(async () => (await import("../../stacks/index.ts")).default(), {
-      stack: request.stack,
-      config,
-      secretKeys,
-      preview: false,
-      mocks,
-    });
+    await run(request, true, planning);
+  } catch {
+    // The `up` below fails the same way, if the program is at fault, and says why.
+    complete = false;
+  }
+  send({ kind: "planned", total: planning.registrations.length, complete });
+  const registered: OnRegistration = (_registration, count) => send({ kind: "registered", done: count });
+  try {
+    const { registrations, outputs } = await run(request, false, new RecordingMocks(simulated(request.stateDir, request.stack), registered));
     return {
+      kind: "finished",
       ok: true,
       resources: registrations.map((registration) => ({ type: registration.type, name: registration.name, inputs: displayInputs(registration.inputs) })),
       outputs: (await displayOutputs(outputs)) as Record<string, unknown>,
     };
   } catch (error) {
     // The programs' refusals name the key and the fix; a stack trace would carry config values.
-    return { ok: false, message: error instanceof Error ? error.message : String(error) };
+    return { kind: "finished", ok: false, message: error instanceof Error ? error.message : String(error) };
   }
 }
 
 // Only as the forked entry point: a module that imports stateFile from a forked process of its own
 // (a vitest worker, a process manager's child) must not answer that process's IPC messages.
 if (import.meta.main && process.send !== undefined) {
+  const send = (message: WorkerMessage) => process.send!(message);
   process.on("message", (request: WorkerRequest) => {
-    void evaluate(request).then((reply) => process.send!(reply));
+    void evaluate(request, send).then(send);
   });
 }

@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { PROJECT } from "../../domain/contracts/project.ts";
 import { SECRET_MASK } from "./engine.ts";
 
 /**
@@ -40,11 +41,17 @@ export class OfflineEngineError extends Error {
   readonly details = this.message;
 }
 
+/** Told of each registration as the program makes it, with how many there are so far. */
+export type OnRegistration = (registration: Registration, count: number) => void;
+
 /** Mocks that record registrations and refuse invokes and stack references nobody has answered. */
 export class RecordingMocks implements pulumi.runtime.Mocks {
   readonly registrations: Registration[] = [];
 
-  constructor(private readonly computed: ComputedOutputs = () => ({})) {}
+  constructor(
+    private readonly computed: ComputedOutputs = () => ({}),
+    private readonly onRegistration: OnRegistration = () => undefined,
+  ) {}
 
   newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
     const computed = this.computed(args);
@@ -53,13 +60,15 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
         `offline engine: stack "${String((args.inputs as { name?: unknown }).name)}" cannot be read offline; this program needs the referenced stack's real outputs`,
       );
     }
-    this.registrations.push({
+    const registration: Registration = {
       type: args.type,
       name: args.name,
       custom: args.custom ?? true,
       ...(args.provider ? { provider: args.provider } : {}),
       inputs: args.inputs as Record<string, unknown>,
-    });
+    };
+    this.registrations.push(registration);
+    this.onRegistration(registration, this.registrations.length);
     // `id` is set only when a resource is read by id; new resources arrive with an empty one.
     const id = args.id === undefined || args.id === "" ? `${args.name}-id` : args.id;
     return { id, state: { ...(args.inputs as Record<string, unknown>), ...computed } };
@@ -92,7 +101,6 @@ export interface OfflineResult<T> {
   outputs: T;
 }
 
-const PROJECT = "switch-vaas";
 const DEFAULT_STACK = "offline";
 
 /**

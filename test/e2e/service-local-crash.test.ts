@@ -129,7 +129,7 @@ describe(`kill -9 of the service on the local engine (seed ${SEED})`, () => {
       const store = new Store({ path: join(serviceDir, "switch.db") });
       try {
         // Every conference that got its 202 before the kill is there, and nothing is left unfinished.
-        expect(store.conferences({ limit: 100 }).map((record) => record.id).sort()).toEqual([...ids].sort());
+        expect(store.conferences({ limit: 100 }).conferences.map((record) => record.id).sort()).toEqual([...ids].sort());
         expect(store.unfinishedOperations()).toEqual([]);
       } finally {
         store.close();

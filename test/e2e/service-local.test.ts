@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -7,13 +7,15 @@ import type { Decision } from "../../automation/store/records.ts";
 import { conferenceName } from "../../domain/contracts/conference.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 import { EngineRecorder, type TestService, startTestService } from "../support/service.ts";
-import { OPERATION_TIMEOUT_MS, asStackConfig, eventually, kubernetes, localTestbedConfig, refusalOf, shortAwaits, withLocalEngine } from "./support.ts";
+import { OPERATION_TIMEOUT_MS, asStackConfig, eventually, everyFile, kubernetes, localTestbedConfig, refusalOf, secretsIn, shortAwaits, withLocalEngine } from "./support.ts";
 
 /**
  * The automation service on the local engine, over real HTTP on 127.0.0.1: conferences created
  * and stopped by the real Pulumi CLI against the local cluster, their Deployments admitted and
  * Available in the API server, and nothing left behind. The registry is the testbed stack the
- * service finds on its backend (brought up here, as an operator would; never by the service).
+ * service finds on its backend (brought up here, as an operator would; never by the service). What
+ * it keeps — the file backend's state, its store, events and logs — holds no conference password
+ * and not the passphrase.
  */
 
 const dataDir = mkdtempSync(join(tmpdir(), "switch-vaas-service-local-"));
@@ -37,7 +39,8 @@ beforeAll(async () => {
   await withEngine((engine) => engine.up({ stack: "testbed", config: asStackConfig(localTestbedConfig()) }, { signal: AbortSignal.timeout(OPERATION_TIMEOUT_MS) }));
   service = await startTestService({
     dataDir,
-    env: { SWITCH_ENGINE: "local", SWITCH_CONCURRENCY: "2" },
+    // Every log line, for the secret scan below.
+    env: { SWITCH_ENGINE: "local", SWITCH_CONCURRENCY: "2", SWITCH_LOG_LEVEL: "debug" },
     localEngine: { transforms: engineOptions.transforms!, pulumiHome: engineOptions.pulumiHome! },
     wrapEngine: recorder.wrap,
     retry: { retries: 2, minTimeoutMs: 500 },
@@ -90,8 +93,54 @@ describe("the service on the local engine", () => {
     expect(await withEngine((engine) => engine.stacks())).toEqual(["testbed"]);
   });
 
+  it("keeps no conference password, nor the passphrase, in its state, store, events or logs", async () => {
+    const created = await service.create(SMALL);
+    const streaming = service.stream(created.id, { timeoutMs: 2 * DEPLOY_MS });
+    const ready = await service.waitForConference(created.id, ["ready", "failed"], DEPLOY_MS);
+    expect(ready.state).toBe("ready");
+    // The passwords as the conference drew them, from where they belong: its Secret in the cluster.
+    const secret = await kubernetes().core.readNamespacedSecret({ namespace: conferenceName(created.id), name: `jitsi-auth-${created.id}` });
+    const passwords = Object.fromEntries(Object.entries(secret.data ?? {}).map(([key, value]) => [key, Buffer.from(value, "base64").toString()]));
+    expect(Object.keys(passwords).sort()).toEqual(["JICOFO_AUTH_PASSWORD", "JVB_AUTH_PASSWORD"]);
+    expect(Object.values(passwords).every((password) => /^[A-Za-z0-9]{32}$/.test(password))).toBe(true);
+    // As the local engine finds it: the environment's, else the data directory's file.
+    const passphraseFile = join(dataDir, "passphrase");
+    const passphrase = process.env.PULUMI_CONFIG_PASSPHRASE || readFileSync(passphraseFile, "utf8").trim();
+
+    const places = new Map<string, string>();
+    const keep = (label: string) => {
+      for (const [path, bytes] of everyFile(dataDir)) {
+        places.set(`${path} (${label})`, bytes);
+      }
+    };
+    keep("ready");
+    places.set("the conference's view", await (await service.call(`/v1/conferences/${created.id}`)).text());
+    await service.stop(created.id);
+    places.set("the event stream", (await streaming).raw);
+    await namespaceGone(created.id);
+    keep("stopped");
+    service.logs.forEach((line, index) => places.set(`log line ${index + 1}`, line));
+
+    // The scan finds what is there: the conference's id or address in the stack's checkpoint, the
+    // store, the stream and the log; the passphrase in its own file, when it is the file's.
+    const holding = secretsIn(places, { id: created.id, url: ready.url! }).map((entry) => entry.where);
+    const checkpoint = join(dataDir, "state", ".pulumi", "stacks", "switch-vaas", `${conferenceName(created.id)}.json`);
+    expect(holding).toContain(`${checkpoint} (ready)`);
+    expect(holding.some((where) => where.startsWith(join(dataDir, "switch.db")))).toBe(true);
+    expect(holding).toContain("the event stream");
+    expect(holding.some((where) => where.startsWith("log line "))).toBe(true);
+    // And the passwords where they are, in base64: the Secret as the API server returns it.
+    expect(secretsIn(new Map([["the Secret", JSON.stringify(secret)]]), passwords).map((entry) => entry.name).sort()).toEqual(["JICOFO_AUTH_PASSWORD", "JVB_AUTH_PASSWORD"]);
+    const found = secretsIn(places, { ...passwords, passphrase }).map((entry) => `${entry.where} holds ${entry.name}`);
+    if (process.env.PULUMI_CONFIG_PASSPHRASE === undefined || process.env.PULUMI_CONFIG_PASSPHRASE === "") {
+      expect(found).toContain(`${passphraseFile} (ready) holds passphrase`);
+    }
+    expect(found.filter((entry) => !entry.startsWith(`${passphraseFile} (`))).toEqual([]);
+  });
+
   it("takes 20 concurrent creates and deletes: no stack with two operations at once, no cluster oversubscribed, nothing leaked", async () => {
     const before = recorder.calls.length;
+    const earlier = (await service.conferences()).length;
     // As many of SMALL as the node has room for: what is free now, over what one of them takes.
     const { free } = (await service.clusters()).local!;
     const { resources } = (await (await service.call("/v1/placements", { method: "POST", body: JSON.stringify(SMALL) })).json()) as Decision;
@@ -109,7 +158,7 @@ describe("the service on the local engine", () => {
     expect(fits).toBeGreaterThan(1);
     expect(accepted).toHaveLength(Math.min(fits, 20));
     expect((await service.conferences()).filter((conference) => accepted.includes(conference.id))).toHaveLength(accepted.length);
-    expect((await service.conferences()).length).toBe(1 + accepted.length);
+    expect((await service.conferences()).length).toBe(earlier + accepted.length);
 
     // Half are stopped while they deploy (or wait to), twice each.
     const stoppedEarly = accepted.slice(0, Math.ceil(accepted.length / 2));

@@ -2,7 +2,7 @@ import * as k8s from "@kubernetes/client-node";
 import * as pulumi from "@pulumi/pulumi";
 import { type ConfigMap, LocalWorkspace, type PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
@@ -174,4 +174,50 @@ export async function withLocalEngine<T>(options: LocalEngineOptions, work: (eng
   } finally {
     await engine.close();
   }
+}
+
+/** Every file under `dir`, as bytes read as Latin-1 (binary files too: SQLite's pages, its WAL). */
+export function everyFile(dir: string): Map<string, string> {
+  const files = new Map<string, string>();
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) {
+      const path = join(entry.parentPath, entry.name);
+      files.set(path, readFileSync(path).toString("latin1"));
+    }
+  }
+  return files;
+}
+
+/** Shorter values match by chance, and their base64 cores would be a character or two. */
+const MIN_SCANNED_LENGTH = 8;
+
+/**
+ * The forms a secret can take in text: itself, and its base64 at each of the three alignments a
+ * longer encoded value may put it at (the characters that depend on it alone), so that a secret
+ * inside a base64 blob — a Kubernetes Secret's data, a Pulumi checkpoint's — is found too.
+ */
+function formsOf(secret: string): string[] {
+  if (secret.length < MIN_SCANNED_LENGTH) {
+    throw new Error(`a value of ${secret.length} characters is too short to scan for; every text would seem to hold it`);
+  }
+  const bytes = Buffer.from(secret, "latin1");
+  const encoded = [0, 1, 2].map((shift) => {
+    const text = Buffer.concat([Buffer.alloc(shift), bytes]).toString("base64");
+    return text.slice(Math.ceil((8 * shift) / 6), Math.floor((8 * (shift + bytes.length)) / 6));
+  });
+  return [secret, ...encoded];
+}
+
+/** Where each of `secrets` (by name) appears in `places` (texts by where they are), as itself or in base64. */
+export function secretsIn(places: ReadonlyMap<string, string>, secrets: Readonly<Record<string, string>>): { where: string; name: string }[] {
+  const found: { where: string; name: string }[] = [];
+  for (const [name, secret] of Object.entries(secrets)) {
+    const forms = formsOf(secret);
+    for (const [where, text] of places) {
+      if (forms.some((form) => text.includes(form))) {
+        found.push({ where, name });
+      }
+    }
+  }
+  return found;
 }

@@ -9,7 +9,8 @@ import type { RandomGenerator } from "pure-rand/types/RandomGenerator";
 import { afterAll, describe, expect, it } from "vitest";
 import { conferenceName } from "../../domain/contracts/conference.ts";
 import { newToken, tokenEntry } from "../../automation/service/auth.ts";
-import { type ConferenceState, type OperationState, TERMINAL_STATES } from "../../automation/store/records.ts";
+import { type ConferenceState, TERMINAL_STATES } from "../../domain/conference-lifecycle.ts";
+import type { OperationState } from "../../automation/store/records.ts";
 import { type ServiceProcess, startServiceProcess, waitForExit } from "../support/service-process.ts";
 
 /**
@@ -20,7 +21,9 @@ import { type ServiceProcess, startServiceProcess, waitForExit } from "../suppor
  * in every trial's name; CRASH_SEED=<seed> replays a run's schedules (not its timing: the kill
  * lands where the service happens to be). Which states the kills found is read from the store
  * after the fact; the last test checks that kills found deployments and stops in flight, which is
- * what this file claims to test.
+ * what this file claims to test. No fault is injected and every request fits the testbed, so each
+ * conference ends where its requests say — ready, or stopped if it was meant to stop — and never
+ * `failed`: a recovery that failed what it found in flight would fail the trial.
  */
 
 const TRIALS = 20;
@@ -46,18 +49,18 @@ const TRIAL_TIMEOUT_MS = 3 * 60_000;
 
 const SETTLED: readonly ConferenceState[] = ["ready", ...TERMINAL_STATES];
 /**
- * The events a settled conference may have, in order, whatever the kill interrupted: a deployment
- * run again after a restart says `deploying` again, nothing else repeats, and nothing follows the
- * end. A stop's destroy is queued with an event; a failed create's cleanup is not.
+ * The events a conference that ended where it should may have, in order, whatever the kill
+ * interrupted: a deployment run again after a restart says `deploying` again, nothing else
+ * repeats, and nothing follows the end.
  */
 const EVENTS_OF: Readonly<Record<ConferenceState, RegExp>> = {
-  // Never reached: a conference still in one of these has failed its trial before its events are read.
+  // Never reached: a conference in one of these has failed its trial before its events are read.
   placed: /^$/,
   deploying: /^$/,
   stopping: /^$/,
+  failed: /^$/,
   ready: /^placed queued( deploying)* ready$/,
   stopped: /^placed queued( deploying)*( ready)? stopping queued stopped$/,
-  failed: /^placed queued( deploying)*(( ready)? stopping queued)? failed$/,
 };
 
 const baseSeed = process.env.CRASH_SEED === undefined ? Date.now() % 2 ** 31 : Number(process.env.CRASH_SEED);
@@ -324,11 +327,8 @@ describe("kill -9 and restart (offline engine)", () => {
           const entry = seen.find((candidate) => candidate.id === id);
           // A conference whose create went unanswered was never stopped: its id never reached the client.
           const meantToStop = entry?.plan.stopAfterMs !== undefined;
-          const where = context(`${id} (${entry === undefined ? "create unanswered" : meantToStop ? "stopped" : "kept"}) ended ${state}`);
-          expect(meantToStop ? ["stopped", "failed"] : ["ready", "failed"], where).toContain(state);
-          if (state === "failed") {
-            expect(error, `${where}: with a reason`).toMatch(/\S/);
-          }
+          const where = context(`${id} (${entry === undefined ? "create unanswered" : meantToStop ? "stopped" : "kept"}) ended ${state}${error === undefined ? "" : `: ${error}`}`);
+          expect(state, where).toBe(meantToStop ? "stopped" : "ready");
           if (state === "ready") {
             expect(url, `${where}: with an address`).toMatch(/\S/);
           }

@@ -1,5 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RecordedResource } from "../../automation/engine/offline-worker.ts";
+import type * as childProcess from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import type { Engine, EngineEvent } from "../../automation/engine/engine.ts";
+import type { RecordedResource, WorkerMessage } from "../../automation/engine/offline-worker.ts";
 import { conferenceList, conferenceView, createdView } from "../../automation/service/schemas.ts";
 import { decisionRecord } from "../../automation/store/records.ts";
 import { DEFAULT_TESTBED_STACK } from "../../domain/contracts/conference.ts";
@@ -17,11 +19,78 @@ const LJUBLJANA = [
   { lat: 46.06, lon: 14.5 },
 ];
 
+/**
+ * What the offline engine's workers said and what the engine reported of its `up`s, in the one
+ * order they happened: each worker message as its process (a child forked by the engine) emits it,
+ * and each progress event as the engine hands it to the service. An event the engine emits for a
+ * worker's message comes right after that message.
+ */
+type Moment = { worker: number; message: WorkerMessage } | { stack: string; progress: Extract<EngineEvent, { type: "progress" }> };
+const timeline = vi.hoisted(() => [] as Moment[]);
+vi.mock("node:child_process", async (importOriginal) => {
+  const actual = await importOriginal<typeof childProcess>();
+  const fork = (...args: unknown[]): childProcess.ChildProcess => {
+    const child = (actual.fork as (...forkArgs: unknown[]) => childProcess.ChildProcess)(...args);
+    // Listens before the engine does: a message is on the timeline before what the engine makes of it.
+    child.on("message", (message: WorkerMessage) => timeline.push({ worker: child.pid!, message }));
+    return child;
+  };
+  return { ...actual, fork };
+});
+
+/** Puts the progress of every `up` on the timeline as the engine reports it, and passes it on. */
+function watchProgress(engine: Engine): Engine {
+  return {
+    kind: engine.kind,
+    up: (spec, options = {}) =>
+      engine.up(spec, {
+        ...options,
+        onEvent: (event) => {
+          if (event.type === "progress") {
+            timeline.push({ stack: spec.stack, progress: event });
+          }
+          options.onEvent?.(event);
+        },
+      }),
+    destroy: (stack, options) => engine.destroy(stack, options),
+    refresh: (stack, options) => engine.refresh(stack, options),
+    cancel: (stack) => engine.cancel(stack),
+    outputs: (stack) => engine.outputs(stack),
+    stacks: () => engine.stacks(),
+    close: () => engine.close(),
+  };
+}
+
+/**
+ * The progress the `up`s of `stack` reported, and where it was not what the program did as it ran:
+ * `done: 0` must come right after the worker's `planned` (its preview's count), and each further
+ * step right after the worker's message that it registered that many resources — so before the
+ * worker answered that the program had finished.
+ */
+function progressOf(stack: string): { reported: { done: number; total: number }[]; late: string[] } {
+  const reported: { done: number; total: number }[] = [];
+  const late: string[] = [];
+  timeline.forEach((moment, index) => {
+    if (!("stack" in moment) || moment.stack !== stack) {
+      return;
+    }
+    const { done, total } = moment.progress;
+    reported.push({ done, total });
+    const before = timeline[index - 1];
+    const cause = before !== undefined && "worker" in before ? before.message : undefined;
+    const expected = done === 0 ? cause?.kind === "planned" && cause.total === total : cause?.kind === "registered" && cause.done === done;
+    if (!expected) {
+      late.push(`progress ${done}/${total} of ${stack} came ${cause === undefined ? "with no worker message of its own" : `after the worker's ${JSON.stringify(cause).slice(0, 120)}`}`);
+    }
+  });
+  return { reported, late };
+}
+
 let service: TestService;
 const recorder = new EngineRecorder();
 
 beforeAll(async () => {
-  service = await startTestService({ wrapEngine: recorder.wrap });
+  service = await startTestService({ wrapEngine: (engine) => recorder.wrap(watchProgress(engine)) });
 }, 60_000);
 afterAll(() => service?.close());
 
@@ -88,13 +157,17 @@ describe("a conference's lifecycle", () => {
     expect(new Set(ids).size).toBe(ids.length);
     expect(events[0]!.data).toMatchObject({ cluster: created.decision.cluster, resources: created.decision.resources });
     expect(events.filter((event) => event.event === "queued").map((event) => event.data.kind)).toEqual(["up", "destroy"]);
-    const progress = events.filter((event) => event.event === "deploying").map((event) => event.data as { done: number; total: number });
+    // Progress as the program ran: the preview's total first, then one step per registration, each
+    // reported while the worker was still running the program (progressOf), and what the stream
+    // sent after the deployment's start ({ done: 0, total: 0 }) is exactly that.
+    const progress = events.filter((event) => event.event === "deploying").map((event) => ({ done: Number(event.data.done), total: Number(event.data.total) }));
     const total = progress.at(-1)!.total;
-    expect(total).toBeGreaterThan(0);
+    expect(total).toBeGreaterThan(1);
     expect(total).toBe(resources.length);
-    expect(progress.at(-1)!.done).toBe(total);
-    expect(progress.map((step) => step.done)).toEqual(progress.map((step) => step.done).sort((a, b) => a - b));
-    expect(progress.every((step) => step.total === 0 || step.total === total)).toBe(true);
+    const engine = progressOf(stack);
+    expect(engine.late).toEqual([]);
+    expect(engine.reported).toEqual(Array.from({ length: total + 1 }, (_, done) => ({ done, total })));
+    expect(progress).toEqual([{ done: 0, total: 0 }, ...engine.reported]);
     expect(events.find((event) => event.event === "ready")!.data.url).toBe(ready.url);
     expect(events.every((event) => typeof event.data.at === "string")).toBe(true);
 
@@ -251,6 +324,34 @@ describe("a conference's lifecycle", () => {
     expect(refused.errors).toEqual([
       { field: "body.participants.0.ip", message: "is a private address, which says nothing about where the participant is; give { lat, lon } for at least one participant" },
     ]);
+  });
+});
+
+describe("the progress check", () => {
+  it("sees progress that was reported only once the program had finished", async () => {
+    // The same engine, its progress held back until the `up` returns: what an engine that counts
+    // the registrations afterwards would report.
+    const holdBack = (engine: Engine): Engine => ({
+      ...watchProgress(engine),
+      up: async (spec, options = {}) => {
+        const held: EngineEvent[] = [];
+        const outputs = await engine.up(spec, { ...options, onEvent: (event) => held.push(event) });
+        held.forEach((event) => options.onEvent?.(event));
+        return outputs;
+      },
+    });
+    const late = await startTestService({ wrapEngine: (engine) => watchProgress(holdBack(engine)) });
+    try {
+      const { id } = await late.create({ participants: LJUBLJANA });
+      expect((await late.waitForConference(id, ["ready", "failed"])).state).toBe("ready");
+      const { reported, late: found } = progressOf(`conf-${id}`);
+      expect(reported.length).toBeGreaterThan(2);
+      expect(found).toHaveLength(reported.length);
+      await late.stop(id);
+      await late.waitForConference(id, ["stopped"]);
+    } finally {
+      await late.close();
+    }
   });
 });
 

@@ -5,13 +5,19 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type TestService, startTestService } from "../support/service.ts";
+import { conferenceRequest } from "../../automation/service/schemas.ts";
+import { DEFAULT_SITES, MAX_MEMORY_GIB_PER_NODE, MAX_NODES, MAX_VCPU_PER_NODE, parseSites } from "../../domain/contracts/testbed.ts";
+import { sizeConference } from "../../domain/decision/sizing.ts";
+import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
+import { type TestService, clustersFile, startTestService } from "../support/service.ts";
 
 /**
  * Schemathesis against the running service, from its own /openapi.json: every documented
  * operation, its coverage, fuzzing and stateful phases (links inferred from the responses), every
  * check that applies. The test fails on any failure or error schemathesis reports, printing its
- * summary, and counts the requests it sent from its NDJSON report: at least MIN_REQUESTS.
+ * summary, and counts the requests it sent from its NDJSON report: at least MIN_REQUESTS. Where
+ * schemathesis takes a status the document cannot rule out (a 400 for an address that locates
+ * nowhere, a 409 for a conference no node holds), the test holds each to its reason.
  * fuzz.test.ts fuzzes the same routes from the other side, without the document.
  */
 
@@ -40,6 +46,34 @@ const EXCLUDED_CHECKS = ["use_after_free"];
  */
 const PLACING = new Set(["POST /v1/conferences", "POST /v1/placements"]);
 const LOCATOR_REFUSAL = /^body\.participants\.\d+\.ip is [^;]+; give \{ lat, lon \} for at least one participant$/;
+/** A refusal lists its first errors and counts the rest in a last entry, under the field they share. */
+const MORE_ERRORS = /^body\.participants has \d+ more errors?, not listed; /;
+
+/**
+ * A schema-valid conference may still be one no node holds: up to 100,000 participants, each
+ * sending to every other, is millions of vCPU. So positive_data_acceptance must take a 409 (told
+ * below), and the test holds each 409 to its reason instead (readReport): on this testbed — the
+ * default one's sites, each as large as a cluster may be, which ten thousand requests never fill —
+ * "no cluster has room" is right exactly for a conference larger than a node, sized as the domain
+ * sizes it, and wrong for any other; and a reused Idempotency-Key only where the request has one.
+ * A conference larger than a node is never placed, and most are placed (MIN_PLACED_SHARE).
+ */
+type Capacity = { nodes: number; vcpuPerNode: number; memoryGiBPerNode: number };
+const ROOMY: Capacity = { nodes: MAX_NODES, vcpuPerNode: MAX_VCPU_PER_NODE, memoryGiBPerNode: MAX_MEMORY_GIB_PER_NODE };
+const GIBIBYTE = 1024 ** 3;
+/** Of the conferences placed or refused with 409, the share placed: schemathesis draws sizes up to the limit, most fit. */
+const MIN_PLACED_SHARE = 0.5;
+/** What conferenceRequest documents for a field left out (automation/service/schemas.ts). */
+const REQUEST_DEFAULTS = { lastN: -1, simulcast: true };
+const NO_ROOM = /^no cluster has room for a conference of (\S+) CPU and (\S+) memory \(/;
+const KEY_REUSED = /^the Idempotency-Key was used for another request \(conference [a-z0-9]+\); use a new key for a new conference$/;
+
+/** A clusters file of the default testbed's sites (whose stack the conferences' stacks read), each of `capacity`. */
+function testbedOf(capacity: Capacity): string {
+  return clustersFile(
+    Object.fromEntries(parseSites(DEFAULT_SITES, "sites").map((site) => [site.name, { provider: site.provider, location: site.location, exposure: site.exposure, capacity }])),
+  );
+}
 
 /**
  * The event stream of a conference that runs goes on; schemathesis reads a stream until it ends,
@@ -65,7 +99,7 @@ generation.max-examples = 60
 
 let service: TestService;
 beforeAll(async () => {
-  service = await startTestService();
+  service = await startTestService({ env: { SWITCH_TESTBED: testbedOf(ROOMY) } });
 }, 60_000);
 afterAll(() => service?.close());
 
@@ -99,7 +133,7 @@ function run(command: string, args: string[], options: { cwd: string; env: NodeJ
 }
 
 interface Interaction {
-  request: { method: string; uri: string };
+  request: { method: string; uri: string; headers?: Record<string, string[]>; body?: { $base64?: string } };
   response?: { status_code: number; content?: { $base64?: string } };
 }
 interface Recorded {
@@ -112,7 +146,8 @@ interface Recorded {
 /**
  * Whether a 400's body refuses only addresses that locate nowhere. The report cuts bodies at 1 MiB,
  * and a request may list 10,000 such addresses: a body cut short is read from its detail (one
- * "field message" per error, joined by "; "), all but the entry the cut went through.
+ * "field message" per error, joined by "; "), all but the entry the cut went through. A refusal
+ * may list only its first errors, and count the others in a last entry (MORE_ERRORS).
  */
 function onlyLocatorRefusals(text: string): boolean {
   let entries: string[];
@@ -122,21 +157,80 @@ function onlyLocatorRefusals(text: string): boolean {
     const detail = /"detail":"((?:[^"\\]|\\.)*)/.exec(text)?.[1] ?? "";
     entries = detail.split(/; (?=(?:body|querystring|params|headers|path)[. ])/).slice(0, -1);
   }
-  return entries.length > 0 && entries.every((entry) => LOCATOR_REFUSAL.test(entry));
+  const listed = MORE_ERRORS.test(entries.at(-1) ?? "") ? entries.slice(0, -1) : entries;
+  return listed.length > 0 && listed.every((entry) => LOCATOR_REFUSAL.test(entry));
 }
 
-/** What the report says: requests sent and answered, by status; failures and errors; what broke the positive-data exception. */
-function readReport(path: string) {
+const decode = (content: { $base64?: string } | undefined) => Buffer.from(content?.$base64 ?? "", "base64").toString();
+
+/**
+ * Whether a placing request's answer is what its size says, on a testbed of nodes of `capacity`:
+ * a conference no node holds is refused with 409 naming its size and never placed, any other is
+ * refused with 409 only for a reused Idempotency-Key; undefined when it is, else what is wrong.
+ */
+function unexplainedPlacing(interaction: Interaction, status: number, capacity: Capacity): string | undefined {
+  const detail = status === 409 ? (JSON.parse(decode(interaction.response?.content)) as { detail?: string }).detail : undefined;
+  const larger = (cpu: string, memory: string) => parseCpuMillicores(cpu)! > capacity.vcpuPerNode * 1000 || parseMemoryBytes(memory)! > capacity.memoryGiBPerNode * GIBIBYTE;
+  let body: unknown;
+  try {
+    body = JSON.parse(decode(interaction.request.body));
+  } catch {
+    // A body the report cut short (it keeps 1 MiB of each) is judged by the size its refusal names.
+    const named = NO_ROOM.exec(detail ?? "");
+    return status !== 409 || (named !== null && larger(named[1]!, named[2]!)) ? undefined : `a 409 for a request the report cut short: ${detail}`;
+  }
+  const parsed = conferenceRequest.safeParse(body);
+  if (!parsed.success) {
+    return status === 409 ? `a 409 for a request that is none: ${detail}` : undefined;
+  }
+  const request = parsed.data;
+  const size = sizeConference({
+    expectedParticipants: request.expectedParticipants ?? request.participants.length,
+    lastN: request.lastN ?? REQUEST_DEFAULTS.lastN,
+    simulcast: request.simulcast ?? REQUEST_DEFAULTS.simulcast,
+  });
+  const fits = !larger(size.cpu, size.memory);
+  if (status === 409) {
+    const named = NO_ROOM.exec(detail ?? "");
+    if (named !== null && !fits && parseCpuMillicores(named[1]!) === size.millicores && parseMemoryBytes(named[2]!) === size.bytes) {
+      return undefined;
+    }
+    if (KEY_REUSED.test(detail ?? "") && interaction.request.headers?.["idempotency-key"] !== undefined) {
+      return undefined;
+    }
+    return `409 for a conference of ${size.cpu} CPU and ${size.memory}, which ${fits ? "fits" : "is larger than"} a node: ${detail}`;
+  }
+  return status < 300 && !fits ? `${status} for a conference of ${size.cpu} CPU and ${size.memory}, which no node holds` : undefined;
+}
+
+/**
+ * What the report says: requests sent and answered, by status; failures and errors; what broke the
+ * positive-data exceptions (on a testbed of nodes of `capacity`); how many conferences were placed.
+ */
+function readReport(path: string, capacity: Capacity) {
   const statuses = new Map<number, number>();
   const failures: string[] = [];
   const errors: string[] = [];
   const unexplained400s: string[] = [];
+  const unexplainedPlacings: string[] = [];
+  let placed = 0;
+  let refused = 0;
   let finished = false;
-  for (const line of readFileSync(path, "utf8").split("\n")) {
+  const lines = readFileSync(path, "utf8").split("\n");
+  for (const [index, line] of lines.entries()) {
     if (line.trim() === "") {
       continue;
     }
-    const event = JSON.parse(line) as Record<string, Record<string, unknown>>;
+    let event: Record<string, Record<string, unknown>>;
+    try {
+      event = JSON.parse(line) as typeof event;
+    } catch (error) {
+      if (lines.slice(index + 1).every((rest) => rest.trim() === "")) {
+        // A run killed at its time limit stops mid-line: it did not finish, which says so below.
+        break;
+      }
+      throw error;
+    }
     const [kind, body] = Object.entries(event)[0]!;
     if (kind === "NonFatalError" || kind === "FatalError") {
       errors.push(`${typeof body.label === "string" ? body.label : kind}: ${JSON.stringify(body.value ?? body)}`);
@@ -153,11 +247,21 @@ function readReport(path: string) {
         const value = recorded.cases?.[id]?.value;
         const operation = value === undefined ? "" : `${value.method} ${value.path}`;
         if (status === 400 && PLACING.has(operation) && value?.meta?.generation?.mode === "positive") {
-          const text = Buffer.from(interaction.response?.content?.$base64 ?? "", "base64").toString();
+          const text = decode(interaction.response?.content);
           const located = onlyLocatorRefusals(text);
           if (!located) {
             unexplained400s.push(`${operation} (case ${id}): ${text.slice(0, 2000)}`);
           }
+        }
+        if (PLACING.has(operation)) {
+          const wrong = unexplainedPlacing(interaction, status, capacity);
+          if (wrong !== undefined) {
+            unexplainedPlacings.push(`${operation} (case ${id}): ${wrong.slice(0, 2000)}`);
+          }
+          placed += status === 200 || status === 202 ? 1 : 0;
+          refused += status === 409 ? 1 : 0;
+        } else if (status === 409) {
+          unexplainedPlacings.push(`${operation} (case ${id}): 409 ${decode(interaction.response?.content).slice(0, 2000)}`);
         }
       }
       for (const [id, checks] of Object.entries(recorded.checks ?? {})) {
@@ -169,7 +273,7 @@ function readReport(path: string) {
     }
   }
   const requests = [...statuses.values()].reduce((sum, count) => sum + count, 0);
-  return { requests, statuses: Object.fromEntries(statuses), failures, errors, unexplained400s, finished };
+  return { requests, statuses: Object.fromEntries(statuses), failures, errors, unexplained400s, unexplainedPlacings, placed, refused, finished };
 }
 
 /**
@@ -182,8 +286,8 @@ const RUNS = [
   { name: "request bodies", args: ["--max-examples", "3000", "--phases", "fuzzing", "--include-method", "POST"] },
 ];
 
-/** One run: its exit code, what it printed from its first finding on, and its report. */
-async function runSchemathesis(command: string, dir: string, name: string, args: string[]) {
+/** One run against `target`, whose nodes are `capacity`'s: its exit code, what it printed from its first finding on, and its report. */
+async function runSchemathesis(command: string, dir: string, name: string, args: string[], target = service, capacity = ROOMY) {
   const report = join(dir, `${name.replaceAll(" ", "-")}.ndjson`);
   const { code, output } = await run(
     command,
@@ -191,7 +295,7 @@ async function runSchemathesis(command: string, dir: string, name: string, args:
       "--config-file",
       join(dir, "schemathesis.toml"),
       "run",
-      `${service.url}/openapi.json`,
+      `${target.url}/openapi.json`,
       "--checks",
       "all",
       "--exclude-checks",
@@ -212,11 +316,11 @@ async function runSchemathesis(command: string, dir: string, name: string, args:
       ...(process.env.SWITCH_SCHEMATHESIS_SEED === undefined ? [] : ["--seed", process.env.SWITCH_SCHEMATHESIS_SEED]),
     ],
     // Hypothesis and schemathesis write their state beside the run, never in the repository.
-    { cwd: dir, env: { ...process.env, SWITCH_SCHEMATHESIS_TOKEN: service.tokens.admin } },
+    { cwd: dir, env: { ...process.env, SWITCH_SCHEMATHESIS_TOKEN: target.tokens.admin } },
   );
   const sections = ["= ERRORS =", "= FAILURES =", "= WARNINGS =", "= SUMMARY ="].map((title) => output.indexOf(title)).filter((at) => at >= 0);
   const summary = sections.length === 0 ? output.slice(-8000) : output.slice(output.lastIndexOf("\n", Math.min(...sections)) + 1).slice(0, 20_000);
-  return { name, code, output, summary, ...readReport(report) };
+  return { name, code, output, summary, ...readReport(report, capacity) };
 }
 
 it(
@@ -233,13 +337,46 @@ it(
       expect(each.failures, said).toEqual([]);
       expect(each.errors, said).toEqual([]);
       expect(each.unexplained400s, `schema-valid requests refused other than for an address that locates nowhere\n${said}`).toEqual([]);
+      expect(each.unexplainedPlacings, `conferences refused or placed against what their size says\n${said}`).toEqual([]);
       expect(each.finished, said).toBe(true);
       expect(each.code, `${said}\n\nits whole output:\n${each.output.slice(-20_000)}`).toBe(0);
       expect(each.statuses[500] ?? 0, said).toBe(0);
     }
-    const counts = runs.map((each) => `${each.name}: ${each.requests} (${JSON.stringify(each.statuses)})`).join("; ");
+    const counts = runs.map((each) => `${each.name}: ${each.requests} (${JSON.stringify(each.statuses)}; ${each.placed} placed, ${each.refused} refused with 409)`).join("; ");
     expect(requests, counts).toBeGreaterThanOrEqual(MIN_REQUESTS);
+    const placed = runs.reduce((sum, each) => sum + each.placed, 0);
+    expect(placed / (placed + runs.reduce((sum, each) => sum + each.refused, 0)), counts).toBeGreaterThanOrEqual(MIN_PLACED_SHARE);
     console.log(`schemathesis sent ${requests} requests — ${counts}`);
   },
   RUN_TIMEOUT_MS + 60_000,
+);
+
+it(
+  "sees conferences refused that a node would hold, from a service whose testbed is full",
+  async () => {
+    const command = await schemathesis();
+    // Room for one small conference per cluster, taken at once: a service that refuses what fits.
+    const small: Capacity = { nodes: 1, vcpuPerNode: 0.75, memoryGiBPerNode: 2 };
+    const full = await startTestService({ env: { SWITCH_TESTBED: testbedOf(small) } });
+    const dir = mkdtempSync(join(tmpdir(), "switch-schemathesis-control-"));
+    try {
+      const fits = { participants: [{ lat: 46.05, lon: 14.51 }], expectedParticipants: 2 };
+      let filled = false;
+      for (let attempt = 0; attempt <= parseSites(DEFAULT_SITES, "sites").length && !filled; attempt++) {
+        const response = await full.call("/v1/conferences", { method: "POST", body: JSON.stringify(fits) });
+        filled = response.status === 409;
+        await response.body?.cancel();
+      }
+      expect(filled, "the small testbed filled").toBe(true);
+      writeFileSync(join(dir, "schemathesis.toml"), CONFIG);
+      const control = await runSchemathesis(command, dir, "control", ["--max-examples", "40", "--phases", "fuzzing", "--include-method", "POST", "--include-path", "/v1/conferences", "--seed", "1"], full, small);
+      expect(control.requests, control.summary).toBeGreaterThan(0);
+      expect(control.unexplainedPlacings.filter((entry) => entry.includes("which fits a node")), control.summary).not.toEqual([]);
+      expect(control.placed / (control.placed + control.refused)).toBeLessThan(MIN_PLACED_SHARE);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      await full.close();
+    }
+  },
+  RUN_TIMEOUT_MS,
 );

@@ -9,7 +9,7 @@ import { OfflineEngine } from "../../automation/engine/offline-engine.ts";
 import { newToken, tokenEntry } from "../../automation/service/auth.ts";
 import { MAX_LIST_LIMIT, type Problem, clusterList, conferenceList, conferenceView, createdView, problem } from "../../automation/service/schemas.ts";
 import { type RunningService, type ServiceOverrides, startService } from "../../automation/service/server.ts";
-import type { ConferenceState } from "../../automation/store/records.ts";
+import type { ConferenceState } from "../../domain/conference-lifecycle.ts";
 import { Store } from "../../automation/store/store.ts";
 import { poll } from "./poll.ts";
 
