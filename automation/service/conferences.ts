@@ -207,14 +207,19 @@ export class ConferenceManager {
         continue;
       }
       resumed++;
-      if (operations.some((operation) => operation.state === "running")) {
-        // Nothing of this process runs on the stack, so a lock is a dead attempt's.
-        const repair = this.queue.run(stack, async () => {
-          await this.engine.cancel(stack);
+      // Nothing of this process runs on the stack, so a lock is a dead attempt's: one that was
+      // running, or a deployment a stop cancelled in the record while its engine call was still
+      // ending when the process died. Such an attempt may also have left operations pending.
+      const interrupted =
+        operations.some((operation) => operation.state === "running") ||
+        this.store.operations(operations[0]!.conferenceId).some((operation) => operation.kind === "up" && operation.state === "cancelled" && operation.attempts > 0);
+      const repair = this.queue.run(stack, async () => {
+        await this.engine.cancel(stack);
+        if (interrupted) {
           await this.withRetries(() => this.engine.refresh(stack));
-        });
-        this.track(repair.catch((error: unknown) => this.options.onError?.(error, { conference: operations[0]!.conferenceId, operation: operations[0]!.id, stack })));
-      }
+        }
+      });
+      this.track(repair.catch((error: unknown) => this.options.onError?.(error, { conference: operations[0]!.conferenceId, operation: operations[0]!.id, stack })));
       for (const operation of operations) {
         this.background(operation);
       }

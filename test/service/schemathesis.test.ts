@@ -80,10 +80,19 @@ function testbedOf(capacity: Capacity): string {
  * sends max-stream-events or its request timeout passes. A stream waiting for its next event costs
  * that timeout, so the route gets a short one, a few events per stream and fewer cases; each
  * event read is still checked against its schema (fuzz.test.ts reads whole streams).
+ *
+ * The stateful phase's scenarios go on for as long as their links do: on a testbed with room, a
+ * create's 202 leads to its conference, its stop and its stream, six steps where a 409 ended the
+ * scenario at one. So the phase gets a number of scenarios of its own, which keeps a run within
+ * RUN_TIMEOUT_MS on two cores.
  */
+const STATEFUL_SCENARIOS = 300;
 const CONFIG = `
 headers = { Authorization = "Bearer \${SWITCH_SCHEMATHESIS_TOKEN}" }
 request-timeout = 10.0
+
+[phases.stateful]
+generation.max-examples = ${STATEFUL_SCENARIOS}
 
 [[operations]]
 include-path-regex = "^/v1/(conferences|placements)$"

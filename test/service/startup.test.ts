@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -53,7 +53,8 @@ describe("the data directory's lock", () => {
     const parent = spawn("bash", ["-c", `"${process.execPath}" --import tsx automation/service/server.ts 2>"${stderr}" & echo $!; exec sleep 120`], { cwd: root, env, stdio: ["ignore", "pipe", "ignore"] });
     processes.push(parent);
     const pid = Number(await new Promise<string>((resolve) => parent.stdout.setEncoding("utf8").once("data", resolve)));
-    await poll("the first service did not serve", () => Promise.resolve(readFileSync(stderr, "utf8")), (text) => text.includes("serving on"), 60_000);
+    // bash makes the file when it starts the service, which may be after this poll's first look.
+    await poll("the first service did not serve", () => Promise.resolve(existsSync(stderr) ? readFileSync(stderr, "utf8") : ""), (text) => text.includes("serving on"), 60_000);
     process.kill(pid, "SIGKILL");
     await poll("the killed service did not become a zombie", () => Promise.resolve(readFileSync(`/proc/${pid}/stat`, "utf8")), () => !isRunning(pid), 10_000);
     expect(readFileSync(`/proc/${pid}/stat`, "utf8")).toMatch(/\) Z /);
