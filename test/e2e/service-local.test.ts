@@ -7,7 +7,8 @@ import type { Decision } from "../../automation/store/records.ts";
 import { conferenceName } from "../../domain/contracts/conference.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 import { EngineRecorder, type TestService, startTestService } from "../support/service.ts";
-import { OPERATION_TIMEOUT_MS, asStackConfig, eventually, everyFile, kubernetes, localTestbedConfig, refusalOf, secretsIn, shortAwaits, withLocalEngine } from "./support.ts";
+import { OPERATION_TIMEOUT_MS, asStackConfig, eventually, kubernetes, localTestbedConfig, refusalOf, secretsIn, shortAwaits, withLocalEngine } from "./support.ts";
+import { everyFile } from "../support/files.ts";
 
 /**
  * The automation service on the local engine, over real HTTP on 127.0.0.1: conferences created

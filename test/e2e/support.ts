@@ -2,7 +2,7 @@ import * as k8s from "@kubernetes/client-node";
 import * as pulumi from "@pulumi/pulumi";
 import { type ConfigMap, LocalWorkspace, type PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
@@ -174,18 +174,6 @@ export async function withLocalEngine<T>(options: LocalEngineOptions, work: (eng
   } finally {
     await engine.close();
   }
-}
-
-/** Every file under `dir`, as bytes read as Latin-1 (binary files too: SQLite's pages, its WAL). */
-export function everyFile(dir: string): Map<string, string> {
-  const files = new Map<string, string>();
-  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile()) {
-      const path = join(entry.parentPath, entry.name);
-      files.set(path, readFileSync(path).toString("latin1"));
-    }
-  }
-  return files;
 }
 
 /** Shorter values match by chance, and their base64 cores would be a character or two. */

@@ -1,5 +1,5 @@
 import { randomInt } from "node:crypto";
-import { readFileSync, readdirSync, statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SECRET_MASK } from "../../automation/engine/engine.ts";
@@ -7,6 +7,7 @@ import type { RecordedResource } from "../../automation/engine/offline-worker.ts
 import { newToken, tokenDigest } from "../../automation/service/auth.ts";
 import { conferenceList, conferenceView } from "../../automation/service/schemas.ts";
 import { type TestService, problemOf, startTestService } from "../support/service.ts";
+import { everyFile } from "../support/files.ts";
 
 /**
  * Who may call what: every route but the probes wants a valid bearer token, /metrics an admin's;
@@ -159,18 +160,6 @@ describe("authentication and ownership", () => {
     }
   });
 });
-
-/** Every file under `dir`, as bytes read as Latin-1 (binary files too: SQLite's pages, its WAL). */
-function everyFile(dir: string): Map<string, string> {
-  const files = new Map<string, string>();
-  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile()) {
-      const path = join(entry.parentPath, entry.name);
-      files.set(path, readFileSync(path).toString("latin1"));
-    }
-  }
-  return files;
-}
 
 /**
  * What a Jitsi password looks like wherever it could surface: a run of 20 or more letters and
