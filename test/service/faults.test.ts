@@ -48,6 +48,16 @@ function metric(metrics: string, name: string): number {
   return Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(metrics)?.[1] ?? "0");
 }
 
+/** Waits until the service gave up writing an outcome (about six seconds of retries) and counted it for the reconciler. */
+function unrecordedOutcome(): Promise<number> {
+  return poll(
+    "the unrecorded outcome was not counted",
+    async () => metric(await (await service!.call("/metrics", { token: service!.tokens.admin })).text(), "switch_unrecorded_outcomes_total"),
+    (count) => count >= 1,
+    20_000,
+  );
+}
+
 /** A tmpfs of `size` mounted for the test (root only: it fails, naming why, elsewhere). */
 function tmpfs(size: string): string {
   const dir = mkdtempSync(join(tmpdir(), "switch-tmpfs-"));
@@ -96,12 +106,7 @@ describe("a store locked by another process", () => {
     expect(refused.headers.get("retry-after")).not.toBeNull();
     await problemOf(refused, 503);
     // The outcome is retried for about six seconds, then left for the reconciler, and counted.
-    await poll(
-      "the unrecorded outcome was not counted",
-      async () => metric(await (await service!.call("/metrics", { token: service!.tokens.admin })).text(), "switch_unrecorded_outcomes_total"),
-      (count) => count >= 1,
-      20_000,
-    );
+    await unrecordedOutcome();
 
     await lock!.release();
     lock = undefined;
@@ -145,12 +150,7 @@ describe("a store locked by another process", () => {
     recorder.faults.up.push(lockAfter(join(service.dataDir, "switch.db")));
     const { id } = await service.create({ participants: LJUBLJANA });
     await poll("the lock was not taken", () => Promise.resolve(lock), (held) => held !== undefined, 20_000);
-    await poll(
-      "the outcome was still being retried",
-      async () => metric(await (await service!.call("/metrics", { token: service!.tokens.admin })).text(), "switch_unrecorded_outcomes_total"),
-      (count) => count >= 1,
-      20_000,
-    );
+    await unrecordedOutcome();
     await lock!.release();
     lock = undefined;
 
