@@ -11,6 +11,7 @@
  *
  * `up` and `kubeconfig` print the kubeconfig's path on stdout; progress goes to stderr.
  */
+import "../runtime/node-version.ts"; // first: refuses an unsupported Node before any other module runs
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -19,6 +20,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
+import { alternatives, exitWithUsageError, parseCommandLine } from "../automation/cli/command-line.ts";
 
 const CLUSTER_NAME = "switch-vaas";
 const LOCAL_STACK = fileURLToPath(new URL("../stacks/Pulumi.local.yaml", import.meta.url));
@@ -210,10 +212,30 @@ const COMMANDS = ["up", "down", "kubeconfig"] as const;
 type Command = (typeof COMMANDS)[number];
 const isCommand = (value: string | undefined): value is Command => COMMANDS.some((known) => known === value);
 
-async function main(command: string | undefined): Promise<void> {
-  if (!isCommand(command)) {
-    throw new ClusterError(`usage: npx tsx scripts/cluster.ts ${COMMANDS.join("|")}`);
+const COMMAND_LINE = {
+  name: "cluster",
+  usage: `usage: npm run cluster -- ${COMMANDS.join("|")}
+  up          create the cluster, or start whatever of it is stopped, and wait until it is ready
+  down        delete it
+  kubeconfig  write its kubeconfig
+up and kubeconfig print the kubeconfig's path on stdout. The binaries come from scripts/setup:
+env_file="$(scripts/setup)" && source "$env_file"`,
+  options: {},
+};
+
+/** The one command of the command line. */
+function commandOf(positionals: string[]): Command {
+  const [command, ...more] = positionals;
+  if (more.length > 0) {
+    exitWithUsageError(COMMAND_LINE, [`give one command, not ${positionals.length} (${positionals.join(", ")})`]);
   }
+  if (!isCommand(command)) {
+    exitWithUsageError(COMMAND_LINE, [command === undefined ? `give a command: ${alternatives(COMMANDS)}` : `${JSON.stringify(command)} is not a command; use ${alternatives(COMMANDS)}`]);
+  }
+  return command;
+}
+
+async function main(command: Command): Promise<void> {
   const toolchain = await loadToolchain();
   const kwokctl: Tool = (args, input) => run(join(toolchain.bin, "kwokctl"), args, kwokctlEnv(toolchain), input);
   switch (command) {
@@ -233,7 +255,7 @@ async function main(command: string | undefined): Promise<void> {
 }
 
 try {
-  await main(process.argv[2]);
+  await main(commandOf(parseCommandLine(COMMAND_LINE).positionals));
 } catch (error) {
   console.error(error instanceof ClusterError ? `cluster: ${error.message}` : error);
   process.exitCode = 1;

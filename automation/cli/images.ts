@@ -3,15 +3,20 @@
  * contexts (generated from the same TypeScript as the tests) to <dir>/<image>/; with a registry,
  * builds each as <R>/pop-<image>:<T> with the Docker CLI, and pushes with --push.
  */
+import "../../runtime/node-version.ts"; // first: refuses an unsupported Node before any other module runs
 import { spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { roleImageContexts } from "../../components/cdn-pop/images.ts";
+import { exitWithUsageError, parseCommandLine } from "./command-line.ts";
 
 const REPOSITORY = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const USAGE = "usage: npm run images -- <dir> [--registry <registry> --tag <tag> [--push]]";
+const COMMAND_LINE = {
+  name: "images",
+  usage: "usage: npm run images -- <dir> [--registry <registry> --tag <tag> [--push]]",
+  options: { registry: { type: "string" }, tag: { type: "string" }, push: { type: "boolean", default: false } },
+} as const;
 /** Docker's rule for a tag (https://docs.docker.com/reference/cli/docker/image/tag/). */
 const DOCKER_TAG = /^[\w][\w.-]{0,127}$/;
 /** A registry host (with an optional port) and repository path, lowercase as Docker requires. */
@@ -46,21 +51,10 @@ function docker(args: string[]): void {
   }
 }
 
-let parsed: ReturnType<typeof parseArgs<{ options: { registry: { type: "string" }; tag: { type: "string" }; push: { type: "boolean"; default: false } }; allowPositionals: true }>>;
-try {
-  parsed = parseArgs({
-    allowPositionals: true,
-    options: { registry: { type: "string" }, tag: { type: "string" }, push: { type: "boolean", default: false } },
-  });
-} catch (error) {
-  console.error(`${(error as Error).message}\n${USAGE}`);
-  process.exit(2);
-}
-const { values, positionals } = parsed;
+const { values, positionals } = parseCommandLine(COMMAND_LINE);
 const problems = usageProblems(values, positionals);
 if (problems.length > 0) {
-  console.error(`${problems.join("\n")}\n${USAGE}`);
-  process.exit(2);
+  exitWithUsageError(COMMAND_LINE, problems);
 }
 const out = positionals[0]!;
 

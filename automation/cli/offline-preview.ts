@@ -3,36 +3,34 @@
  * by the offline engine from its stack file (default: stacks/Pulumi.testbed.yaml). Needs no Pulumi
  * CLI, cloud or cluster; creates nothing.
  */
+import "../../runtime/node-version.ts"; // first: refuses an unsupported Node before any other module runs
 import { existsSync, readdirSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { CDN_POP_CONFIG, parsePopSpec } from "../../domain/contracts/cdn-pop.ts";
 import { CONFIG_KEYS } from "../../domain/contracts/config-keys.ts";
 import { CONFERENCE_CONFIG } from "../../domain/contracts/conference.ts";
-import { CONFIG_NAMESPACE, DEFAULT_PROGRAM, PROGRAM_KEY, qualifiedKey } from "../../domain/contracts/project.ts";
+import { CONFIG_NAMESPACE, PROGRAM_KEY, programOfStack, qualifiedKey } from "../../domain/contracts/project.ts";
 import { DEFAULT_SITES, TESTBED_CONFIG, parseSites } from "../../domain/contracts/testbed.ts";
 import { InvalidArgumentsError } from "../../domain/errors.ts";
 import { type Registration, displayInputs, displayOutputs, evaluateOffline, providerName } from "../engine/offline.ts";
 import { PLACEHOLDER_KUBECONFIG, PLACEHOLDER_PEM, PLACEHOLDER_REPORT_KEY } from "../engine/placeholders.ts";
 import { ENCRYPTED_PLACEHOLDER, type StackConfig, readStackConfig } from "../engine/stack-config.ts";
+import { exitWithUsageError, parseCommandLine } from "./command-line.ts";
 
 const REPOSITORY = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const STACKS_DIR = join(REPOSITORY, "stacks");
 const DEFAULT_STACK = "testbed";
 const STACK_FILE = /^Pulumi\.(.+)\.ya?ml$/;
-const USAGE = "usage: npm run preview -- [stack | path/to/Pulumi.<stack>.yaml] [--json]   (stack: a stacks/Pulumi.<stack>.yaml; default testbed)";
-let parsed: ReturnType<typeof parseArgs<{ options: { json: { type: "boolean"; default: false } }; allowPositionals: true }>>;
-try {
-  parsed = parseArgs({ options: { json: { type: "boolean", default: false } }, allowPositionals: true });
-  if (parsed.positionals.length > 1) {
-    throw new Error(`give one stack, not ${parsed.positionals.length} (${parsed.positionals.join(", ")})`);
-  }
-} catch (error) {
-  console.error(`${(error as Error).message}\n${USAGE}`);
-  process.exit(2);
+const COMMAND_LINE = {
+  name: "preview",
+  usage: "usage: npm run preview -- [stack | path/to/Pulumi.<stack>.yaml] [--json]   (stack: a stacks/Pulumi.<stack>.yaml; default testbed)",
+  options: { json: { type: "boolean", default: false } },
+} as const;
+const { values, positionals } = parseCommandLine(COMMAND_LINE);
+if (positionals.length > 1) {
+  exitWithUsageError(COMMAND_LINE, [`give one stack, not ${positionals.length} (${positionals.join(", ")})`]);
 }
-const { values, positionals } = parsed;
 
 /** Every key of the project's namespace that a stack program reads (Pulumi.yaml declares or documents each). */
 const KNOWN_KEYS: readonly string[] = CONFIG_KEYS.map((key) => qualifiedKey(key));
@@ -47,7 +45,7 @@ try {
   const { stack, path } = stackFile(positionals[0] ?? DEFAULT_STACK);
   const { config, secretKeys } = readStackConfig(path);
   refuseUnknownKeys(path, config);
-  const stoodIn = standInForSecrets(config, secretKeys);
+  const stoodIn = standInForSecrets(stack, config, secretKeys);
 
   const { registrations, outputs } = await evaluateOffline(async () => (await import("../../stacks/index.ts")).default(), {
     stack,
@@ -115,9 +113,10 @@ function shownPath(path: string): string {
  * placeholder stands in for each one the program needs, and the plan says which. Config the
  * program cannot read at all is left as it is, for the program to report by its key.
  */
-function standInForSecrets(config: StackConfig["config"], secretKeys: string[]): StoodIn {
+function standInForSecrets(stack: string, config: StackConfig["config"], secretKeys: string[]): StoodIn {
   const stoodIn: StoodIn = { missing: [], encrypted: [] };
-  const program = config[qualifiedKey(PROGRAM_KEY)] ?? DEFAULT_PROGRAM;
+  // The program the stack will run, or none where its config contradicts it (the program refuses that).
+  const program = config[qualifiedKey(PROGRAM_KEY)] ?? programOfStack(stack);
   /** Fills in an entry of the map at `key` for each of `names` that is missing or encrypted. */
   const fill = (key: string, names: readonly string[], placeholder: string) => {
     const text = config[key];

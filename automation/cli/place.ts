@@ -3,13 +3,14 @@
  * and why. Participants are "lat,lon" or IP addresses, on the command line or in a file. By default
  * the clusters are the paper's seven sites, empty.
  */
+import "../../runtime/node-version.ts"; // first: refuses an unsupported Node before any other module runs
 import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { DEFAULT_SITES, parseSites, siteCapacity } from "../../domain/contracts/testbed.ts";
 import { type Participant, type Placement, SIZING_PROFILES, candidateClusters, parseCandidateClusters, parsePlacementRequest, placeConference } from "../../domain/decision/index.ts";
 import { InvalidArgumentsError } from "../../domain/errors.ts";
 import { type IpLocation, MmdbIpLocator, isIpAddress } from "../geolocation/ip-locator.ts";
+import { exitWithUsageError, parseCommandLine } from "./command-line.ts";
 
 const USAGE = `usage: npm run place -- [options] <participant>...
   participant          "lat,lon" (decimal degrees, e.g. -33.92,18.42) or an IPv4/IPv6 address
@@ -38,20 +39,21 @@ const OPTIONS = {
   mmdb: { type: "string" },
   "use-low-confidence": { type: "boolean", default: false },
   json: { type: "boolean", default: false },
-  help: { type: "boolean", default: false },
 } as const;
+
+const COMMAND_LINE = { name: "place", usage: USAGE, options: OPTIONS };
 
 const COORDINATES = /^-?\d+(\.\d+)?,-?\d+(\.\d+)?$/;
 const WHOLE_NUMBER = /^-?\d+$/;
 
-type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
+type Values = ReturnType<typeof parseCommandLine<typeof OPTIONS>>["values"];
 
 /**
  * The command line, with every "lat,lon" token a participant: parseArgs would read a negative
  * latitude ("-33.9,18.4") as options, so such tokens are set aside before it runs and put back in
  * their places among the positionals after.
  */
-function parseCommandLine(argv: readonly string[]): { values: Values; positionals: string[] } {
+function parseWithCoordinates(argv: readonly string[]): { values: Values; positionals: string[] } {
   const end = argv.indexOf("--");
   const participants: { at: number; value: string }[] = [];
   const rest: { at: number; token: string }[] = [];
@@ -62,7 +64,7 @@ function parseCommandLine(argv: readonly string[]): { values: Values; positional
       rest.push({ at, token });
     }
   });
-  const { values, tokens } = parseArgs({ args: rest.map((entry) => entry.token), options: OPTIONS, allowPositionals: true, tokens: true });
+  const { values, tokens } = parseCommandLine(COMMAND_LINE, rest.map((entry) => entry.token));
   for (const token of tokens) {
     if (token.kind === "positional") {
       participants.push({ at: rest[token.index]!.at, value: token.value });
@@ -71,14 +73,7 @@ function parseCommandLine(argv: readonly string[]): { values: Values; positional
   return { values, positionals: participants.sort((a, b) => a.at - b.at).map((entry) => entry.value) };
 }
 
-let values: Values;
-let positionals: string[];
-try {
-  ({ values, positionals } = parseCommandLine(process.argv.slice(2)));
-} catch (error) {
-  console.error(`${(error as Error).message}\n\n${USAGE}`);
-  process.exit(2);
-}
+const { values, positionals } = parseWithCoordinates(process.argv.slice(2));
 
 interface ParticipantReport {
   given: string;
@@ -300,12 +295,10 @@ function print(reports: ParticipantReport[], expected: number, lastN: number, si
 
 try {
   const given = [...positionals, ...(values.participants === undefined ? [] : participantsFile(values.participants))];
-  if (values.help || given.length === 0) {
-    console.log(USAGE);
-    process.exitCode = values.help ? 0 : 2;
-  } else {
-    await place(given);
+  if (given.length === 0) {
+    exitWithUsageError(COMMAND_LINE, ['give at least one participant, "lat,lon" or an IP address, or a file of them with --participants']);
   }
+  await place(given);
 } catch (error) {
   console.error(error instanceof Error ? error.message : error);
   process.exitCode = 1;

@@ -3,11 +3,12 @@
  * client (automation/client/client.ts). The service's address and token come from SWITCH_URL
  * (default http://127.0.0.1:8080) and SWITCH_TOKEN.
  */
+import "../../runtime/node-version.ts"; // first: refuses an unsupported Node before any other module runs
 import { SingleBar } from "cli-progress";
 import ipaddr from "ipaddr.js";
-import { parseArgs } from "node:util";
-import { type Conference, type ConferenceRequest, type Decision, ServiceError, SwitchClient } from "../client/client.ts";
+import { type Conference, type ConferenceRequest, type Decision, ServiceError, SwitchClient, isServiceUrl } from "../client/client.ts";
 import { ROLES, type Role, newToken, tokenEntry } from "../service/auth.ts";
+import { UsageError, alternatives, exitWithUsageError, parseCommandLine } from "./command-line.ts";
 
 const USAGE = `usage: npm run switchctl -- <command> [options]
   create PARTICIPANT... [--expected N] [--last-n=N] [--no-simulcast] [--objective mean|worstPair|p95] [--idempotency-key K] [--watch]
@@ -23,8 +24,7 @@ Environment: SWITCH_URL (default http://127.0.0.1:8080), SWITCH_TOKEN.`;
 
 const DEFAULT_URL = "http://127.0.0.1:8080";
 const COORDINATES = /^(-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?)$/;
-
-class UsageError extends Error {}
+const COMMANDS = ["create", "list", "get", "watch", "stop", "place", "clusters", "token"] as const;
 
 const options = {
   expected: { type: "string" },
@@ -38,6 +38,8 @@ const options = {
   role: { type: "string", default: "organizer" },
   json: { type: "boolean", default: false },
 } as const;
+
+const COMMAND_LINE = { name: "switchctl", usage: USAGE, options };
 
 function whole(flag: string, text: string | undefined): number | undefined {
   if (text === undefined) {
@@ -65,7 +67,7 @@ function participants(given: string[]): ConferenceRequest["participants"] {
   });
 }
 
-function request(values: ReturnType<typeof parse>["values"], given: string[]): ConferenceRequest {
+function request(values: ReturnType<typeof parseCommandLine<typeof options>>["values"], given: string[]): ConferenceRequest {
   const objective = values.objective;
   if (objective !== undefined && !["mean", "worstPair", "p95"].includes(objective)) {
     throw new UsageError(`--objective ${JSON.stringify(objective)} is not an objective; use mean, worstPair or p95`);
@@ -81,16 +83,16 @@ function request(values: ReturnType<typeof parse>["values"], given: string[]): C
   };
 }
 
-function parse() {
-  return parseArgs({ options, allowPositionals: true, allowNegative: false });
-}
-
 function client(): SwitchClient {
   const token = process.env.SWITCH_TOKEN;
   if (token === undefined || token === "") {
     throw new UsageError("SWITCH_TOKEN is not set; export the token the service printed at its first start, or one made with `switchctl token create`");
   }
-  return new SwitchClient({ url: process.env.SWITCH_URL ?? DEFAULT_URL, token });
+  const url = process.env.SWITCH_URL ?? DEFAULT_URL;
+  if (!isServiceUrl(url)) {
+    throw new UsageError(`SWITCH_URL ${JSON.stringify(url)} is not an absolute http(s) URL; give e.g. ${DEFAULT_URL}`);
+  }
+  return new SwitchClient({ url, token });
 }
 
 function printDecision(decision: Decision): void {
@@ -103,9 +105,22 @@ function printDecision(decision: Decision): void {
   }
 }
 
-function printConference(conference: Conference): void {
-  const progress = conference.state === "deploying" ? ` ${conference.progress.done}/${conference.progress.total}` : "";
-  console.log(`${conference.id}  ${conference.state}${progress}  ${conference.cluster}  ${conference.url ?? ""}${conference.error === undefined ? "" : `  error: ${conference.error}`}`);
+/** Conferences as a table under a header row, each column as wide as its widest cell. */
+function printConferences(conferences: readonly Conference[]): void {
+  const rows = [
+    ["ID", "STATE", "CLUSTER", "URL", "ERROR"],
+    ...conferences.map((conference) => [
+      conference.id,
+      conference.state === "deploying" ? `deploying ${conference.progress.done}/${conference.progress.total}` : conference.state,
+      conference.cluster,
+      conference.url ?? "",
+      conference.error ?? "",
+    ]),
+  ];
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  for (const row of rows) {
+    console.log(row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd());
+  }
 }
 
 /** Follows the events with a progress bar while it deploys; resolves with the last event's type. */
@@ -145,7 +160,7 @@ async function watch(api: SwitchClient, id: string, until: "ready" | "end"): Pro
 }
 
 async function main(): Promise<void> {
-  const { values, positionals } = parse();
+  const { values, positionals } = parseCommandLine(COMMAND_LINE);
   const [command, ...rest] = positionals;
   switch (command) {
     case "create": {
@@ -167,7 +182,7 @@ async function main(): Promise<void> {
         ...(values.state === undefined ? {} : { state: values.state as Conference["state"] }),
         ...(limit === undefined ? {} : { limit }),
       });
-      conferences.forEach(printConference);
+      printConferences(conferences);
       return;
     }
     case "get":
@@ -183,11 +198,11 @@ async function main(): Promise<void> {
         if (values.json) {
           console.log(JSON.stringify(conference, null, 2));
         } else {
-          printConference(conference);
+          printConferences([conference]);
           printDecision(conference.decision);
         }
       } else if (command === "stop") {
-        printConference(await api.stop(id));
+        printConferences([await api.stop(id)]);
         if (values.watch) {
           await watch(api, id, "end");
         }
@@ -206,8 +221,11 @@ async function main(): Promise<void> {
     }
     case "token": {
       const [sub, subject] = rest;
-      if (sub !== "create" || subject === undefined) {
-        throw new UsageError("token create SUBJECT [--role organizer|admin]");
+      if (sub !== "create") {
+        throw new UsageError(sub === undefined ? "give a token command: create" : `${JSON.stringify(sub)} is not a token command; use create`);
+      }
+      if (subject === undefined) {
+        throw new UsageError("token create needs a SUBJECT, who the token is for");
       }
       if (!(ROLES as readonly string[]).includes(values.role)) {
         throw new UsageError(`--role ${JSON.stringify(values.role)} is not a role; use organizer or admin`);
@@ -218,16 +236,17 @@ async function main(): Promise<void> {
       return;
     }
     default:
-      throw new UsageError(command === undefined ? "give a command" : `${JSON.stringify(command)} is not a command`);
+      throw new UsageError(
+        command === undefined ? `give a command: ${alternatives(COMMANDS)}` : `${JSON.stringify(command)} is not a command; use ${alternatives(COMMANDS)}`,
+      );
   }
 }
 
 try {
   await main();
 } catch (error) {
-  if (error instanceof UsageError || (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"))) {
-    console.error(`${error.message}\n${USAGE}`);
-    process.exitCode = 2;
+  if (error instanceof UsageError) {
+    exitWithUsageError(COMMAND_LINE, [error.message]);
   } else if (error instanceof ServiceError) {
     console.error(`the service refused (${error.problem.status} ${error.problem.title}): ${error.message}`);
     process.exitCode = 1;

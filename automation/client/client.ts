@@ -33,15 +33,29 @@ export class ServiceError extends Error {
 }
 
 export interface ClientOptions {
-  /** e.g. http://127.0.0.1:8080 */
+  /** An absolute http(s) URL, e.g. http://127.0.0.1:8080 */
   url: string;
   token: string;
+}
+
+/**
+ * Whether `url` can be the service's address: an absolute http: or https: URL. Without a scheme,
+ * "127.0.0.1:8080" is no URL and "localhost:8080" one of the scheme "localhost:", and either
+ * failed every request as a service that "did not answer".
+ */
+export function isServiceUrl(url: string): boolean {
+  const protocol = URL.parse(url)?.protocol;
+  return protocol === "http:" || protocol === "https:";
 }
 
 const TERMINAL_EVENTS: readonly EventType[] = ["stopped", "failed"];
 
 export class SwitchClient {
-  constructor(private readonly options: ClientOptions) {}
+  constructor(private readonly options: ClientOptions) {
+    if (!isServiceUrl(options.url)) {
+      throw new TypeError(`url ${JSON.stringify(options.url)} is not an absolute http(s) URL; give e.g. http://127.0.0.1:8080`);
+    }
+  }
 
   private async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
     let response: Response;

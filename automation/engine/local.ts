@@ -8,12 +8,14 @@ import {
   type LocalWorkspaceOptions,
   PulumiCommand,
   type Stack,
+  StackAlreadyExistsError,
   StackNotFoundError,
+  type StackSettings,
 } from "@pulumi/pulumi/automation/index.js";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { basename, join } from "node:path";
+import { basename, delimiter, isAbsolute, join, resolve } from "node:path";
 import { PROJECT } from "../../domain/contracts/project.ts";
 import stackProgram from "../../stacks/index.ts";
 import {
@@ -26,7 +28,10 @@ import {
   type StackConfigMap,
   type StackOutputs,
   type StackSpec,
+  isEngineError,
 } from "./engine.ts";
+import { OfflineEngine } from "./offline-engine.ts";
+import type { PlannedResource } from "./offline-worker.ts";
 import { isSecretEnvelope } from "./offline.ts";
 
 /**
@@ -60,6 +65,10 @@ const PASSPHRASE_FILE = "passphrase";
 const PASSPHRASE_BYTES = 32;
 /** The project's stacks as `pulumi stack ls` sees them: a workspace of the project with no stack of its own. */
 const LISTING_DIR = "project";
+/** Where the planner (an offline engine) keeps the outputs it was told of: <dataDir>/planner. */
+const PLANNER_DIR = "planner";
+/** The types of provider resources ("pulumi:providers:kubernetes"): a provider needs none. */
+const PROVIDER_TYPE_PREFIX = "pulumi:providers:";
 /** The resource whose outputs are the stack's. */
 const ROOT_TYPE = "pulumi:pulumi:Stack";
 /** The file bucket's sidecar of a blob's attributes. */
@@ -146,13 +155,15 @@ export class LocalEngine implements Engine {
     private readonly passphrase: string,
     private readonly pulumiHome: string | undefined,
     private readonly transforms: readonly pulumi.ResourceTransform[],
+    private readonly planner: OfflineEngine,
   ) {}
 
   /** Finds the CLI, the backend and the passphrase. Throws EngineError("unavailable") when there is no usable CLI. */
   static async create(options: LocalEngineOptions): Promise<LocalEngine> {
     let command: PulumiCommand;
     try {
-      command = await PulumiCommand.get();
+      const cli = onPath("pulumi");
+      command = await PulumiCommand.get(cli === undefined ? undefined : { root: ownSessionCli(cli, options.dataDir) });
     } catch (error) {
       // The SDK's own refusals (a CLI of another major version…) name the version; a missing
       // binary is execa's ENOENT. Neither message carries anything secret, nor a stack trace.
@@ -167,18 +178,42 @@ export class LocalEngine implements Engine {
     mkdirSync(join(options.dataDir, "workspaces"), { recursive: true });
     // An empty passphrase is one Pulumi accepts and anyone can guess: it counts as none.
     const passphrase = nonEmpty(options.passphrase) ?? nonEmpty(process.env.PULUMI_CONFIG_PASSPHRASE) ?? passphraseFile(options.dataDir);
-    return new LocalEngine(command, options.dataDir, backendUrl, passphrase, options.pulumiHome, options.transforms ?? []);
+    // One worker: plans are a few dozen milliseconds each, and a worker holds a whole Node.js.
+    const planner = new OfflineEngine({ dataDir: join(options.dataDir, PLANNER_DIR), workers: 1 });
+    return new LocalEngine(command, options.dataDir, backendUrl, passphrase, options.pulumiHome, options.transforms ?? [], planner);
   }
 
+  /**
+   * Creates the stack if it is new, writes its config, and runs `up`. A new stack's steps are
+   * counted offline (`planner`), exactly as the update will take them and in milliseconds; only a
+   * stack with state, whose steps depend on what it has, pays for a `pulumi preview`. The outputs
+   * come from the update's own events.
+   */
   up(spec: StackSpec, options: OperationOptions = {}): Promise<StackOutputs> {
     const secrets = secretTexts(spec.config, this.passphrase);
     return this.exclusive({ call: "up", stack: spec.stack, signal: options.signal, secrets }, async (context) => {
-      const stack = await LocalWorkspace.createOrSelectStack(this.inlineArgs(spec.stack), this.workspaceOptions(this.workDir(spec.stack)));
+      const { stack, created } = await this.createOrSelect(spec.stack);
       await this.applyConfig(stack, spec.config);
-      const total = await this.plannedSteps(stack, context, options.onEvent);
+      const total = (created ? await this.plannedCreates(spec, context) : undefined) ?? (await this.plannedSteps(stack, context, options.onEvent));
       context.signal?.throwIfAborted();
-      await stack.up({ signal: context.signal, color: "never", onEvent: this.reporter(total, context, options.onEvent) });
-      return stackOutputs((await stack.exportStack()).deployment);
+      const report = this.reporter(total, context, options.onEvent);
+      let outputs: StackOutputs | undefined;
+      await withoutSummary(stack).up({
+        signal: context.signal,
+        color: "never",
+        onEvent: (event) => {
+          report(event);
+          const step = event.resOutputsEvent?.metadata;
+          if (step?.type === ROOT_TYPE && step.new !== undefined) {
+            outputs = masked(step.new.outputs ?? {}) as StackOutputs;
+          }
+        },
+      });
+      // The engine reports the root's outputs when the program registers them; should an update
+      // ever end without, the state has them.
+      outputs ??= stackOutputs((await stack.exportStack()).deployment);
+      this.planner.remember(spec.stack, outputs);
+      return outputs;
     });
   }
 
@@ -193,7 +228,7 @@ export class LocalEngine implements Engine {
       // A destroy without a refresh first (after a kill) would forget these objects with the stack.
       const adopted = await this.adoptInterruptedCreates(selected, state.deployment, context, options.onEvent);
       const onEvent = this.reporter(resourceCount(state.deployment) + adopted, context, options.onEvent);
-      await selected.destroy({ signal: context.signal, color: "never", onEvent });
+      await withoutSummary(selected).destroy({ signal: context.signal, color: "never", onEvent });
       await selected.workspace.removeStack(stack);
       rmSync(this.workDir(stack), { recursive: true, force: true });
     });
@@ -210,7 +245,7 @@ export class LocalEngine implements Engine {
       const adopted = await this.adoptInterruptedCreates(selected, state.deployment, context, options.onEvent);
       const onEvent = this.reporter(resourceCount(state.deployment) + adopted, context, options.onEvent);
       // The pending operations are all stale now: their objects are adopted or never were.
-      await selected.refresh({ clearPendingCreates: true, signal: context.signal, color: "never", onEvent });
+      await withoutSummary(selected).refresh({ clearPendingCreates: true, signal: context.signal, color: "never", onEvent });
     });
   }
 
@@ -226,7 +261,12 @@ export class LocalEngine implements Engine {
   outputs(stack: string): Promise<StackOutputs | undefined> {
     return this.exclusive({ call: "outputs", stack, signal: undefined, secrets: [this.passphrase] }, async () => {
       const selected = await this.selectIfExists(stack);
-      return selected === undefined ? undefined : stackOutputs((await selected.exportStack()).deployment);
+      const outputs = selected === undefined ? undefined : stackOutputs((await selected.exportStack()).deployment);
+      if (outputs !== undefined) {
+        // The testbed's, above all: the conferences' plans read their clusters from it.
+        this.planner.remember(stack, outputs);
+      }
+      return outputs;
     });
   }
 
@@ -244,6 +284,7 @@ export class LocalEngine implements Engine {
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all([...this.running.values()]);
+    await this.planner.close();
   }
 
   /**
@@ -423,19 +464,56 @@ export class LocalEngine implements Engine {
     return join(this.dataDir, "workspaces", stack);
   }
 
-  /** Makes the stack's config exactly `config`: keys an earlier up set and this one does not are removed. */
+  /** The stack, made if the backend has none (one `stack init`; a `stack select` only when it exists). */
+  private async createOrSelect(stack: string): Promise<{ stack: Stack; created: boolean }> {
+    try {
+      return { stack: await LocalWorkspace.createStack(this.inlineArgs(stack), this.workspaceOptions(this.workDir(stack))), created: true };
+    } catch (error) {
+      if (!(error instanceof StackAlreadyExistsError)) {
+        throw error;
+      }
+      return { stack: await LocalWorkspace.selectStack(this.inlineArgs(stack), this.workspaceOptions(this.workDir(stack))), created: false };
+    }
+  }
+
+  /**
+   * Makes the stack's config exactly `config`. Without secrets it is written to the stack file
+   * directly, as `pulumi config set` would write it: only a secret needs the CLI, to encrypt it.
+   */
   private async applyConfig(stack: Stack, config: StackConfigMap): Promise<void> {
     const workspace = stack.workspace as LocalWorkspace;
-    // A stack made by `stack init` has no stack file until its first config is set.
-    const existing = await workspace.stackSettings(stack.name).then(
-      (settings) => Object.keys(settings.config ?? {}),
-      () => [],
-    );
-    const stale = existing.filter((key) => !(key in config));
+    // A stack made by `stack init` has a stack file with its encryption salt, and no config yet.
+    const settings: StackSettings = await workspace.stackSettings(stack.name).catch(() => ({}));
+    if (Object.values(config).every((entry) => entry.secret !== true)) {
+      await workspace.saveStackSettings(stack.name, { ...settings, config: Object.fromEntries(Object.entries(config).map(([key, entry]) => [key, entry.value])) });
+      return;
+    }
+    const stale = Object.keys(settings.config ?? {}).filter((key) => !(key in config));
     if (stale.length > 0) {
       await stack.removeAllConfig(stale);
     }
     await stack.setAllConfig(config);
+  }
+
+  /**
+   * The steps of a new stack's `up`, from what a preview of its program registers offline: one
+   * create (or read) for each, the root stack's, and one default provider for each package a
+   * resource uses without naming its provider, as the engine makes them. Undefined when the
+   * program cannot be evaluated offline, so that the caller asks `pulumi preview`.
+   */
+  private async plannedCreates(spec: StackSpec, context: Context): Promise<number | undefined> {
+    let planned: PlannedResource[];
+    try {
+      planned = await this.planner.plan(spec, context.signal);
+    } catch (error) {
+      context.signal?.throwIfAborted();
+      if (isEngineError(error) && error.kind === "failed") {
+        return undefined;
+      }
+      throw error;
+    }
+    const defaultProviders = new Set(planned.filter((resource) => resource.custom && resource.provider === undefined && !resource.type.startsWith(PROVIDER_TYPE_PREFIX)).map((resource) => resource.type.split(":")[0]));
+    return planned.length + 1 + defaultProviders.size;
   }
 
   /**
@@ -473,8 +551,16 @@ export class LocalEngine implements Engine {
     }
   }
 
-  /** The stack's secret config values (its kubeconfigs, say) and the passphrase: what no message may show. */
+  /**
+   * The stack's secret config values (its kubeconfigs, say) and the passphrase: what no message may
+   * show. Only a stack file holding secrets costs a CLI call, to decrypt them.
+   */
   private async stackSecrets(stack: Stack): Promise<string[]> {
+    const settings = await (stack.workspace as LocalWorkspace).stackSettings(stack.name).catch(() => undefined);
+    const encrypted = settings === undefined || Object.values(settings.config ?? {}).some((value) => typeof value === "object" && value !== null && "secure" in value);
+    if (!encrypted) {
+      return [this.passphrase];
+    }
     const config = await stack.getAllConfig();
     return secretTexts(
       Object.fromEntries(Object.entries(config).map(([key, value]) => [key, { value: value.value, secret: value.secret ?? false }])),
@@ -505,6 +591,54 @@ export class LocalEngine implements Engine {
       }
     };
   }
+}
+
+/** The first executable `name` on PATH, as the shell would run it; undefined when there is none. */
+function onPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    const path = join(dir || ".", name);
+    try {
+      accessSync(path, constants.X_OK);
+      return isAbsolute(path) ? path : resolve(path);
+    } catch {
+      // Not here.
+    }
+  }
+  return undefined;
+}
+
+/**
+ * An installation root (`<dataDir>/cli/bin/pulumi`) whose `pulumi` runs `cli` in a session of its
+ * own, so that a terminal's Ctrl-C reaches the service alone: the service then cancels each
+ * operation with one SIGINT to its CLI and waits, as a graceful stop does. Without it the CLI and
+ * its providers take the terminal's SIGINT too, and the programs the service runs for them fail
+ * mid-call. util-linux's setsid(1) execs in place (the caller is no group leader), so the CLI keeps
+ * the pid the Automation API signals. Where there is no setsid, the CLI runs as it is.
+ */
+function ownSessionCli(cli: string, dataDir: string): string | undefined {
+  const setsid = onPath("setsid");
+  if (setsid === undefined) {
+    return undefined;
+  }
+  const root = join(dataDir, "cli");
+  mkdirSync(join(root, "bin"), { recursive: true });
+  const quoted = (text: string) => `'${text.replaceAll("'", `'\\''`)}'`;
+  writeFileSync(join(root, "bin", "pulumi"), `#!/bin/sh\nexec ${quoted(setsid)} ${quoted(cli)} "$@"\n`, { mode: 0o700 });
+  return root;
+}
+
+/**
+ * The stack as the service runs its operations: the Automation API follows an `up`, a `destroy`
+ * and a `refresh` with `pulumi stack history`, and an `up` with `pulumi stack output` twice
+ * (automation/stack.js up, destroy, refresh) — CLI processes that each decrypt the state, for a
+ * summary and outputs the engine takes from the operation's own events instead. Both are left
+ * out here, on a view of the stack, never on the stack itself.
+ */
+function withoutSummary(stack: Stack): Stack {
+  return Object.assign(Object.create(stack) as Stack, {
+    outputs: () => Promise.resolve({}),
+    info: () => Promise.resolve(undefined),
+  });
 }
 
 /** The passphrase in `<dataDir>/passphrase`, made on first use; only the service's user can read it. */

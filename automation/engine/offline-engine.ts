@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync
 import { join } from "node:path";
 import { type Engine, EngineError, type OperationOptions, type StackOutputs, type StackSpec } from "./engine.ts";
 import { stateFile } from "./offline-state.ts";
-import type { RecordedResource, WorkerMessage, WorkerReply, WorkerRequest } from "./offline-worker.ts";
+import type { PlannedResource, RecordedResource, WorkerMessage, WorkerReply, WorkerRequest } from "./offline-worker.ts";
 
 /**
  * The offline engine: the stack programs on Pulumi's mock runtime, in a pool of worker processes
@@ -79,9 +79,34 @@ export class OfflineEngine implements Engine {
       if (!reply.ok) {
         throw new EngineError("failed", reply.message);
       }
+      if (!("resources" in reply)) {
+        throw new EngineError("failed", "the offline worker answered an up with a plan");
+      }
       this.write({ stack: spec.stack, resources: reply.resources, outputs: reply.outputs });
       return reply.outputs;
     });
+  }
+
+  /**
+   * What a preview of `spec` registers on the mock runtime, and nothing written: the local engine
+   * counts a new stack's steps from it rather than from a `pulumi preview`. Fails as the program
+   * fails offline (an invoke the mocks cannot answer, a stack it references that this engine was
+   * never told of by `remember`).
+   */
+  async plan(spec: StackSpec, signal?: AbortSignal): Promise<PlannedResource[]> {
+    const reply = await this.evaluate({ stack: spec.stack, config: spec.config, stateDir: this.stateDir, planOnly: true }, signal, () => undefined);
+    if (!reply.ok) {
+      throw new EngineError("failed", reply.message);
+    }
+    if (!("planned" in reply)) {
+      throw new EngineError("failed", "the offline worker answered a plan with an up");
+    }
+    return reply.planned;
+  }
+
+  /** Keeps `outputs` as the stack's (a stack deployed elsewhere), for the StackReferences of later evaluations. */
+  remember(stack: string, outputs: StackOutputs): void {
+    this.write({ stack, resources: [], outputs });
   }
 
   /** Removing the state file is the destroy, all of its steps in one: progress is nothing done, then everything. */

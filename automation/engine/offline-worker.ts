@@ -20,11 +20,22 @@ export interface WorkerRequest {
   config: StackConfigMap;
   /** Where the parent keeps stack state: a StackReference reads the referenced stack's outputs there. */
   stateDir: string;
+  /** Only the preview: answer with what it would register (`planned`), and run no `up`. */
+  planOnly?: boolean;
+}
+
+/** A registration of a preview, as far as a real engine's steps follow from it. */
+export interface PlannedResource {
+  type: string;
+  custom: boolean;
+  /** The provider it names; none for a default provider, or for a component. */
+  provider?: string;
 }
 
 /** The last message of a request: what the program registered and output, or why it failed. */
 export type WorkerReply =
   | { kind: "finished"; ok: true; resources: RecordedResource[]; outputs: Record<string, unknown> }
+  | { kind: "finished"; ok: true; planned: PlannedResource[] }
   | { kind: "finished"; ok: false; message: string };
 
 /**
@@ -105,9 +116,19 @@ export async function evaluate(request: WorkerRequest, send: (message: WorkerMes
   let complete = true;
   try {
     await run(request, true, planning);
-  } catch {
+  } catch (error) {
+    if (request.planOnly === true) {
+      return { kind: "finished", ok: false, message: error instanceof Error ? error.message : String(error) };
+    }
     // The `up` below fails the same way, if the program is at fault, and says why.
     complete = false;
+  }
+  if (request.planOnly === true) {
+    return {
+      kind: "finished",
+      ok: true,
+      planned: planning.registrations.map((registration) => ({ type: registration.type, custom: registration.custom, ...(registration.provider === undefined ? {} : { provider: registration.provider }) })),
+    };
   }
   send({ kind: "planned", total: planning.registrations.length, complete });
   const registered: OnRegistration = (_registration, count) => send({ kind: "registered", done: count });

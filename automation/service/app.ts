@@ -10,7 +10,7 @@ import {
   validatorCompiler,
 } from "fastify-type-provider-zod";
 import Negotiator from "negotiator";
-import type { IncomingHttpHeaders, ServerResponse } from "node:http";
+import { type IncomingHttpHeaders, type ServerResponse, maxHeaderSize } from "node:http";
 import type { Socket } from "node:net";
 import { z } from "zod";
 import { candidateClusters } from "../../domain/decision/candidates.ts";
@@ -137,6 +137,7 @@ const TITLE_OF: Readonly<Record<number, string>> = {
   409: "Conflict",
   413: "Content Too Large",
   415: "Unsupported Media Type",
+  417: "Expectation Failed",
   429: "Too Many Requests",
   431: "Request Header Fields Too Large",
   500: "Internal Server Error",
@@ -150,11 +151,26 @@ const streamRefusal = (description: string) => ({
   description,
   headers: { "retry-after": { type: "integer", minimum: 1, description: "Seconds to wait before asking for the stream again" } },
 });
-/** Fastify's refusals of a JSON body it cannot parse, said as a field's problem (its own text names neither field nor fix). */
-const BODY_REFUSALS: Readonly<Record<string, string>> = {
-  FST_ERR_CTP_EMPTY_JSON_BODY: "is empty; send a JSON document, as Content-Type: application/json says",
-  FST_ERR_CTP_INVALID_JSON_BODY: "is not valid JSON; send a JSON document, as Content-Type: application/json says",
-};
+/** The one media type the service reads a body in: every route that takes a body takes JSON. */
+const BODY_MEDIA_TYPE = "application/json";
+/** How a 415 says what to send. */
+const SEND_JSON = `send the body as ${BODY_MEDIA_TYPE}, with Content-Type: ${BODY_MEDIA_TYPE}`;
+/** Why a key that can replace an object's prototype is refused, whichever of the two it is. */
+const PROTOTYPE_KEY_REASON = "which is not allowed: it can replace the prototype of an object it is merged into; remove it";
+/** How deep in a body a refused key's object is named; deeper, the refusal names the body. */
+const MAX_NAMED_DEPTH = 8;
+/** A key a field's name shows as it is: the request's own keys and indexes are such. */
+const NAMEABLE_KEY = /^[A-Za-z0-9_]{1,40}$/;
+
+/** A JSON body the service does not read, as a field's problem: the parser's refusal, which the error handler sends. */
+class BodyRefusal extends Error {
+  constructor(
+    readonly field: string,
+    readonly reason: string,
+  ) {
+    super(`${field} ${reason}`);
+  }
+}
 // 503: the store refused a write (locked by another process, a full disk, its file replaced); Retry-After says when to try again.
 const problemResponses = { 400: problemBody, 401: problemBody, 403: problemBody, 404: problemBody, 409: problemBody, 503: problemBody };
 
@@ -176,7 +192,13 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     // requestTimeout on its server after making it with `http` (node_modules/fastify/lib/server.js);
     // `http` has it too, as Node refuses a headersTimeout above the requestTimeout it is made with.
     requestTimeout,
-    http: { requestTimeout, headersTimeout: requestTimeout, connectionsCheckingInterval: Math.min(MAX_CHECK_INTERVAL_MS, Math.ceil(requestTimeout / TIMEOUT_CHECKS)) },
+    http: {
+      requestTimeout,
+      headersTimeout: requestTimeout,
+      connectionsCheckingInterval: Math.min(MAX_CHECK_INTERVAL_MS, Math.ceil(requestTimeout / TIMEOUT_CHECKS)),
+      // Node answers an HTTP/1.1 request without Host with an empty 400 of its own; the onRequest hook answers it with a problem.
+      requireHostHeader: false,
+    },
     // Node's refusals of a connection (a request not received in time, a head too large or malformed): a problem like every other, written on the socket.
     clientErrorHandler: (error, socket) => {
       if (error.code === "ECONNRESET" || socket.destroyed) {
@@ -186,8 +208,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       // Node's own rule (lib/_http_server.js socketOnError): never write into a response that has begun.
       if (socket.writable && (response === undefined || !response.headersSent || response.writableEnded)) {
         const [status, detail] = clientRefusal(error.code, requestTimeout);
-        const body = JSON.stringify(problemOf(status, detail));
-        socket.write(`HTTP/1.1 ${status} ${TITLE_OF[status]}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+        const { headers, body } = closingProblem(status, detail);
+        socket.write(`HTTP/1.1 ${status} ${TITLE_OF[status]}\r\n${Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("")}\r\n${body}`);
       }
       socket.destroy(error);
     },
@@ -205,6 +227,21 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+  // Fastify's own JSON parser refuses a key that can replace a prototype (secure-json-parse) as "not
+  // valid JSON", its reason dropped; this one refuses it too, and says so.
+  app.removeContentTypeParser(BODY_MEDIA_TYPE);
+  app.addContentTypeParser(BODY_MEDIA_TYPE, { parseAs: "string" }, (_request, body, done) => {
+    try {
+      done(null, parseJsonBody(body as string));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
+  });
+  // Node answers an Expect header other than 100-continue with an empty 417 of its own unless this event is listened to.
+  app.server.on("checkExpectation", (_request, response: ServerResponse) => {
+    const { headers, body } = closingProblem(417, "the service meets no expectation but 100-continue; send no Expect header, or Expect: 100-continue");
+    response.writeHead(417, headers).end(body);
+  });
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -234,6 +271,12 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
 
   app.addHook("onRequest", async (request, reply) => {
     responses.set(request.raw.socket, reply.raw);
+    if (request.raw.httpVersion === "1.1" && request.headers.host === undefined) {
+      const message = "is missing; HTTP/1.1 requires one: send Host: <the service's host and port>";
+      // As Node's own answer did: a client this far off is not one to keep talking to.
+      void reply.header("connection", "close");
+      return sendProblem(reply, 400, `headers.host ${message}`, [{ field: "headers.host", message }]);
+    }
     if (request.routeOptions.config.public === true) {
       return;
     }
@@ -312,12 +355,14 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       });
       return refuseFields(reply, errors);
     }
-    const bodyRefusal = BODY_REFUSALS[error.code];
-    if (bodyRefusal !== undefined) {
-      return sendProblem(reply, 400, `body ${bodyRefusal}`, [{ field: "body", message: bodyRefusal }]);
+    if (error instanceof BodyRefusal) {
+      return refuseFields(reply, [{ field: error.field, message: error.reason }]);
+    }
+    if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
+      return sendProblem(reply, 415, `${request.headers["content-type"] === undefined ? "the body has no Content-Type" : "the body's Content-Type is not one this service reads"}; ${SEND_JSON}`);
     }
     if (!isResponseSerializationError(error) && typeof error.statusCode === "number" && error.statusCode >= 400 && error.statusCode < 500) {
-      // Fastify's own refusals (a body too large, of another media type).
+      // Fastify's own refusals (a body too large, or not as long as its Content-Length said).
       return sendProblem(reply, error.statusCode, error.message);
     }
     request.log.error({ err: error }, "request failed");
@@ -503,6 +548,81 @@ function quotedKey(key: string): string {
 }
 
 /**
+ * A body's JSON as Fastify's own parser reads it (a leading byte-order mark skipped), refused as a
+ * field's problem when it is empty, not JSON, or holds a key that can replace a prototype.
+ */
+function parseJsonBody(text: string): unknown {
+  const json = text.startsWith("\uFEFF") ? text.slice(1) : text;
+  if (json === "") {
+    throw new BodyRefusal("body", `is empty; send a JSON document, as Content-Type: ${BODY_MEDIA_TYPE} says`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch {
+    throw new BodyRefusal("body", `is not valid JSON; send a JSON document, as Content-Type: ${BODY_MEDIA_TYPE} says`);
+  }
+  const found = prototypeKey(parsed);
+  if (found !== undefined) {
+    throw new BodyRefusal(found.field, `has ${found.key}, ${PROTOTYPE_KEY_REASON}`);
+  }
+  return parsed;
+}
+
+/** An object of a parsed body, with the key it is under and the object holding it (none for the body). */
+interface BodyNode {
+  value: object;
+  depth: number;
+  under?: { key: string; holder: BodyNode };
+}
+
+/**
+ * The first key of a parsed body, breadth first, that can replace a prototype where the body is
+ * merged — an own "__proto__", or an own "constructor" object holding "prototype": secure-json-parse's
+ * rule, which Fastify's own parser applies (node_modules/secure-json-parse/index.js, `filter`) — and
+ * the field of the object that holds it.
+ */
+function prototypeKey(body: unknown): { field: string; key: string } | undefined {
+  let level: BodyNode[] = typeof body === "object" && body !== null ? [{ value: body, depth: 0 }] : [];
+  while (level.length > 0) {
+    const next: BodyNode[] = [];
+    for (const node of level) {
+      const constructor: unknown = Object.hasOwn(node.value, "constructor") ? (node.value as { constructor: unknown }).constructor : undefined;
+      const key = Object.hasOwn(node.value, "__proto__")
+        ? 'a "__proto__" key'
+        : typeof constructor === "object" && constructor !== null && Object.hasOwn(constructor, "prototype")
+          ? 'a "constructor" key holding "prototype"'
+          : undefined;
+      if (key !== undefined) {
+        return { field: fieldOf(node), key };
+      }
+      for (const [childKey, child] of Object.entries(node.value)) {
+        if (typeof child === "object" && child !== null) {
+          next.push({ value: child as object, depth: node.depth + 1, under: { key: childKey, holder: node } });
+        }
+      }
+    }
+    level = next;
+  }
+  return undefined;
+}
+
+/** Where `node` is in the body ("body.participants.0"); "body" alone when that would be long or strange enough to be no field. */
+function fieldOf(node: BodyNode): string {
+  if (node.depth > MAX_NAMED_DEPTH) {
+    return "body";
+  }
+  const keys: string[] = [];
+  for (let at = node.under; at !== undefined; at = at.holder.under) {
+    if (!NAMEABLE_KEY.test(at.key)) {
+      return "body";
+    }
+    keys.unshift(at.key);
+  }
+  return ["body", ...keys].join(".");
+}
+
+/**
  * A 400 naming the fields refused, at most MAX_LISTED_ERRORS of them; the rest are counted under
  * the field they all lie in (10,000 bad participants would otherwise make a refusal larger than
  * the request).
@@ -565,16 +685,52 @@ function loggedUrl(url: string): string {
   return `${url.slice(0, at)}?${parameters.join("&")}`;
 }
 
+const REQUEST_LINE_REFUSAL = "the request line is not METHOD /path HTTP/1.1; send e.g. GET /healthz HTTP/1.1, its path percent-encoded, ending in CRLF";
+const HEADER_REFUSAL = "a header is not Name: value, or holds a character a header may not (a control character, a space before the colon); send each header as Name: value, ending in CRLF";
+const CONTENT_LENGTH_REFUSAL = "Content-Length is not one whole number of bytes; send it once, as the body's size";
+const CHUNK_REFUSAL = "the chunked body is not well-formed; send each chunk as its size in hexadecimal, CRLF, its bytes and CRLF, and end with 0 CRLF CRLF";
+/**
+ * What a request Node's parser refuses is told, by llhttp's error code (the codes Node's parser
+ * gives, https://github.com/nodejs/llhttp/blob/main/src/llhttp/constants.ts): what part of the
+ * request is wrong, and how it is written.
+ */
+const PARSER_REFUSALS: Readonly<Record<string, string>> = {
+  HPE_INVALID_METHOD: REQUEST_LINE_REFUSAL,
+  HPE_INVALID_URL: REQUEST_LINE_REFUSAL,
+  HPE_INVALID_VERSION: REQUEST_LINE_REFUSAL,
+  // "Expected HTTP/": what follows the path is no version, as after a path with a space in it.
+  HPE_INVALID_CONSTANT: REQUEST_LINE_REFUSAL,
+  // HTTP/2's preface ("PRI * HTTP/2.0"): a version this service does not speak.
+  HPE_PAUSED_H2_UPGRADE: REQUEST_LINE_REFUSAL,
+  HPE_INVALID_HEADER_TOKEN: HEADER_REFUSAL,
+  HPE_CR_EXPECTED: HEADER_REFUSAL,
+  HPE_LF_EXPECTED: HEADER_REFUSAL,
+  HPE_INVALID_CONTENT_LENGTH: CONTENT_LENGTH_REFUSAL,
+  HPE_UNEXPECTED_CONTENT_LENGTH: CONTENT_LENGTH_REFUSAL,
+  HPE_INVALID_TRANSFER_ENCODING: "Transfer-Encoding is not chunked, or comes with Content-Length; send a body with Content-Length or with Transfer-Encoding: chunked, not both",
+  HPE_INVALID_CHUNK_SIZE: CHUNK_REFUSAL,
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: CHUNK_REFUSAL,
+};
+
 /** What a refused connection is told: Node's refusals (lib/_http_server.js), as problems. */
 function clientRefusal(code: string, requestTimeoutMs: number): [status: number, detail: string] {
   switch (code) {
     case "ERR_HTTP_REQUEST_TIMEOUT":
       return [408, `the request was not received in full within ${requestTimeoutMs} ms; send its head and body without pausing`];
     case "HPE_HEADER_OVERFLOW":
-      return [431, "the request's head is too large; send fewer or shorter headers"];
+      return [431, `the request's head (its request line and headers) is larger than ${maxHeaderSize} bytes; send fewer or shorter headers, or a shorter URL`];
     default:
-      return [400, "the request is not well-formed HTTP/1.1"];
+      return [400, PARSER_REFUSALS[code] ?? "the request is not well-formed HTTP/1.1; send a request line, headers as Name: value, each line ending in CRLF, then an empty line"];
   }
+}
+
+/**
+ * A problem as Node writes it outside Fastify (a refused connection, an unmet Expect): whole, its
+ * length given, and the connection closed after it, as what follows on it cannot be read.
+ */
+function closingProblem(status: number, detail: string): { headers: Record<string, string>; body: string } {
+  const body = JSON.stringify(problemOf(status, detail));
+  return { headers: { "Content-Type": "application/problem+json", "Content-Length": String(Buffer.byteLength(body)), Connection: "close" }, body };
 }
 
 /**

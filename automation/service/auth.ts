@@ -88,12 +88,20 @@ export class TokenRegistry {
  * The embedded default's tokens: the digests in `<dataDir>/tokens`, made on first run with one admin
  * token, which is returned (to be printed once) and never stored.
  */
-export function embeddedTokens(path: string): { registry: TokenRegistry; created?: string } {
+/**
+ * The tokens of the embedded default: the file's, or on a first run one new admin token. A new
+ * token is written only by `keep`, once the service is serving: a start refused before then (a
+ * busy port, say) must not leave a file whose only token nobody was shown.
+ */
+export function embeddedTokens(path: string): { registry: TokenRegistry; created?: { token: string; keep: () => void } } {
   if (existsSync(path)) {
     return { registry: TokenRegistry.parse(readFileSync(path, "utf8").replaceAll("\n", ","), path) };
   }
   const token = newToken();
-  writeFileSync(path, `${tokenEntry("admin", "admin", token)}\n`, { mode: 0o600, flag: "wx" });
-  chmodSync(path, 0o600);
-  return { registry: TokenRegistry.parse(readFileSync(path, "utf8"), path), created: token };
+  const entry = tokenEntry("admin", "admin", token);
+  const keep = () => {
+    writeFileSync(path, `${entry}\n`, { mode: 0o600, flag: "wx" });
+    chmodSync(path, 0o600);
+  };
+  return { registry: TokenRegistry.parse(entry, path), created: { token, keep } };
 }

@@ -35,6 +35,33 @@ const DEFAULT_OBJECTIVE: ObjectiveName = "mean";
 
 const OBJECTIVES: Readonly<Record<ObjectiveName, Objective>> = { mean: "mean", worstPair: "worstPair", p95: { percentile: 95 } };
 
+/** A request with every default applied: what it asks for, however much of it was spelled out. */
+// Exported so that the service tests read a request with the defaults the service applies (test/service/fuzz.test.ts, schemathesis.test.ts).
+export function withDefaults(request: ConferenceRequest): Required<ConferenceRequest> {
+  return {
+    participants: request.participants,
+    expectedParticipants: request.expectedParticipants ?? request.participants.length,
+    lastN: request.lastN ?? DEFAULT_LAST_N,
+    simulcast: request.simulcast ?? DEFAULT_SIMULCAST,
+    objective: request.objective ?? DEFAULT_OBJECTIVE,
+  };
+}
+
+/**
+ * `value` as JSON with every object's keys sorted: two requests that mean the same are the same
+ * text, whichever order their keys came in (an Idempotency-Key's retry is compared by its digest).
+ */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, nested: unknown) =>
+    // Code-unit order, which no locale changes (an object's keys are distinct, never equal).
+    typeof nested === "object" && nested !== null && !Array.isArray(nested) ? Object.fromEntries(Object.entries(nested).sort(([a], [b]) => (a < b ? -1 : 1))) : nested,
+  );
+}
+
+function digest(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
 export interface RetryPolicy {
   /** Attempts after the first. */
   retries: number;
@@ -136,7 +163,9 @@ export class ConferenceManager {
       {
         owner,
         ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
-        requestHash: createHash("sha256").update(JSON.stringify(request)).digest("hex"),
+        requestHash: digest(canonicalJson(withDefaults(request))),
+        // Keys recorded before issue 16 hold the digest of the request as sent; a retry sent as it was still matches.
+        legacyRequestHash: digest(JSON.stringify(request)),
         decide: (running) => {
           const placement = placeConference(placementRequest, candidateClusters(this.registry.clusters(), running));
           const id = newConferenceId();
@@ -273,16 +302,8 @@ export class ConferenceManager {
         unplaced.map((entry) => `participants.${entry.index}.ip ${entry.reason}; give { lat, lon } for at least one participant`),
       );
     }
-    return {
-      placementRequest: {
-        participants,
-        expectedParticipants: request.expectedParticipants ?? request.participants.length,
-        lastN: request.lastN ?? DEFAULT_LAST_N,
-        simulcast: request.simulcast ?? DEFAULT_SIMULCAST,
-        objective: OBJECTIVES[request.objective ?? DEFAULT_OBJECTIVE],
-      },
-      unplaced,
-    };
+    const { expectedParticipants, lastN, simulcast, objective } = withDefaults(request);
+    return { placementRequest: { participants, expectedParticipants, lastN, simulcast, objective: OBJECTIVES[objective] }, unplaced };
   }
 
   private track(promise: Promise<void>): void {

@@ -105,7 +105,7 @@ function fromFile(path: string): RegisteredClusters {
 async function fromStack(engine: Engine, stack: string): Promise<RegisteredClusters> {
   const outputs = await engine.outputs(stack);
   if (outputs === undefined) {
-    throw new InvalidArgumentsError([`SWITCH_TESTBED: the backend has no stack "${stack}"; bring the testbed up first (pulumi up -s ${stack}) or name another stack`]);
+    throw new InvalidArgumentsError([`SWITCH_TESTBED: the backend has no stack "${stack}"; bring the testbed up first (pulumi up -s ${stack}), name another stack, or try the service with nothing deployed: SWITCH_ENGINE=offline`]);
   }
   return parsed(outputs[TESTBED_OUTPUTS.clusters], `the ${TESTBED_OUTPUTS.clusters} output of stack "${stack}"`);
 }

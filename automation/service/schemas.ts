@@ -65,21 +65,51 @@ export const conferenceParams = z.object({
   id: z.string({ error: expected("a string") }).regex(/^[a-z0-9]{1,40}$/, { error: "is not a conference id; ids are lowercase letters and digits" }),
 });
 
+/**
+ * An optional query parameter read by `schema`, refused first when it is empty (`?limit=`) or given
+ * more than once: what `schema` would say of those ("is below 1" of an empty limit, which coerces
+ * to 0; "must be a number" of two) is not what is wrong. `fix` says what the parameter takes.
+ */
+function queryParameter<T extends z.ZodType>(schema: T, fix: string) {
+  return z
+    .preprocess((value, context) => {
+      if (Array.isArray(value)) {
+        context.addIssue({ code: "custom", input: value, message: `is given ${value.length} times; give it once` });
+        return z.NEVER;
+      }
+      if (typeof value === "string" && value.trim() === "") {
+        context.addIssue({ code: "custom", input: value, message: `is empty; ${fix}` });
+        return z.NEVER;
+      }
+      return value;
+    }, schema)
+    .optional();
+}
+
+const LIMIT_FIX = `give a whole number from 1 to ${MAX_LIST_LIMIT}, or leave limit out for ${DEFAULT_LIST_LIMIT}`;
+
 export const listQuery = z.strictObject(
   {
-    state: z.enum(CONFERENCE_STATES, { error: `is not a state; use one of ${CONFERENCE_STATES.join(", ")}` }).optional(),
-    limit: z.coerce
-      .number({ error: expected("a number") })
-      .int({ error: "is not a whole number" })
-      .min(1, { error: "is below 1" })
-      .max(MAX_LIST_LIMIT, { error: `is above ${MAX_LIST_LIMIT}` })
-      .optional(),
+    state: queryParameter(
+      z.enum(CONFERENCE_STATES, { error: `is not a state; use one of ${CONFERENCE_STATES.join(", ")}` }),
+      `use one of ${CONFERENCE_STATES.join(", ")}, or leave state out for every state`,
+    ),
+    limit: queryParameter(
+      z.coerce
+        .number({ error: expected("a number", LIMIT_FIX) })
+        .int({ error: `is not a whole number; ${LIMIT_FIX}` })
+        .min(1, { error: `is below 1; ${LIMIT_FIX}` })
+        .max(MAX_LIST_LIMIT, { error: `is above ${MAX_LIST_LIMIT}; ${LIMIT_FIX}` }),
+      LIMIT_FIX,
+    ),
     /** Where the page starts: the `next` of the page before. */
-    cursor: z
-      .string({ error: expected("a string") })
-      .refine((text) => decodeCursor(text) !== undefined, { error: "is not a cursor; follow the `next` link of the page before" })
-      .transform((text) => decodeCursor(text)!)
-      .optional(),
+    cursor: queryParameter(
+      z
+        .string({ error: expected("a string") })
+        .refine((text) => decodeCursor(text) !== undefined, { error: "is not a cursor; follow the `next` link of the page before" })
+        .transform((text) => decodeCursor(text)!),
+      "follow the `next` link of the page before, or leave cursor out for the first page",
+    ),
   },
   { error: expected("query parameters state, limit and cursor") },
 );

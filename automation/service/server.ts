@@ -3,9 +3,10 @@
  * engine, finishes what a previous process left, serves the API, and on SIGINT/SIGTERM stops
  * taking work, cancels what runs (resumed at the next start) and waits for it.
  */
+import "../../runtime/node-version.ts"; // first: refuses an unsupported Node before any other module runs
 import Database from "better-sqlite3";
 import closeWithGrace from "close-with-grace";
-import { chmodSync, mkdirSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DEFAULT_SITES, TESTBED_CONFIG, parseSites } from "../../domain/contracts/testbed.ts";
 import { PROGRAM_KEY, PROJECT, qualifiedKey } from "../../domain/contracts/project.ts";
@@ -42,21 +43,67 @@ function qualifiedStack(stack: string): string {
   return stack.includes("/") ? stack : `organization/${PROJECT}/${stack}`;
 }
 
+/** The file in the data directory that says which engine its records were made with. */
+const ENGINE_FILE = "engine";
+
+/**
+ * The engine of the data directory's records, if it has any: the local engine's conferences are
+ * real stacks that the offline engine knows nothing of (it would end them as if they never
+ * existed), and the offline engine's are evaluations the local engine cannot find.
+ */
+function recordedEngine(dataDir: string): Engine["kind"] | undefined {
+  const path = join(dataDir, ENGINE_FILE);
+  if (!existsSync(path)) {
+    return undefined;
+  }
+  const kind = readFileSync(path, "utf8").trim();
+  if (kind !== "local" && kind !== "offline") {
+    throw new Error(`${path} names no engine ("${kind.slice(0, 40)}"); write local or offline into it, as the records in ${dataDir} were made`);
+  }
+  return kind;
+}
+
+function recordEngine(dataDir: string, kind: Engine["kind"]): void {
+  writeFileSync(join(dataDir, ENGINE_FILE), `${kind}\n`, { mode: 0o600 });
+}
+
+/**
+ * SWITCH_ENGINE, or for `auto`: the data directory's engine if it has one; else the local engine
+ * when a Pulumi CLI is found and its backend has the testbed the registry reads; else the offline
+ * engine, saying why. A platform engineer's machine has a CLI long before it has a testbed.
+ */
 async function chooseEngine(environment: ServiceEnvironment, dataDir: string, notice: (text: string) => void, local: ServiceOverrides["localEngine"]): Promise<Engine> {
   const offline = () => new OfflineEngine({ dataDir, workers: environment.SWITCH_CONCURRENCY });
-  if (environment.SWITCH_ENGINE === "offline") {
+  const recorded = recordedEngine(dataDir);
+  const wanted = environment.SWITCH_ENGINE === "auto" ? recorded : environment.SWITCH_ENGINE;
+  if (recorded !== undefined && wanted !== recorded) {
+    throw new Error(
+      `SWITCH_ENGINE: the records in ${dataDir} were made with the ${recorded} engine, and the ${wanted} engine would not find their stacks; start with SWITCH_ENGINE=${recorded}, or give another SWITCH_DATA_DIR`,
+    );
+  }
+  if (wanted === "offline") {
     return offline();
   }
   const { LocalEngine } = await import("../engine/local.ts");
+  let engine: Engine;
   try {
-    return await LocalEngine.create({ ...local, dataDir, ...(environment.SWITCH_BACKEND_URL === undefined ? {} : { backendUrl: environment.SWITCH_BACKEND_URL }) });
+    engine = await LocalEngine.create({ ...local, dataDir, ...(environment.SWITCH_BACKEND_URL === undefined ? {} : { backendUrl: environment.SWITCH_BACKEND_URL }) });
   } catch (error) {
-    if (environment.SWITCH_ENGINE === "local" || !isEngineError(error) || error.kind !== "unavailable") {
+    if (wanted === "local" || !isEngineError(error) || error.kind !== "unavailable") {
       throw error;
     }
     notice(`no Pulumi CLI found (${error.message}); using the offline engine: conferences are evaluated on Pulumi's mock runtime and nothing is deployed`);
     return offline();
   }
+  if (wanted === undefined && environment.SWITCH_TESTBED === undefined && (await engine.outputs(DEFAULT_TESTBED)) === undefined) {
+    await engine.close();
+    notice(
+      `the Pulumi CLI's backend has no stack "${DEFAULT_TESTBED}", so there is no cluster to deploy to; using the offline engine (nothing is deployed). ` +
+        `For real conferences bring a testbed up (README, "One machine: the local stack") and start with SWITCH_ENGINE=local and another SWITCH_DATA_DIR; SWITCH_ENGINE=offline silences this`,
+    );
+    return offline();
+  }
+  return engine;
 }
 
 /** The paper's seven-site testbed, evaluated offline, with stand-ins for the kubeconfigs it lacks. */
@@ -122,15 +169,42 @@ export interface ServiceOverrides {
 export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOverrides = {}): Promise<RunningService> {
   const print = overrides.print ?? ((text: string) => process.stderr.write(`${text}\n`));
   const environment = readEnvironment(env);
+  // Refused before anything is opened, so a refusal leaves nothing behind.
+  const configuredTokens = environment.SWITCH_API_TOKENS === undefined ? undefined : TokenRegistry.parse(environment.SWITCH_API_TOKENS, "SWITCH_API_TOKENS");
   const dataDir = resolve(environment.SWITCH_DATA_DIR);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   // Records, state and tokens are the service's alone, whatever mode the directory had before.
   chmodSync(dataDir, 0o700);
   const unlock = lockDataDir(dataDir);
+
+  // What is open so far; `close` ends exactly that, after a refusal at start as after a stop.
+  let engine: Engine | undefined;
+  let store: Store | undefined;
+  let registry: ClusterRegistry | undefined;
+  let manager: ConferenceManager | undefined;
+  let orphans: OrphanStacks | undefined;
+  let app: Awaited<ReturnType<typeof buildApp>> | undefined;
+  let pruning: NodeJS.Timeout | undefined;
+  let serving = false;
+  let closed: Promise<void> | undefined;
+  const close = () =>
+    (closed ??= (async () => {
+      serving = false;
+      registry?.close();
+      clearInterval(pruning);
+      await manager?.close();
+      await orphans?.close();
+      await app?.close();
+      await engine?.close();
+      store?.close();
+      unlock();
+    })());
+
   try {
     const chosen = await chooseEngine(environment, dataDir, print, overrides.localEngine);
-    const engine = overrides.wrapEngine?.(chosen) ?? chosen;
-    const store = new Store({ path: join(dataDir, "switch.db") });
+    engine = overrides.wrapEngine?.(chosen) ?? chosen;
+    recordEngine(dataDir, chosen.kind);
+    store = new Store({ path: join(dataDir, "switch.db") });
     const queue = new OperationQueue(environment.SWITCH_CONCURRENCY);
 
     const testbed = environment.SWITCH_TESTBED ?? DEFAULT_TESTBED;
@@ -143,27 +217,18 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
       await engine.cancel(DEFAULT_TESTBED);
       await engine.up({ stack: DEFAULT_TESTBED, config: offlineTestbedConfig() });
     }
-    const registry = new ClusterRegistry(source);
+    registry = new ClusterRegistry(source);
     await registry.load();
 
-    let tokens: TokenRegistry;
-    if (environment.SWITCH_API_TOKENS === undefined) {
-      const embedded = embeddedTokens(join(dataDir, "tokens"));
-      tokens = embedded.registry;
-      if (embedded.created !== undefined) {
-        // Printed once, here, to the terminal that started the service; only its digest is kept.
-        print(`Created an admin token (shown once; its SHA-256 is in ${join(dataDir, "tokens")}):\n\n  ${embedded.created}\n`);
-      }
-    } else {
-      tokens = TokenRegistry.parse(environment.SWITCH_API_TOKENS, "SWITCH_API_TOKENS");
-    }
+    const embedded = configuredTokens === undefined ? embeddedTokens(join(dataDir, "tokens")) : undefined;
+    const tokens = configuredTokens ?? embedded!.registry;
 
-    const orphans = new OrphanStacks(engine, store, queue);
+    orphans = new OrphanStacks(engine, store, queue);
     const { registry: metrics, observer } = serviceMetrics(store, queue, orphans);
     const locator = await MmdbIpLocator.open();
     // The app's logger exists only once the app does, and the app needs the manager.
     let reportError: (error: unknown, context: object) => void = () => undefined;
-    const manager = new ConferenceManager({
+    manager = new ConferenceManager({
       store,
       engine,
       queue,
@@ -175,51 +240,44 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
       // Already recorded on the conference; the log says where it happened.
       onError: (error, context) => reportError(error, context),
     });
-    let serving = false;
-    const app = await buildApp({ manager, store, registry, engine, tokens, metrics, orphans, limits: environment, onBackgroundError: (error) => reportError(error, {}), logger: { level: environment.SWITCH_LOG_LEVEL, ...(overrides.logStream === undefined ? {} : { stream: overrides.logStream }) }, ready: () => serving });
-    reportError = (error, context) => app.log.error({ err: error, ...context }, "background operation failed");
+    const application = await buildApp({ manager, store, registry, engine, tokens, metrics, orphans, limits: environment, onBackgroundError: (error) => reportError(error, {}), logger: { level: environment.SWITCH_LOG_LEVEL, ...(overrides.logStream === undefined ? {} : { stream: overrides.logStream }) }, ready: () => serving });
+    app = application;
+    reportError = (error, context) => application.log.error({ err: error, ...context }, "background operation failed");
+    // Listening first: a port that is taken refuses the start before any work is resumed.
+    const address = await application.listen({ host: environment.HOST, port: environment.PORT });
     const resumed = manager.reconcile();
     if (resumed > 0) {
-      app.log.info({ conferences: resumed }, "resuming operations a previous process left unfinished");
+      application.log.info({ conferences: resumed }, "resuming operations a previous process left unfinished");
     }
-    manager.watch(overrides.reconcileIntervalMs, (error) => app.log.error({ err: error }, "reconciling the records with the stacks failed"));
+    manager.watch(overrides.reconcileIntervalMs, (error) => application.log.error({ err: error }, "reconciling the records with the stacks failed"));
     // What exists is compared with what is recorded once, at start: a stack no record owns was left
     // by a database lost or replaced, and only an admin may destroy it.
     for (const orphan of await orphans.scan()) {
-      app.log.warn({ stack: orphan.name }, "a conference stack no record owns; destroy it with DELETE /v1/orphan-stacks/:name once no backup of the records owns it");
+      application.log.warn({ stack: orphan.name }, "a conference stack no record owns; destroy it with DELETE /v1/orphan-stacks/:name once no backup of the records owns it");
     }
-    const pruning = setInterval(() => {
+    const prunedStore = store;
+    pruning = setInterval(() => {
       try {
-        pruneEnded(store, environment.SWITCH_RETENTION_DAYS);
+        pruneEnded(prunedStore, environment.SWITCH_RETENTION_DAYS);
       } catch (error) {
-        app.log.error({ err: error }, "pruning ended conferences failed");
+        application.log.error({ err: error }, "pruning ended conferences failed");
       }
     }, PRUNE_INTERVAL_MS).unref();
-    registry.watch(undefined, (error) => app.log.warn({ err: error }, "the testbed registry could not be re-read; keeping the last one"));
-    const address = await app.listen({ host: environment.HOST, port: environment.PORT });
+    registry.watch(undefined, (error) => application.log.warn({ err: error }, "the testbed registry could not be re-read; keeping the last one"));
+    if (embedded?.created !== undefined) {
+      embedded.created.keep();
+      // Printed once, here, to the terminal that started the service; only its digest is kept.
+      print(`Created an admin token (shown once; its SHA-256 is in ${join(dataDir, "tokens")}):\n\n  ${embedded.created.token}\n`);
+    }
     serving = true;
     if (engine.kind === "offline") {
       print(`switch-vaas is serving on ${address} with the offline engine: conferences are evaluated, nothing is deployed.`);
     } else {
       print(`switch-vaas is serving on ${address} with the local engine.`);
     }
-
-    let closed: Promise<void> | undefined;
-    const close = () =>
-      (closed ??= (async () => {
-        serving = false;
-        registry.close();
-        clearInterval(pruning);
-        await manager.close();
-        await orphans.close();
-        await app.close();
-        await engine.close();
-        store.close();
-        unlock();
-      })());
     return { url: address, close };
   } catch (error) {
-    unlock();
+    await close();
     throw error;
   }
 }
@@ -236,6 +294,7 @@ if (import.meta.main) {
   } catch (error) {
     // Refusals name the variable and the fix; anything else by its message alone (no config in a trace).
     process.stderr.write(`switch-vaas: ${isDomainError(error) || error instanceof Error ? error.message : String(error)}\n`);
-    process.exitCode = 1;
+    // startService closed what it had opened; whatever a library left behind must not keep a refused start alive.
+    process.exit(1);
   }
 }

@@ -30,6 +30,11 @@ export interface NewConference {
   /** A digest of the request, so that a key reused for another request is refused. */
   requestHash: string;
   /**
+   * The digest a service before issue 16 recorded for this request (of the request as sent, its
+   * defaults left out): a key recorded then matches it too. Never recorded.
+   */
+  legacyRequestHash?: string;
+  /**
    * Decides the conference from what holds capacity now; runs inside the transaction, so no other
    * create can take the same capacity between the decision and its record.
    */
@@ -135,6 +140,24 @@ function unavailableCause(code: string): string | undefined {
   return undefined;
 }
 
+/**
+ * What opening a file that is no SQLite database (overwritten) or a damaged one (truncated) is
+ * thrown as: SQLite's own "file is not a database" names neither the file nor what to do. Opening
+ * reads the header and the schema, which is where a truncated file shows; damage deeper in the file
+ * shows when a read reaches it. Any other failure is thrown as it is.
+ */
+function unreadableFile(path: string, error: unknown): unknown {
+  const code = (error as { code?: string }).code ?? "";
+  if (code !== "SQLITE_NOTADB" && !code.startsWith("SQLITE_CORRUPT")) {
+    return error;
+  }
+  // The stacks are compared with the records at every start (OrphanStacks.scan): an empty store owns none of them.
+  return new Error(
+    `${path} is not a SQLite database, or is damaged: restore it from a backup, or move it aside (with its -wal and -shm files) to start with an empty store; the conference stacks it tracked stay in the backend and are listed as orphans at GET /v1/orphan-stacks`,
+    { cause: error },
+  );
+}
+
 export class Store {
   private readonly db: Database.Database;
   private readonly path: string;
@@ -160,13 +183,18 @@ export class Store {
     this.db = new Database(options.path);
     this.now = options.now ?? (() => new Date());
     this.busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
-    // WAL: readers never block the writer; NORMAL is durable across a process crash (kill -9),
-    // which is the failure this store is for (https://www.sqlite.org/wal.html).
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma("synchronous = NORMAL");
-    this.db.pragma("foreign_keys = ON");
-    this.db.pragma(`busy_timeout = ${this.busyTimeoutMs}`);
-    this.migrate();
+    try {
+      // WAL: readers never block the writer; NORMAL is durable across a process crash (kill -9),
+      // which is the failure this store is for (https://www.sqlite.org/wal.html).
+      this.db.pragma("journal_mode = WAL");
+      this.db.pragma("synchronous = NORMAL");
+      this.db.pragma("foreign_keys = ON");
+      this.db.pragma(`busy_timeout = ${this.busyTimeoutMs}`);
+      this.migrate();
+    } catch (error) {
+      this.db.close();
+      throw unreadableFile(options.path, error);
+    }
     if (options.path !== ":memory:") {
       // SQLite gives its WAL and shared-memory files the database's mode; files an older service
       // left keep theirs unless told.
@@ -343,7 +371,8 @@ export class Store {
       if (input.idempotencyKey !== undefined) {
         const row = this.db.prepare("SELECT * FROM conferences WHERE owner = ? AND idempotency_key = ?").get(input.owner, input.idempotencyKey) as ConferenceRow | undefined;
         if (row !== undefined) {
-          return { outcome: row.request_hash === input.requestHash ? "existing" : "key-reused", conference: conferenceOf(row) };
+          const sameRequest = row.request_hash === input.requestHash || row.request_hash === input.legacyRequestHash;
+          return { outcome: sameRequest ? "existing" : "key-reused", conference: conferenceOf(row) };
         }
       }
       const { id, spec, decision } = input.decide(this.running());

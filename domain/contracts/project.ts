@@ -20,8 +20,22 @@ export const PROGRAM_KEY = "program";
 export const PROGRAMS = ["testbed", "conference", "cdn-pop"] as const;
 export type ProgramName = (typeof PROGRAMS)[number];
 
-/** Matches the default declared for `program` in Pulumi.yaml. */
-export const DEFAULT_PROGRAM: ProgramName = "testbed";
+/**
+ * The program a stack's name says: the service names conference stacks `conf-<id>` and PoP stacks
+ * `pop-<name>`; any other stack is a testbed. So `pulumi preview -s conf-<id>` runs the conference
+ * program even where the stack's config does not name one.
+ */
+const PROGRAM_BY_PREFIX: readonly (readonly [prefix: string, program: ProgramName])[] = [
+  ["conf-", "conference"],
+  ["pop-", "cdn-pop"],
+];
+
+export function programOfStack(stack: string): ProgramName {
+  return PROGRAM_BY_PREFIX.find(([prefix]) => stack.startsWith(prefix))?.[1] ?? "testbed";
+}
+
+/** How `programOfStack` decides, for messages. */
+export const PROGRAM_NAMING = `${PROGRAM_BY_PREFIX.map(([prefix, program]) => `${prefix}* runs ${program}`).join(", ")}, any other stack testbed`;
 
 export function isProgramName(name: string): name is ProgramName {
   return (PROGRAMS as readonly string[]).includes(name);

@@ -218,6 +218,8 @@ function file(name: string, content: string): string {
 }
 
 const stackFile = (content: string) => file("Pulumi.bad.yaml", content);
+/** A PoP's stack file: its name says the cdn-pop program, as a PoP stack's does. */
+const popStackFile = (content: string) => file("Pulumi.pop-bad.yaml", content);
 const viennaFile = readFileSync(join(stacks, "Pulumi.pop-vienna.yaml"), "utf8");
 const localFile = readFileSync(join(stacks, "Pulumi.local.yaml"), "utf8");
 const indented = (text: string, spaces: number) => text.replace(/^/gm, " ".repeat(spaces)).trimEnd();
@@ -262,11 +264,21 @@ const PREVIEW_ROWS: [string, () => string, (path: string) => string[]][] = [
     () => stackFile(`${localFile}  switch-vaas:kubeconfigs:\n    local: |\n      users: [{ name: u, user: { token: !vault ${TOKEN} } }]\n`),
     () => ['switch-vaas:kubeconfigs.local: the kubeconfig has no server for context "(none)"; give a kubeconfig whose context names a cluster with a server URL'],
   ],
-  ["a PoP as one word", () => stackFile("config:\n  switch-vaas:program: cdn-pop\n  switch-vaas:pop: vienna\n"), () => ["switch-vaas:pop must be a map; give { name, hosts, layout, addresses, reportEndpoint, origin, registry, imageTag }"]],
+  ["a PoP as one word", () => popStackFile("config:\n  switch-vaas:program: cdn-pop\n  switch-vaas:pop: vienna\n"), () => ["switch-vaas:pop must be a map; give { name, hosts, layout, addresses, reportEndpoint, origin, registry, imageTag }"]],
   [
     "report keys pasted in as one value",
-    () => stackFile(`${viennaFile}  switch-vaas:reportKeys: ${REPORT_KEY}\n`),
+    () => popStackFile(`${viennaFile}  switch-vaas:reportKeys: ${REPORT_KEY}\n`),
     () => [`switch-vaas:reportKeys must be a map from host name to key; set each host's: pulumi config set --secret --path 'reportKeys.<host>' "$(openssl rand -hex 32)"`],
+  ],
+  [
+    "a conference's stack whose config names the testbed program",
+    () => file("Pulumi.conf-demo.yaml", localFile),
+    () => ['switch-vaas:program "testbed" disagrees with stack "conf-demo", which runs conference by its name (conf-* runs conference, pop-* runs cdn-pop, any other stack testbed); rename the stack or remove the key'],
+  ],
+  [
+    "a testbed's stack whose config names the PoP program",
+    () => stackFile(viennaFile),
+    () => ['switch-vaas:program "cdn-pop" disagrees with stack "bad", which runs testbed by its name (conf-* runs conference, pop-* runs cdn-pop, any other stack testbed); rename the stack or remove the key'],
   ],
   ["a stack file not named after its stack", () => file("testbed.yaml", localFile), (path) => [`${path} is not named Pulumi.<stack>.yaml; name the stack file after its stack, as Pulumi does`]],
   ["a stack file that does not exist", () => join(scratch, "missing", "Pulumi.gone.yaml"), (path) => [`${path} does not exist; give the path of a stack file, or the name of a stack in stacks/`]],
@@ -364,8 +376,8 @@ describe("npm run place refuses a bad command line, naming the participant or th
   });
 
   it.each([
-    ["an option it does not know", ["46,14", "--lastn", "5"], "Unknown option '--lastn'. To specify a positional argument starting with a '-', place it at the end of the command after '--', as in '-- \"--lastn\""],
-    ["a flag without its value", ["46,14", "--expected"], "Option '--expected <value>' argument missing"],
+    ["an option it does not know", ["46,14", "--lastn", "5"], 'place: --lastn is not an option (an argument that starts with "-" goes after --)'],
+    ["a flag without its value", ["46,14", "--expected"], "place: Option '--expected <value>' argument missing"],
   ])("refuses %s with exit 2 and the usage", async (_case, args, first) => {
     const { stderr, code } = await runCli("place.ts", ...args);
     expect(code).toBe(2);
@@ -401,7 +413,7 @@ describe("npm run images refuses a bad command line before writing or building a
     ["a tag Docker refuses", ["build", "--registry", "localhost:5000/switch-vaas", "--tag", "0.1 beta"], `--tag "0.1 beta" is not a Docker tag; use letters, digits, '_', '.' and '-' (at most 128), e.g. 0.1.0`],
     ["no directory", [], "<dir> is missing; give the directory to write the build contexts to, e.g. build/images"],
   ])("%s", async (_case, args, line) => {
-    expectRefused(await runCli("images.ts", ...args), [line, IMAGES_USAGE], 2);
+    expectRefused(await runCli("images.ts", ...args), [`images: ${line}`, "", IMAGES_USAGE], 2);
   });
 });
 

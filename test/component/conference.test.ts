@@ -322,6 +322,12 @@ describe("media through node ports", () => {
     expect(quota.spec.hard["services.loadbalancers"]).toBe("0");
   });
 
+  it("takes the Service as the API server answers its create, without the provider's wait for endpoints; a load balancer's keeps it, for its address", () => {
+    const annotationsOf = (run: Run) => (one(run, "kubernetes:core/v1:Service").inputs as { metadata: { annotations: Record<string, string> } }).metadata.annotations;
+    expect(annotationsOf(nodePortByIp)).toEqual({ "pulumi.com/skipAwait": "true" });
+    expect(annotationsOf(loadBalancer)).toEqual({});
+  });
+
   it("makes the bridge listen on its allocated media node port and advertise the node address it was given", async () => {
     const jvb = envOf(nodePortByIp, "jvb");
     const mediaEndpoint = await outputOf(nodePortByIp.outputs.mediaEndpoint as pulumi.Output<string>);

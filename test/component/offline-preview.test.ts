@@ -72,13 +72,13 @@ describe("offline preview (npm run preview)", () => {
   it("takes one stack, with exit 2 and the usage for more", async () => {
     const { stderr, code } = await preview("testbed", "local");
     expect(code).toBe(2);
-    expect(stderr.split("\n")[0]).toBe("give one stack, not 2 (testbed, local)");
+    expect(stderr.split("\n")[0]).toBe("preview: give one stack, not 2 (testbed, local)");
     expect(stderr).toContain("usage: npm run preview --");
   });
 
   it("fails with a clear message, and a non-zero exit, for a stack that does not exist", async () => {
     const { stderr, code } = await preview("nope");
     expect(code).toBe(1);
-    expect(stderr.trim()).toBe('stack "nope" has no stacks/Pulumi.nope.yaml; use one of conf-demo, local, pop-local, pop-vienna, testbed');
+    expect(stderr.trim()).toBe('stack "nope" has no stacks/Pulumi.nope.yaml; use one of conf-demo, conf-local, local, pop-local, pop-vienna, testbed');
   });
 });

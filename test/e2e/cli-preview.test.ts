@@ -46,15 +46,15 @@ describe("pulumi preview of the local stack, by the CLI", () => {
   it("plans the testbed's bootstrap through the cluster's own provider", async () => {
     const { kubeconfig, backendUrl, envVars } = e2eWorld();
     const cwd = checkout();
-    const env = {
+    const env: NodeJS.ProcessEnv = {
       ...process.env,
       ...envVars,
       PULUMI_BACKEND_URL: backendUrl,
-      // The language host the Go module proxy serves (pulumi-language-nodejs of sdk v3.68.0, see
-      // scripts/toolchain/versions.env) reads runtime options from flags the current CLI no longer
-      // passes; this gives node the `--import tsx` that Pulumi.yaml's nodeargs asks for.
-      NODE_OPTIONS: "--import tsx",
     };
+    // Nothing of the test's own node options: the CLI runs the program as it runs for a user. The
+    // toolchain's language host (sdk v3.68.0, scripts/toolchain/versions.env) passes no nodeargs;
+    // Node 24 strips the program's types itself.
+    delete env.NODE_OPTIONS;
     const pulumi = (...args: string[]) => run("pulumi", [...args, "--non-interactive"], { cwd, env, maxBuffer: 64 * 1024 * 1024 });
     await pulumi("stack", "init", "local", "--secrets-provider", "passphrase");
     // As the README has it: pulumi config set --secret --path 'kubeconfigs.local' "$(kind get kubeconfig)".

@@ -192,6 +192,8 @@ describe("the testbed, brought up by the local engine", () => {
     const last = progress.at(-1)!;
     expect(last.total).toBeGreaterThan(0);
     expect(last.done).toBe(last.total);
+    // Planned exactly before the first step: the total never had to grow.
+    expect(progress[0]?.total).toBe(last.done);
   });
 
   it("returns its outputs with the kubeconfig masked, nested as it is", () => {
@@ -223,10 +225,13 @@ describe("a conference, brought up by the local engine", () => {
     expect(await engine.outputs(stack)).toEqual(outputs);
   });
 
-  it("ends its progress at the steps it took, though its preview could not plan them all", () => {
-    const last = progressOf(run.events).at(-1)!;
+  it("knows every step before the first, though a preview could not plan them (its namespace is new), and takes exactly those", () => {
+    const progress = progressOf(run.events);
+    const last = progress.at(-1)!;
     expect(last.done).toBe(last.total);
     expect(last.total).toBeGreaterThan(0);
+    expect(progress[0]).toEqual({ type: "progress", done: 0, total: last.done });
+    expect(run.events.filter((event) => event.type === "diagnostic" && event.message.includes("could not plan"))).toEqual([]);
   });
 
   it("refuses a second operation on the stack while one runs, at once", async () => {

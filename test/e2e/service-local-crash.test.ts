@@ -1,6 +1,8 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { setTimeout as delay } from "node:timers/promises";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
@@ -26,6 +28,8 @@ const SEED = Number(process.env.SWITCH_CRASH_SEED ?? Date.now() % 1_000_000);
 const CONVERGE_MS = 2 * OPERATION_TIMEOUT_MS;
 const POLL_MS = 250;
 
+const root = join(import.meta.dirname, "..", "..");
+const run = promisify(execFile);
 const dataDir = mkdtempSync(join(tmpdir(), "switch-vaas-crash-local-"));
 const engineOptions: LocalEngineOptions = { dataDir, pulumiHome: join(dataDir, "home") };
 const backendUrl = `file://${join(dataDir, "state")}`;
@@ -36,8 +40,14 @@ type Conference = { id: string; state: string; error?: string; progress: { done:
 
 const withEngine = <T>(work: (engine: LocalEngine) => Promise<T>): Promise<T> => withLocalEngine(engineOptions, work);
 
-function call(service: ServiceProcess, path: string, init: RequestInit = {}): Promise<Response> {
-  return fetch(`${service.url}${path}`, { ...init, headers: { authorization: `Bearer ${admin}`, ...(init.body === undefined ? {} : { "content-type": "application/json" }) } });
+async function call(service: ServiceProcess, path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = { authorization: `Bearer ${admin}`, ...(init.body === undefined ? {} : { "content-type": "application/json" }) };
+  try {
+    return await fetch(`${service.url}${path}`, { ...init, headers });
+  } catch (error) {
+    // A refused or reset connection says little by itself; what the service printed says why.
+    throw new Error(`${init.method ?? "GET"} ${path} failed (seed ${SEED}): ${String(error)} (${String((error as Error).cause)}); ${service.account()}`, { cause: error });
+  }
 }
 
 async function conference(service: ServiceProcess, id: string): Promise<Conference> {
@@ -145,5 +155,77 @@ describe(`kill -9 of the service on the local engine (seed ${SEED})`, () => {
     console.log(`kill -9 trials (seed ${SEED}): conference states at each kill: ${inFlightAtKill.map((states) => states.join("+")).join(", ")}`);
     expect(inFlightAtKill.some((states) => states.includes("deploying"))).toBe(true);
     expect(inFlightAtKill.some((states) => states.includes("stopping"))).toBe(true);
+  });
+});
+
+describe("a conference the service made on the local engine", () => {
+  const serviceDir = mkdtempSync(join(tmpdir(), "switch-vaas-interrupt-service-"));
+  const env = () => ({
+    SWITCH_ENGINE: "local",
+    SWITCH_DATA_DIR: serviceDir,
+    SWITCH_BACKEND_URL: backendUrl,
+    PULUMI_CONFIG_PASSPHRASE: readFileSync(join(dataDir, "passphrase"), "utf8").trim(),
+    SWITCH_API_TOKENS: tokenEntry("root", "admin", admin),
+    HOST: "127.0.0.1",
+    PORT: "0",
+    SWITCH_LOG_LEVEL: "warn",
+  });
+  let service: ServiceProcess | undefined;
+  let id: string;
+
+  afterAll(async () => {
+    await service?.stop(120_000);
+  });
+
+  it("survives Ctrl-C in the service's terminal during its create: the service alone gets it, cancels, waits and exits 0; the next start finishes it", async () => {
+    // A process group of its own, as the shell makes a foreground job: SIGINT to the group is Ctrl-C.
+    const interrupted = await startServiceProcess({ env: env(), startTimeoutMs: 120_000, ownGroup: true });
+    ({ id } = (await (await call(interrupted, "/v1/conferences", { method: "POST", body: SMALL })).json()) as { id: string });
+    await until("the deployment to make progress", () => conference(interrupted, id), (c) => c.state === "deploying" && c.progress.done > 0);
+    expect(interrupted.children().length, "the Pulumi CLI runs under the service").toBeGreaterThan(0);
+
+    expect(await interrupted.interrupt(120_000), interrupted.account()).toBe(0);
+    expect(interrupted.stderr).not.toMatch(/second (error|SIGINT)|\n\s+at /);
+
+    service = await startServiceProcess({ env: env(), startTimeoutMs: 120_000 });
+    const restarted = service;
+    expect((await until(`conference ${id} to be deployed after the restart`, () => conference(restarted, id), (c) => c.state === "ready" || c.state === "failed")).state).toBe("ready");
+  });
+
+  it("can be previewed, refreshed and upped by hand as the README says, with nothing to change, and stopped by the service after", async () => {
+    const running = service!;
+    const stack = conferenceName(id);
+    // The README's commands ("Repair a stack the service made, by hand"), from the repository,
+    // with a CLI home of the engineer's own.
+    const byHandEnv = {
+      PATH: process.env.PATH ?? "",
+      PULUMI_HOME: mkdtempSync(join(tmpdir(), "switch-vaas-engineer-")),
+      PULUMI_SKIP_UPDATE_CHECK: "true",
+      PULUMI_BACKEND_URL: backendUrl,
+      PULUMI_CONFIG_PASSPHRASE: env().PULUMI_CONFIG_PASSPHRASE,
+    };
+    const config = join(serviceDir, "workspaces", stack, `Pulumi.${stack}.yaml`);
+    const configBefore = readFileSync(config, "utf8");
+    const byHand = (...args: string[]) => run("pulumi", [...args, "-s", stack, "--config-file", config, "--non-interactive"], { cwd: root, env: byHandEnv, maxBuffer: 64 * 1024 * 1024 });
+    // --expect-no-changes makes the CLI fail on any change it would make, or found.
+    expect((await byHand("preview", "--expect-no-changes")).stdout).toMatch(/\b12 unchanged\b/);
+    expect((await byHand("refresh", "--yes", "--expect-no-changes")).stdout).toMatch(/\bunchanged\b/);
+    expect((await byHand("up", "--yes", "--expect-no-changes")).stdout).toMatch(/\b12 unchanged\b/);
+    expect(readFileSync(config, "utf8")).toBe(configBefore);
+
+    // Without the service's config the stack's name still picks the conference program, which
+    // refuses before anything is planned.
+    const unconfigured = await run("pulumi", ["preview", "-s", stack, "--non-interactive"], { cwd: root, env: byHandEnv }).then(
+      () => "the preview ran",
+      (error: { stdout?: string }) => error.stdout ?? "",
+    );
+    rmSync(join(root, "stacks", `Pulumi.${stack}.yaml`), { force: true });
+    expect(unconfigured).toContain("switch-vaas:conference is required");
+
+    await call(running, `/v1/conferences/${id}`, { method: "DELETE" });
+    expect((await until(`conference ${id} to stop`, () => conference(running, id), (c) => c.state === "stopped" || c.state === "failed")).state).toBe("stopped");
+    await running.stop(120_000);
+    service = undefined;
+    expect(locks()).toEqual([]);
   });
 });

@@ -1,6 +1,7 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { newToken, tokenEntry } from "../../automation/service/auth.ts";
@@ -116,6 +117,67 @@ describe("configuration that contradicts itself", () => {
     const file = clustersFile(clusters);
     await expect(startTestService({ env: { SWITCH_TESTBED: file } })).rejects.toThrow(
       `SWITCH_TESTBED: ${file} names clusters the testbed stack "testbed" does not have (nowhere-1); every conference on them would fail`,
+    );
+  });
+});
+
+describe("a start it refuses", () => {
+  /** The service's process as `npm start` runs it, given at most `boundMs` to end by itself. */
+  function startBounded(env: Record<string, string>, boundMs = 90_000) {
+    const result = spawnSync(process.execPath, ["--import", "tsx", "automation/service/server.ts"], {
+      cwd: root,
+      env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", SWITCH_ENGINE: "offline", ...env },
+      encoding: "utf8",
+      timeout: boundMs,
+      killSignal: "SIGKILL",
+    });
+    return { status: result.status, signal: result.signal, stderr: result.stderr };
+  }
+
+  it("ends with exit 1 and its one line when the port is taken, and stores no token nobody was shown", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "switch-busy-port-"));
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (holder.address() as AddressInfo).port;
+      const refused = startBounded({ SWITCH_DATA_DIR: dataDir, PORT: String(port) });
+      // A process that hung would be killed by the bound: its signal would be SIGKILL.
+      expect({ status: refused.status, signal: refused.signal }).toEqual({ status: 1, signal: null });
+      expect(refused.stderr.trim().split("\n").at(-1)).toBe(`switch-vaas: listen EADDRINUSE: address already in use 127.0.0.1:${port}`);
+      expect(refused.stderr).not.toContain("Created an admin token");
+      expect(existsSync(join(dataDir, "tokens"))).toBe(false);
+    } finally {
+      holder.close();
+    }
+    // The next start, on a free port, makes the token and shows it.
+    const next = await startServiceProcess({ env: { SWITCH_ENGINE: "offline", SWITCH_DATA_DIR: dataDir, HOST: "127.0.0.1", PORT: "0" } });
+    try {
+      const token = /Created an admin token[^\n]*\n\n {2}(svt_\S+)/.exec(next.stderr)?.[1];
+      expect(token).toBeDefined();
+      expect((await fetch(`${next.url}/v1/clusters`, { headers: { authorization: `Bearer ${token!}` } })).status).toBe(200);
+    } finally {
+      await next.stop();
+    }
+  });
+
+  it("ends with exit 1 and its one line on malformed SWITCH_API_TOKENS, having opened nothing", () => {
+    const dataDir = join(mkdtempSync(join(tmpdir(), "switch-bad-tokens-")), "data");
+    const refused = startBounded({ SWITCH_DATA_DIR: dataDir, PORT: "0", SWITCH_API_TOKENS: "alice:organizer" });
+    expect({ status: refused.status, signal: refused.signal }).toEqual({ status: 1, signal: null });
+    expect(refused.stderr.trim().split("\n")).toHaveLength(1);
+    expect(refused.stderr).toMatch(/^switch-vaas: SWITCH_API_TOKENS/);
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
+  it("refuses an engine other than the one the data directory's records were made with", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "switch-engine-"));
+    const first = await startTestService({ dataDir });
+    await first.close();
+    expect(readFileSync(join(dataDir, "engine"), "utf8")).toBe("offline\n");
+    const refused = startBounded({ SWITCH_DATA_DIR: dataDir, PORT: "0", SWITCH_ENGINE: "local" });
+    expect({ status: refused.status, signal: refused.signal }).toEqual({ status: 1, signal: null });
+    expect(refused.stderr.trim()).toBe(
+      `switch-vaas: SWITCH_ENGINE: the records in ${dataDir} were made with the offline engine, and the local engine would not find their stacks; start with SWITCH_ENGINE=offline, or give another SWITCH_DATA_DIR`,
     );
   });
 });

@@ -24,7 +24,11 @@ describe("switchctl", () => {
     expect(created.stdout).toMatch(/^ready: https:\/\/\S+$/m);
 
     const listed = await switchctl(["list", "--state", "ready"]);
-    expect(listed.stdout).toContain(`${id}  ready  arnes-ljubljana`);
+    const [header, ...rows] = listed.stdout.trimEnd().split("\n");
+    expect(header).toMatch(/^ID +STATE +CLUSTER +URL +ERROR$/);
+    expect(rows).toEqual([expect.stringMatching(new RegExp(`^${id} +ready +arnes-ljubljana +https://\\S+$`))]);
+    // The columns line up under their names.
+    expect(["ready", "arnes-ljubljana", "https://"].map((cell) => rows[0]!.indexOf(cell))).toEqual(["STATE", "CLUSTER", "URL"].map((name) => header!.indexOf(name)));
 
     const stopped = await switchctl(["stop", id!, "--watch"]);
     expect(stopped.code, stopped.stderr).toBe(0);
@@ -49,12 +53,12 @@ describe("switchctl", () => {
   });
 
   it.each([
-    [["create"], 2, "give at least one participant (lat,lon or an IP address)"],
-    [["create", "46,14", "--objective", "fast"], 2, '--objective "fast" is not an objective; use mean, worstPair or p95'],
-    [["create", "somewhere"], 2, 'participant "somewhere" is neither lat,lon nor an IP address; give e.g. 46.05,14.51 or 193.2.1.66'],
+    [["create"], 2, "switchctl: give at least one participant (lat,lon or an IP address)"],
+    [["create", "46,14", "--objective", "fast"], 2, 'switchctl: --objective "fast" is not an objective; use mean, worstPair or p95'],
+    [["create", "somewhere"], 2, 'switchctl: participant "somewhere" is neither lat,lon nor an IP address; give e.g. 46.05,14.51 or 193.2.1.66'],
     [["create", "95,14"], 1, "the service refused (400 Bad Request): body.participants.0.lat 95 is out of range; use decimal degrees between -90 and 90"],
     [["get", "nosuchconference"], 1, "the service refused (404 Not Found): conference nosuchconference does not exist"],
-    [["launch"], 2, '"launch" is not a command'],
+    [["launch"], 2, 'switchctl: "launch" is not a command; use create, list, get, watch, stop, place, clusters or token'],
   ])("refuses %j with exit %i and says why", async (args, code, message) => {
     const result = await switchctl(args);
     expect(result.code).toBe(code);

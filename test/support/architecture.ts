@@ -14,7 +14,7 @@ export const DOMAIN_ALLOWED = ["zod", "ipaddr.js", "node:crypto"] as const;
 /** The agent's own entry point; everything it imports, transitively, goes into its image. */
 export const INSTANCE_MANAGER_MAIN = "automation/instance-manager/main.ts";
 
-const LAYERS = ["domain", "components", "stacks", "automation", "scripts", "test"] as const;
+const LAYERS = ["runtime", "domain", "components", "stacks", "automation", "scripts", "test"] as const;
 
 /** Every TypeScript source of the layers, by repository-relative POSIX path. */
 export function readSources(root: string): Map<string, string> {
@@ -61,7 +61,8 @@ const inLayer = (path: string, layer: string) => path.startsWith(`${layer}/`);
  * Every arrow that the sources break, one line each ("<file> imports <specifier>: <rule>"):
  * domain/ imports only itself and DOMAIN_ALLOWED and uses no clock, randomness or process state,
  * and throws only the domain's own errors; components/ never import automation/ or stacks/;
- * stacks/ never import automation/; nothing outside test/ imports test/; the instance manager's
+ * stacks/ never import automation/; runtime/ imports only Node's builtins, since every entry point
+ * (stacks/index.ts too) imports it; nothing outside test/ imports test/; the instance manager's
  * import closure stays within domain/ and itself, using only `agentDependencies` and builtins.
  */
 export function arrowViolations(sources: ReadonlyMap<string, string>, agentDependencies: readonly string[]): string[] {
@@ -80,6 +81,9 @@ export function arrowViolations(sources: ReadonlyMap<string, string>, agentDepen
       }
       if (inLayer(file, "stacks") && target !== undefined && inLayer(target, "automation")) {
         broken("stacks/ never import automation/");
+      }
+      if (inLayer(file, "runtime") && !specifier.startsWith("node:")) {
+        broken("runtime/ imports only Node's builtins: every entry point imports it, stacks/index.ts too");
       }
       if (!inLayer(file, "test") && target !== undefined && inLayer(target, "test")) {
         broken("nothing imports test/");

@@ -15,6 +15,8 @@ export interface CommandResult {
 export interface CommandOptions {
   /** The whole environment of the process (PATH is added). Defaults to this process's environment. */
   env?: Record<string, string>;
+  /** The Node.js binary to run it with. Defaults to this process's own. */
+  node?: string;
 }
 
 /**
@@ -23,7 +25,7 @@ export interface CommandOptions {
  */
 export async function runScript(script: string, args: readonly string[], options: CommandOptions = {}): Promise<CommandResult> {
   try {
-    const { stdout, stderr } = await run(process.execPath, ["--import", "tsx", script, ...args], {
+    const { stdout, stderr } = await run(options.node ?? process.execPath, ["--import", "tsx", script, ...args], {
       cwd: root,
       maxBuffer: Number.POSITIVE_INFINITY,
       ...(options.env === undefined ? {} : { env: { PATH: process.env.PATH ?? "", ...options.env } }),

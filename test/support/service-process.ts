@@ -19,12 +19,19 @@ const SERVING = /serving on (http:\/\/\S+)/;
 export const DEFAULT_START_TIMEOUT_MS = 60_000;
 /** A graceful stop waits for the operations in flight; a test's service has few. */
 export const DEFAULT_STOP_TIMEOUT_MS = 30_000;
+/** How much of each stream `account` quotes: the last few log lines, enough to see why it died. */
+const ACCOUNT_CHARS = 4000;
 
 export interface ServiceProcessOptions {
   /** The service's environment (PATH and TMPDIR are added); nothing else of the test's reaches it. */
   env: Record<string, string>;
   /** How long to wait for the "serving on" line. Defaults to DEFAULT_START_TIMEOUT_MS. */
   startTimeoutMs?: number;
+  /**
+   * A process group of its own, as a shell gives a foreground job: `interrupt` then signals the
+   * whole group, as a terminal's Ctrl-C does.
+   */
+  ownGroup?: boolean;
 }
 
 export interface ServiceProcess {
@@ -35,6 +42,8 @@ export interface ServiceProcess {
   readonly stderr: string;
   /** Everything it wrote to stdout so far (its log lines). */
   readonly stdout: string;
+  /** Whether it still runs or how it exited, and the last of what it printed: for a test's failure message. */
+  account: () => string;
   /** Its child processes now (the offline engine's workers among them); empty once it exited. */
   children: () => number[];
   /** SIGKILL: no handler runs, nothing is cleaned up. Resolves once it exited. */
@@ -46,6 +55,8 @@ export interface ServiceProcess {
   killTree9: () => Promise<void>;
   /** SIGTERM: it stops taking work and waits for what runs. Resolves with its exit code once it exited. */
   stop: (timeoutMs?: number) => Promise<number | null>;
+  /** SIGINT to its whole process group (needs `ownGroup`), as Ctrl-C in its terminal. Resolves with its exit code once it exited. */
+  interrupt: (timeoutMs?: number) => Promise<number | null>;
 }
 
 export async function startServiceProcess(options: ServiceProcessOptions): Promise<ServiceProcess> {
@@ -53,6 +64,7 @@ export async function startServiceProcess(options: ServiceProcessOptions): Promi
     cwd: root,
     env: { PATH: process.env.PATH ?? "", ...(process.env.TMPDIR === undefined ? {} : { TMPDIR: process.env.TMPDIR }), ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
+    detached: options.ownGroup === true,
   });
   let stderr = "";
   let stdout = "";
@@ -89,6 +101,21 @@ export async function startServiceProcess(options: ServiceProcessOptions): Promi
     check();
   });
 
+  /** Sends the signal, and resolves with the exit code once it exited; SIGKILL and an error after `timeoutMs`. */
+  const ended = async (signal: () => void, timeoutMs: number): Promise<number | null> => {
+    signal();
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    try {
+      await exited;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (child.signalCode === "SIGKILL") {
+      throw new Error(`the service did not stop within ${timeoutMs} ms; it printed:\n${stderr}`);
+    }
+    return child.exitCode;
+  };
+
   return {
     url,
     pid,
@@ -98,6 +125,9 @@ export async function startServiceProcess(options: ServiceProcessOptions): Promi
     get stdout() {
       return stdout;
     },
+    account: () =>
+      `the service ${child.exitCode === null && child.signalCode === null ? "still runs" : `exited (${howExited(child)})`}; ` +
+      `the end of its stderr:\n${stderr.slice(-ACCOUNT_CHARS)}\nthe end of its stdout:\n${stdout.slice(-ACCOUNT_CHARS)}`,
     children: () => (child.exitCode === null && child.signalCode === null ? childrenOf(pid) : []),
     kill9: async () => {
       child.kill("SIGKILL");
@@ -115,18 +145,12 @@ export async function startServiceProcess(options: ServiceProcessOptions): Promi
       await exited;
       await waitForExit(tree, DEFAULT_STOP_TIMEOUT_MS);
     },
-    stop: async (stopTimeoutMs = DEFAULT_STOP_TIMEOUT_MS) => {
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), stopTimeoutMs);
-      try {
-        await exited;
-      } finally {
-        clearTimeout(timer);
+    stop: (stopTimeoutMs = DEFAULT_STOP_TIMEOUT_MS) => ended(() => child.kill("SIGTERM"), stopTimeoutMs),
+    interrupt: (stopTimeoutMs = DEFAULT_STOP_TIMEOUT_MS) => {
+      if (options.ownGroup !== true) {
+        throw new Error("interrupt needs a service started with ownGroup");
       }
-      if (child.signalCode === "SIGKILL") {
-        throw new Error(`the service did not stop within ${stopTimeoutMs} ms of SIGTERM; it printed:\n${stderr}`);
-      }
-      return child.exitCode;
+      return ended(() => process.kill(-pid, "SIGINT"), stopTimeoutMs);
     },
   };
 }

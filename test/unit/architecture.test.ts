@@ -9,6 +9,7 @@ const agentDependencies = Object.keys(agentPackage.dependencies);
 
 /** A tree that keeps every arrow: the fixtures below each add one file that breaks one. */
 const healthy: Record<string, string> = {
+  "runtime/node-version.ts": 'import { readFileSync } from "node:fs";',
   "domain/errors.ts": "export class InvalidArgumentsError extends Error {}",
   "domain/wae/model.ts": 'import { z } from "zod";\nimport { InvalidArgumentsError } from "../errors.ts";',
   "components/testbed/testbed.ts": 'import * as pulumi from "@pulumi/pulumi";\nimport type { Site } from "../../domain/contracts/testbed.ts";',
@@ -27,6 +28,8 @@ const broken: [string, Record<string, string>, string][] = [
   ["a component importing automation, type-only", { "components/x.ts": 'import type { Engine } from "../automation/engine/offline.ts";' }, "components/x.ts imports ../automation/engine/offline.ts: components/ never import automation/ or stacks/"],
   ["a component importing a stack", { "components/cdn-pop/x.ts": 'export { default } from "../../stacks/cdn-pop.ts";' }, "components/cdn-pop/x.ts imports ../../stacks/cdn-pop.ts: components/ never import automation/ or stacks/"],
   ["a stack importing automation", { "stacks/x.ts": 'import { highsSolver } from "../automation/solver/highs.ts";' }, "stacks/x.ts imports ../automation/solver/highs.ts: stacks/ never import automation/"],
+  ["the runtime check importing a package", { "runtime/x.ts": 'import { satisfies } from "semver";' }, "runtime/x.ts imports semver: runtime/ imports only Node's builtins: every entry point imports it, stacks/index.ts too"],
+  ["the runtime check importing automation", { "runtime/x.ts": 'import { UsageError } from "../automation/cli/command-line.ts";' }, "runtime/x.ts imports ../automation/cli/command-line.ts: runtime/ imports only Node's builtins: every entry point imports it, stacks/index.ts too"],
   ["product code importing a test helper", { "automation/cli/x.ts": 'import { outputOf } from "../../test/support/pulumi.ts";' }, "automation/cli/x.ts imports ../../test/support/pulumi.ts: nothing imports test/"],
   [
     "the instance manager reaching into components",

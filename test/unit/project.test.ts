@@ -3,10 +3,10 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { programOfStack } from "../../domain/contracts/project.ts";
 import { CDN_POP_CONFIG, DEFAULT_LINK_MBPS, parsePopSpec } from "../../domain/contracts/cdn-pop.ts";
 import { CONFERENCE_CONFIG, DEFAULT_TESTBED_STACK, parseConferenceSpec } from "../../domain/contracts/conference.ts";
 import { CONFIG_KEYS } from "../../domain/contracts/config-keys.ts";
-import { DEFAULT_PROGRAM } from "../../domain/contracts/project.ts";
 import {
   DEFAULT_DELETION_PROTECTION,
   DEFAULT_DISK_SIZE_GB,
@@ -81,7 +81,8 @@ describe("Pulumi.yaml", () => {
     for (const [key, text] of Object.entries(documented)) {
       expect(text, key).toMatch(/Defaults to [^.]+\./);
     }
-    expect(project.config.program?.default).toBe(DEFAULT_PROGRAM);
+    // A declared default would be every stack's program, the testbed's for a conference stack too.
+    expect(project.config.program).toBeUndefined();
   });
 
   it("declares or documents exactly the config keys of the stack contracts, and only stacks/config.ts reads config", () => {
@@ -117,12 +118,14 @@ describe("Pulumi.yaml", () => {
     expect(project.config.testbedStack?.default).toBe(DEFAULT_TESTBED_STACK);
   });
 
-  it("has example stack configs that name a program, validate, and keep default providers off", () => {
+  it("has example stack configs whose program follows from their names, that validate and keep default providers off", () => {
     const stacks = readdirSync(join(root, "stacks")).filter((file) => /^Pulumi\..+\.yaml$/.test(file));
-    expect(stacks.sort()).toEqual(["Pulumi.conf-demo.yaml", "Pulumi.local.yaml", "Pulumi.pop-local.yaml", "Pulumi.pop-vienna.yaml", "Pulumi.testbed.yaml"]);
+    expect(stacks.sort()).toEqual(["Pulumi.conf-demo.yaml", "Pulumi.conf-local.yaml", "Pulumi.local.yaml", "Pulumi.pop-local.yaml", "Pulumi.pop-vienna.yaml", "Pulumi.testbed.yaml"]);
     for (const file of stacks) {
       const { config } = parse(read(`stacks/${file}`)) as { config: Record<string, unknown> };
-      const program = config["switch-vaas:program"];
+      const program = programOfStack(/^Pulumi\.(.+)\.yaml$/.exec(file)![1]!);
+      // Where a file names its program, it names the one its stack's name says.
+      expect(config["switch-vaas:program"] ?? program, file).toBe(program);
       if (program === "cdn-pop") {
         expect(config["pulumi:disable-default-providers"], file).toContain("docker");
         expect(() => parsePopSpec(config["switch-vaas:pop"], "switch-vaas:pop"), file).not.toThrow();
@@ -147,10 +150,10 @@ describe("package", () => {
     expect(new Set(paths).size).toBe(1);
   });
 
-  it("runs on Node 22 and later, develops on the Node 24 that setup provides, and has the scripts the README names", () => {
+  it("runs on Node 24.2 and later (import.meta.main), develops on the Node 24 that setup provides, and has the scripts the README names", () => {
     const pkg = JSON.parse(read("package.json")) as { name: string; engines: { node: string }; scripts: Record<string, string> };
     expect(pkg.name).toBe("switch-vaas");
-    expect(pkg.engines.node).toBe(">=22");
+    expect(pkg.engines.node).toBe(">=24.2");
     expect(read(".nvmrc").trim()).toBe("24");
     expect(/^NODE_VERSION=(\d+)\./m.exec(read("scripts/toolchain/versions.env"))?.[1]).toBe("24");
     expect(Object.keys(pkg.scripts)).toEqual(expect.arrayContaining(["build", "typecheck", "lint", "test", "bench", "start", "preview", "switchctl", "cluster"]));

@@ -1,7 +1,7 @@
 import Database from "better-sqlite3";
 import fc from "fast-check";
 import { execFileSync, spawn } from "node:child_process";
-import { copyFileSync, mkdtempSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, renameSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -75,6 +75,21 @@ describe("the store", () => {
     expect(store.createConference({ owner: "alice", idempotencyKey: "k", ...placing("c2"), requestHash: "another" }, conferenceName).outcome).toBe("key-reused");
     // Keys are per owner.
     expect(store.createConference({ owner: "bob", idempotencyKey: "k", ...placing("c3") }, conferenceName).outcome).toBe("created");
+  });
+
+  it("matches a key recorded before fingerprints were canonical by the digest recorded then, and records only the canonical one", () => {
+    const { store, path } = freshStore();
+    // What a service before issue 16 recorded: the digest of the request as sent.
+    const first = store.createConference({ owner: "alice", idempotencyKey: "k", ...placing("c1"), requestHash: "as-sent" }, conferenceName);
+    const retry = { owner: "alice", idempotencyKey: "k", ...placing("c2"), requestHash: "canonical", legacyRequestHash: "as-sent" };
+    expect(store.createConference(retry, conferenceName)).toEqual({ outcome: "existing", conference: first.conference });
+    expect(store.createConference({ ...retry, legacyRequestHash: "as-sent-otherwise" }, conferenceName).outcome).toBe("key-reused");
+    // A new key records the canonical digest, never the legacy one.
+    store.createConference({ ...retry, idempotencyKey: "k2" }, conferenceName);
+    store.close();
+    const db = new Database(path, { readonly: true });
+    expect(db.prepare("SELECT request_hash FROM conferences WHERE idempotency_key = 'k2'").pluck().get()).toBe("canonical");
+    db.close();
   });
 
   it("rolls a refused decision back whole: no conference, operation or event", () => {
@@ -280,6 +295,26 @@ describe("the store", () => {
 });
 
 describe("the store under faults of its file", () => {
+  /** What opening a file that is no store, or a damaged one, says: the file, and what to do. */
+  const unreadable = (path: string) =>
+    `${path} is not a SQLite database, or is damaged: restore it from a backup, or move it aside (with its -wal and -shm files) to start with an empty store; the conference stacks it tracked stay in the backend and are listed as orphans at GET /v1/orphan-stacks`;
+
+  it("refuses to open a file overwritten with something else, naming the file and the fix", () => {
+    const path = join(mkdtempSync(join(tmpdir(), "switch-garbage-")), "switch.db");
+    writeFileSync(path, "this is not a SQLite database ".repeat(200));
+    expect(() => new Store({ path })).toThrow(unreadable(path));
+  });
+
+  it.each([0.5, 0.1])("refuses to open a file truncated to %s of its size, naming the file and the fix", (share) => {
+    const { store, path } = freshStore();
+    for (const id of ["c1", "c2", "c3"]) {
+      store.createConference({ owner: "alice", ...placing(id) }, conferenceName);
+    }
+    store.close();
+    truncateSync(path, Math.floor(statSync(path).size * share));
+    expect(() => new Store({ path })).toThrow(unreadable(path));
+  });
+
   it("refuses a write while another process holds the write lock, without waiting long, and keeps reads and the last good state", async () => {
     const { store, path } = freshStore();
     store.createConference({ owner: "alice", ...placing("c1") }, conferenceName);
