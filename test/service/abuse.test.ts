@@ -1,9 +1,9 @@
-import { connect } from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readEnvironment } from "../../automation/service/environment.ts";
 import { type TestService, problemOf, startTestService } from "../support/service.ts";
 import { poll } from "../support/poll.ts";
+import { EXCHANGE_WAIT_MS, exchange, head, parseResponse, responsesIn, statusLines } from "../support/raw-http.ts";
 
 /**
  * What a client can make the service hold or say, bounded (issue 15, "Nothing unbounded"): a
@@ -16,59 +16,9 @@ import { poll } from "../support/poll.ts";
 const LJUBLJANA = { participants: [{ lat: 46.05, lon: 14.51 }] };
 /** The request timeout of the service these tests share: short, so that the bound shows in a test. */
 const REQUEST_TIMEOUT_MS = 500;
-/** How long a raw exchange may wait for the service: many times its request timeout, far below the test's. */
-const EXCHANGE_WAIT_MS = 10_000;
 /** The caps the stream tests' service is given. */
 const STREAMS_PER_SUBJECT = 3;
 const STREAMS_TOTAL = 5;
-
-interface Exchange {
-  /** What the service sent, as Latin-1 text. */
-  text: string;
-  /** Whether the service closed the connection (else the wait ran out and the test closed it). */
-  closed: boolean;
-}
-
-/**
- * Opens a connection to the service, writes `bytes` and nothing more, and reads until the service
- * closes it or `waitMs` passes (then closes it itself).
- */
-function exchange(target: TestService, bytes: string, waitMs = EXCHANGE_WAIT_MS): Promise<Exchange> {
-  const { hostname, port } = new URL(target.url);
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: hostname, port: Number(port) });
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve({ text: Buffer.concat(chunks).toString("latin1"), closed: false });
-    }, waitMs);
-    socket.on("data", (chunk) => chunks.push(chunk));
-    socket.on("error", (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    socket.on("close", () => {
-      clearTimeout(timer);
-      resolve({ text: Buffer.concat(chunks).toString("latin1"), closed: true });
-    });
-    socket.write(bytes, "latin1");
-  });
-}
-
-/** A request's head as a raw client writes it; each header a line, in the order given. */
-function head(method: string, path: string, headers: [string, string][]): string {
-  return `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers.map(([name, value]) => `${name}: ${value}\r\n`).join("")}\r\n`;
-}
-
-/** The responses in `text`, in order (one ends where the next's status line begins: none of these bodies holds one). */
-function responsesIn(text: string): string[] {
-  return text.split(/(?=HTTP\/1\.1 \d{3} )/).filter((response) => response !== "");
-}
-
-/** The status lines of the responses in `text`, in order. */
-function statusLines(text: string): string[] {
-  return responsesIn(text).map((response) => response.slice(0, response.indexOf("\r\n")));
-}
 
 /** The service of every test but the stream caps': a short request timeout, and a log to read. */
 let service: TestService;
@@ -92,9 +42,9 @@ describe("a request whose body never comes", () => {
       expect(closed, `${what}: still open after ${EXCHANGE_WAIT_MS} ms`).toBe(true);
       // Without a token the refusal comes first, before the body is awaited; the timeout still ends the connection.
       expect(statusLines(text).at(-1), what).toMatch(/^HTTP\/1\.1 408 /);
-      const timeout = responsesIn(text).at(-1)!;
-      expect(timeout, what).toMatch(/\r\ncontent-type: application\/problem\+json\r\n/i);
-      expect(JSON.parse(timeout.slice(timeout.indexOf("\r\n\r\n") + 4))).toEqual({
+      const timeout = parseResponse(responsesIn(text).at(-1)!);
+      expect(timeout.headers["content-type"], what).toBe("application/problem+json");
+      expect(JSON.parse(timeout.body)).toEqual({
         type: "about:blank",
         title: "Request Timeout",
         status: 408,
@@ -283,8 +233,9 @@ describe("two Authorization headers", () => {
       );
       expect(closed).toBe(true);
       expect(statusLines(text)).toEqual(["HTTP/1.1 400 Bad Request"]);
-      expect(text).toMatch(/\r\ncontent-type: application\/problem\+json/i);
-      expect(JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4))).toEqual({
+      const refusal = parseResponse(text);
+      expect(refusal.headers["content-type"]).toMatch(/^application\/problem\+json/);
+      expect(JSON.parse(refusal.body)).toEqual({
         type: "about:blank",
         title: "Bad Request",
         status: 400,

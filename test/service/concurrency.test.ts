@@ -6,7 +6,7 @@ import { DEFAULT_SITES, parseSites } from "../../domain/contracts/testbed.ts";
 import { createdView } from "../../automation/service/schemas.ts";
 import { decisionRecord } from "../../automation/store/records.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
-import { EngineRecorder, type TestService, clustersFile, problemOf, startTestService } from "../support/service.ts";
+import { type Capacity, EngineRecorder, type TestService, problemOf, startTestService, testbedOf } from "../support/service.ts";
 import { poll } from "../support/poll.ts";
 
 /**
@@ -23,15 +23,6 @@ const LJUBLJANA = { participants: [{ lat: 46.05, lon: 14.51 }] };
 const GIBIBYTE = 1024 ** 3;
 /** Generous for ~150 deployments on the offline engine's workers on a two-core machine. */
 const SETTLE_MS = 150_000;
-
-type Capacity = { nodes: number; vcpuPerNode: number; memoryGiBPerNode: number };
-
-/** A clusters file of the default testbed's sites (whose stack the conferences' stacks read), each of `capacity`. */
-function testbedOf(capacity: Capacity): string {
-  return clustersFile(
-    Object.fromEntries(parseSites(DEFAULT_SITES, "sites").map((site) => [site.name, { provider: site.provider, location: site.location, exposure: site.exposure, capacity }])),
-  );
-}
 
 function limitOf(capacity: Capacity) {
   return { millicores: Math.floor(capacity.nodes * capacity.vcpuPerNode * 1000), bytes: Math.floor(capacity.nodes * capacity.memoryGiBPerNode * GIBIBYTE) };

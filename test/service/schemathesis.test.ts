@@ -5,11 +5,12 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { withDefaults } from "../../automation/service/conferences.ts";
 import { conferenceRequest } from "../../automation/service/schemas.ts";
-import { DEFAULT_SITES, MAX_MEMORY_GIB_PER_NODE, MAX_NODES, MAX_VCPU_PER_NODE, parseSites } from "../../domain/contracts/testbed.ts";
+import { DEFAULT_SITES, parseSites } from "../../domain/contracts/testbed.ts";
 import { sizeConference } from "../../domain/decision/sizing.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
-import { type TestService, clustersFile, startTestService } from "../support/service.ts";
+import { type Capacity, ROOMY, type TestService, startTestService, testbedOf } from "../support/service.ts";
 
 /**
  * Schemathesis against the running service, from its own /openapi.json: every documented
@@ -58,22 +59,11 @@ const MORE_ERRORS = /^body\.participants has \d+ more errors?, not listed; /;
  * sizes it, and wrong for any other; and a reused Idempotency-Key only where the request has one.
  * A conference larger than a node is never placed, and most are placed (MIN_PLACED_SHARE).
  */
-type Capacity = { nodes: number; vcpuPerNode: number; memoryGiBPerNode: number };
-const ROOMY: Capacity = { nodes: MAX_NODES, vcpuPerNode: MAX_VCPU_PER_NODE, memoryGiBPerNode: MAX_MEMORY_GIB_PER_NODE };
 const GIBIBYTE = 1024 ** 3;
 /** Of the conferences placed or refused with 409, the share placed: schemathesis draws sizes up to the limit, most fit. */
 const MIN_PLACED_SHARE = 0.5;
-/** What conferenceRequest documents for a field left out (automation/service/schemas.ts). */
-const REQUEST_DEFAULTS = { lastN: -1, simulcast: true };
 const NO_ROOM = /^no cluster has room for a conference of (\S+) CPU and (\S+) memory \(/;
 const KEY_REUSED = /^the Idempotency-Key was used for another request \(conference [a-z0-9]+\); use a new key for a new conference$/;
-
-/** A clusters file of the default testbed's sites (whose stack the conferences' stacks read), each of `capacity`. */
-function testbedOf(capacity: Capacity): string {
-  return clustersFile(
-    Object.fromEntries(parseSites(DEFAULT_SITES, "sites").map((site) => [site.name, { provider: site.provider, location: site.location, exposure: site.exposure, capacity }])),
-  );
-}
 
 /**
  * The event stream of a conference that runs goes on; schemathesis reads a stream until it ends,
@@ -192,12 +182,7 @@ function unexplainedPlacing(interaction: Interaction, status: number, capacity: 
   if (!parsed.success) {
     return status === 409 ? `a 409 for a request that is none: ${detail}` : undefined;
   }
-  const request = parsed.data;
-  const size = sizeConference({
-    expectedParticipants: request.expectedParticipants ?? request.participants.length,
-    lastN: request.lastN ?? REQUEST_DEFAULTS.lastN,
-    simulcast: request.simulcast ?? REQUEST_DEFAULTS.simulcast,
-  });
+  const size = sizeConference(withDefaults(parsed.data));
   const fits = !larger(size.cpu, size.memory);
   if (status === 409) {
     const named = NO_ROOM.exec(detail ?? "");

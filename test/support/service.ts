@@ -10,6 +10,7 @@ import { newToken, tokenEntry } from "../../automation/service/auth.ts";
 import { MAX_LIST_LIMIT, type Problem, clusterList, conferenceList, conferenceView, createdView, problem } from "../../automation/service/schemas.ts";
 import { type RunningService, type ServiceOverrides, startService } from "../../automation/service/server.ts";
 import type { ConferenceState } from "../../domain/conference-lifecycle.ts";
+import { DEFAULT_SITES, MAX_MEMORY_GIB_PER_NODE, MAX_NODES, MAX_VCPU_PER_NODE, type clusterCapacity, parseSites } from "../../domain/contracts/testbed.ts";
 import { Store } from "../../automation/store/store.ts";
 import { poll } from "./poll.ts";
 
@@ -225,6 +226,19 @@ export function clustersFile(clusters: Record<string, unknown>): string {
   const file = join(mkdtempSync(join(tmpdir(), "switch-clusters-")), "clusters.json");
   writeFileSync(file, JSON.stringify(clusters));
   return file;
+}
+
+/** How large each node of a cluster is, and how many it has. */
+export type Capacity = z.output<typeof clusterCapacity>;
+
+/** Each cluster as large as one may be: a testbed that no test's conferences fill, so none of its 409s is for want of room. */
+export const ROOMY: Capacity = { nodes: MAX_NODES, vcpuPerNode: MAX_VCPU_PER_NODE, memoryGiBPerNode: MAX_MEMORY_GIB_PER_NODE };
+
+/** A clusters file of the default testbed's sites (whose stack the conferences' stacks read), each of `capacity`. */
+export function testbedOf(capacity: Capacity): string {
+  return clustersFile(
+    Object.fromEntries(parseSites(DEFAULT_SITES, "sites").map((site) => [site.name, { provider: site.provider, location: site.location, exposure: site.exposure, capacity }])),
+  );
 }
 
 /**
