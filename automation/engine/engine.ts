@@ -81,3 +81,26 @@ export interface Engine {
   /** Waits for operations in flight to settle and releases processes; call after aborting them. */
   close(): Promise<void>;
 }
+
+/**
+ * gRPC's CANCELLED and UNAVAILABLE: the statuses the Pulumi runtime's calls to the engine end with
+ * once it has gone, and the message it gives them (runtime/resource.js, invoke.js).
+ */
+const GRPC_ENGINE_GONE = new Set([1, 14]);
+const ENGINE_GONE = /resource monitor (is terminating|shut down)/i;
+
+/**
+ * Whether `reason` is a call of an inline program to the CLI's resource monitor after the monitor
+ * shut down: the CLI ended the operation (it failed, was cancelled, or its process was killed) while
+ * the program, in this process, still had calls in flight. The Node.js runtime leaves some of
+ * those rejections unhandled (registerResourceOutputs among them; pulumi/pulumi#10744, fixed for
+ * registerResource alone in #13070). The operation's outcome is the CLI's, which the engine reports;
+ * the rejection adds nothing to it.
+ */
+export function isAbandonedProgramCall(reason: unknown): boolean {
+  if (!(reason instanceof Error)) {
+    return false;
+  }
+  const { code, details } = reason as Error & { code?: unknown; details?: unknown };
+  return typeof code === "number" && GRPC_ENGINE_GONE.has(code) && ENGINE_GONE.test(`${reason.message} ${typeof details === "string" ? details : ""}`);
+}

@@ -180,6 +180,8 @@ export class LocalEngine implements Engine {
     const passphrase = nonEmpty(options.passphrase) ?? nonEmpty(process.env.PULUMI_CONFIG_PASSPHRASE) ?? passphraseFile(options.dataDir);
     // One worker: plans are a few dozen milliseconds each, and a worker holds a whole Node.js.
     const planner = new OfflineEngine({ dataDir: join(options.dataDir, PLANNER_DIR), workers: 1 });
+    // Loading Pulumi in the worker takes a second or two; the first conference should not wait for it.
+    planner.prestart();
     return new LocalEngine(command, options.dataDir, backendUrl, passphrase, options.pulumiHome, options.transforms ?? [], planner);
   }
 

@@ -104,6 +104,14 @@ export class OfflineEngine implements Engine {
     return reply.planned;
   }
 
+  /** Starts a worker now, so that the first evaluation does not wait for one to load Pulumi. */
+  prestart(): void {
+    if (this.workers < this.maxWorkers && !this.closed) {
+      this.workers++;
+      this.idle.push(new Worker());
+    }
+  }
+
   /** Keeps `outputs` as the stack's (a stack deployed elsewhere), for the StackReferences of later evaluations. */
   remember(stack: string, outputs: StackOutputs): void {
     this.write({ stack, resources: [], outputs });

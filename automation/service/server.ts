@@ -6,12 +6,13 @@
 import "../../runtime/node-version.ts"; // first: refuses an unsupported Node before any other module runs
 import Database from "better-sqlite3";
 import closeWithGrace from "close-with-grace";
+import type { FastifyBaseLogger } from "fastify";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DEFAULT_SITES, TESTBED_CONFIG, parseSites } from "../../domain/contracts/testbed.ts";
 import { PROGRAM_KEY, PROJECT, qualifiedKey } from "../../domain/contracts/project.ts";
 import { isDomainError } from "../../domain/errors.ts";
-import { type Engine, type StackConfigMap, isEngineError } from "../engine/engine.ts";
+import { type Engine, type StackConfigMap, isAbandonedProgramCall, isEngineError } from "../engine/engine.ts";
 import type { LocalEngineOptions } from "../engine/local.ts";
 import { OfflineEngine } from "../engine/offline-engine.ts";
 import { PLACEHOLDER_KUBECONFIG } from "../engine/placeholders.ts";
@@ -31,6 +32,8 @@ const DEFAULT_TESTBED = "testbed";
 export interface RunningService {
   url: string;
   close: () => Promise<void>;
+  /** The service's logger, for what its process notices outside a request. */
+  log: FastifyBaseLogger;
 }
 
 /** A SWITCH_TESTBED naming a file rather than a stack. */
@@ -275,7 +278,7 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
     } else {
       print(`switch-vaas is serving on ${address} with the local engine.`);
     }
-    return { url: address, close };
+    return { url: address, close, log: application.log };
   } catch (error) {
     await close();
     throw error;
@@ -285,11 +288,20 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
 if (import.meta.main) {
   try {
     const service = await startService(process.env);
-    closeWithGrace({ delay: 60_000 }, async ({ err }) => {
+    // Unhandled rejections are sorted out below; what remains of them reaches this as an uncaught exception.
+    closeWithGrace({ delay: 60_000, skip: ["unhandledRejection"] }, async ({ err }) => {
       if (err !== undefined) {
         process.stderr.write(`switch-vaas: ${err.message}\n`);
       }
       await service.close();
+    });
+    process.on("unhandledRejection", (reason) => {
+      if (isAbandonedProgramCall(reason)) {
+        service.log.warn({ err: reason }, "a stack program's call outlived its operation's CLI; the operation's outcome is the CLI's");
+        return;
+      }
+      // Anything else is a defect: the service stops as on an uncaught exception.
+      throw reason;
     });
   } catch (error) {
     // Refusals name the variable and the fix; anything else by its message alone (no config in a trace).

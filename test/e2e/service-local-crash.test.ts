@@ -229,3 +229,40 @@ describe("a conference the service made on the local engine", () => {
     expect(locks()).toEqual([]);
   });
 });
+
+describe("kill -9 of the Pulumi CLI alone, under a running service", () => {
+  it("leaves the service serving, whatever the program's calls in flight do, and the conference failed and cleaned up or ready", async () => {
+    const serviceDir = mkdtempSync(join(tmpdir(), "switch-vaas-cli-kill-service-"));
+    const service = await startServiceProcess({
+      env: {
+        SWITCH_ENGINE: "local",
+        SWITCH_DATA_DIR: serviceDir,
+        SWITCH_BACKEND_URL: backendUrl,
+        PULUMI_CONFIG_PASSPHRASE: readFileSync(join(dataDir, "passphrase"), "utf8").trim(),
+        SWITCH_API_TOKENS: tokenEntry("root", "admin", admin),
+        HOST: "127.0.0.1",
+        PORT: "0",
+        SWITCH_LOG_LEVEL: "warn",
+      },
+      startTimeoutMs: 120_000,
+    });
+    try {
+      const { id } = (await (await call(service, "/v1/conferences", { method: "POST", body: SMALL })).json()) as { id: string };
+      await until("the deployment to make progress", () => conference(service, id), (c) => c.state === "deploying" && c.progress.done > 0);
+      const clis = service.children().filter((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[1] === "up");
+      expect(clis.length, "a `pulumi up` runs under the service").toBe(1);
+      process.kill(clis[0]!, "SIGKILL");
+
+      const settled = await until(`conference ${id} to settle`, () => conference(service, id), (c) => ["ready", "failed"].includes(c.state));
+      expect(service.account()).toMatch(/^the service still runs/);
+      // Failed with the CLI's reason (its stack destroyed by the cleanup), or ready after a retry: either way, it stops cleanly.
+      await call(service, `/v1/conferences/${id}`, { method: "DELETE" });
+      expect((await until(`conference ${id} to stop`, () => conference(service, id), (c) => c.state === "stopped" || (settled.state === "failed" && c.state === "failed"))).state).toMatch(/^(stopped|failed)$/);
+      await eventually(`namespace ${conferenceName(id)} to be deleted`, async () =>
+        (await refusalOf(kubernetes().core.readNamespace({ name: conferenceName(id) }))).status === 404 ? true : undefined,
+      );
+    } finally {
+      expect(await service.stop(120_000), service.account()).toBe(0);
+    }
+  });
+});
