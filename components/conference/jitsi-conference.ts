@@ -111,6 +111,13 @@ export class JitsiConference extends pulumi.ComponentResource {
           name: this.namespace,
           // The pod meets the restricted Pod Security Standard; enforcing it keeps it that way.
           labels: { ...labels, "pod-security.kubernetes.io/enforce": "restricted" },
+          // A destroy returns once the namespace is Terminating, not once it is gone: the
+          // namespace controller starts on a deleted namespace only after its 5 s grace
+          // (namespaceDeletionGracePeriod, pkg/controller/namespace), which the stop would
+          // otherwise wait out every time. The conference has ended by then: its Deployment, and
+          // so its pod, is deleted and awaited first; what is left are the objects Kubernetes
+          // deletes with the namespace, unconditionally.
+          annotations: { [SKIP_AWAIT]: "true" },
         },
       },
       childOpts,

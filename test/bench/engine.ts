@@ -7,9 +7,11 @@
  *   select`/`init`, `config set-all`, a `pulumi preview` to count the steps, `up` (which the SDK
  *   follows with `stack output` twice and `stack history`), `stack export` for the outputs; for a
  *   destroy `stack select`, `config`, `stack export`, `destroy` (and `stack history`), `stack rm` —
- *   on the conference program as it was (the provider's Service await; every object deleted
- *   before its namespace), restored by a resource transform.
- * - now: the LocalEngine (automation/engine/local.ts) as the service runs it.
+ *   on the conference program as it was (the provider's awaits of the Service and of the
+ *   namespace's deletion; every object deleted before its namespace), restored by a resource
+ *   transform.
+ * - now: the LocalEngine (automation/engine/local.ts) as the service runs it; and the service
+ *   itself over HTTP, from a create's 202 to `ready` and from a stop's 202 to `stopped`.
  *
  * Needs the toolchain and a cluster, as the e2e tests do: `env_file="$(scripts/setup)" && source
  * "$env_file"`, `npm run cluster -- up`, and SWITCH_E2E_KUBECONFIG (or the local cluster's).
@@ -28,7 +30,8 @@ import { qualifiedKey } from "../../domain/contracts/project.ts";
 import stackProgram from "../../stacks/index.ts";
 import { runConference } from "../support/conference.ts";
 import { cluster, hasPulumi } from "../e2e/global-setup.ts";
-import { bounded, e2eStack, e2eWorld, localTestbedConfig } from "../e2e/support.ts";
+import { OPERATION_TIMEOUT_MS, bounded, e2eStack, e2eWorld, localTestbedConfig } from "../e2e/support.ts";
+import { startTestService } from "../support/service.ts";
 import { medianMs, ratio } from "./measure.ts";
 
 /** Each path's operations, interleaved so that both see the same machine. */
@@ -81,17 +84,22 @@ const conferenceConfig = (id: string) => ({
   [qualifiedKey("testbedStack")]: { value: `organization/switch-vaas/${TESTBED}`, secret: false },
 });
 
-/** The conference program as it was: the Service awaited by the provider, nothing deleted with its namespace. */
+/**
+ * The conference program as it was: every object awaited by the provider (the Service's endpoints,
+ * the namespace's deletion), nothing deleted with its namespace.
+ */
 const programBefore: pulumi.ResourceTransform = (args) => {
   const props = args.props as { metadata?: { annotations?: Record<string, string> } };
   const annotations = Object.fromEntries(Object.entries(props.metadata?.annotations ?? {}).filter(([key]) => key !== "pulumi.com/skipAwait"));
   return {
-    props: args.type === "kubernetes:core/v1:Service" ? { ...props, metadata: { ...props.metadata, annotations } } : props,
+    props: args.type.startsWith("kubernetes:") && props.metadata !== undefined ? { ...props, metadata: { ...props.metadata, annotations } } : props,
     opts: { ...args.opts, deletedWith: undefined },
   };
 };
 
 const { backendUrl, envVars } = e2eWorld();
+// The service's engine, in this process, takes the passphrase from the environment, as it would from its own.
+process.env.PULUMI_CONFIG_PASSPHRASE = envVars.PULUMI_CONFIG_PASSPHRASE;
 function workspaceOf(stackName: string) {
   return {
     args: {
@@ -132,6 +140,8 @@ await engine.outputs(TESTBED);
 
 const before = { up: [] as Measured[], destroy: [] as Measured[] };
 const now = { up: [] as Measured[], destroy: [] as Measured[] };
+/** Through the service over HTTP, as an organizer sees it: from the create's 202 to `ready`, from the stop's 202 to `stopped`. */
+const organizer = { ready: [] as Measured[], stopped: [] as Measured[] };
 try {
   for (let run = 0; run < RUNS; run++) {
     before.up.push(await counted(() => upBefore(`bench-before-${run}`)));
@@ -139,6 +149,28 @@ try {
     const stack = conferenceName(`bench-now-${run}`);
     now.up.push(await counted(() => engine.up({ stack, config: conferenceConfig(`bench-now-${run}`) }, { signal: bounded().signal })));
     now.destroy.push(await counted(() => engine.destroy(stack, { signal: bounded().signal })));
+  }
+  const service = await startTestService({
+    env: { SWITCH_ENGINE: "local", SWITCH_TESTBED: TESTBED, SWITCH_BACKEND_URL: backendUrl },
+  });
+  try {
+    for (let run = 0; run < RUNS; run++) {
+      let id = "";
+      organizer.ready.push(
+        await counted(async () => {
+          id = (await service.create({ participants: [{ lat: 46.05, lon: 14.51 }], expectedParticipants: 4 })).id;
+          await service.waitForConference(id, ["ready"], OPERATION_TIMEOUT_MS);
+        }),
+      );
+      organizer.stopped.push(
+        await counted(async () => {
+          await service.stop(id);
+          await service.waitForConference(id, ["stopped"], OPERATION_TIMEOUT_MS);
+        }),
+      );
+    }
+  } finally {
+    await service.close();
   }
 } finally {
   await engine.close();
@@ -157,5 +189,7 @@ line("now:    up", median(now.up));
 line("before: destroy + stack rm", median(before.destroy));
 line("now:    destroy + stack rm", median(now.destroy));
 console.log(`  offline engine: the same program, evaluated ${offline.toFixed(0).padStart(8)} ms   0 CLI processes (median of 10)`);
+line("service: create to ready", median(organizer.ready));
+line("service: stop to stopped", median(organizer.stopped));
 ratio("up: before / now", median(before.up).ms / median(now.up).ms);
 ratio("destroy: before / now", median(before.destroy).ms / median(now.destroy).ms);

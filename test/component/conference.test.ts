@@ -215,6 +215,8 @@ describe.each([
       "app.kubernetes.io/managed-by": "switch-vaas",
       "pod-security.kubernetes.io/enforce": "restricted",
     });
+    // A stop waits for the Deployment's deletion, not for the namespace controller's 5 s grace.
+    expect((namespace.metadata as { annotations?: Record<string, string> }).annotations).toEqual({ "pulumi.com/skipAwait": "true" });
     const quota = one(run(), "kubernetes:core/v1:ResourceQuota").inputs as { spec: { hard: Record<string, string> } };
     expect(quota.spec.hard).toMatchObject({ "requests.cpu": "2", "limits.cpu": "2", "requests.memory": "3Gi", "limits.memory": "3Gi", pods: "1" });
     const limits = one(run(), "kubernetes:core/v1:LimitRange").inputs as { spec: { limits: unknown[] } };
