@@ -57,7 +57,8 @@ const ENGINE_FILE = "engine";
 function recordedEngine(dataDir: string): Engine["kind"] | undefined {
   const path = join(dataDir, ENGINE_FILE);
   if (!existsSync(path)) {
-    return undefined;
+    // A data directory from before this file was kept: each engine leaves its own directory in it.
+    return existsSync(join(dataDir, "workspaces")) ? "local" : existsSync(join(dataDir, "offline")) ? "offline" : undefined;
   }
   const kind = readFileSync(path, "utf8").trim();
   if (kind !== "local" && kind !== "offline") {

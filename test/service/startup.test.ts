@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
@@ -167,6 +167,16 @@ describe("a start it refuses", () => {
     expect(refused.stderr.trim().split("\n")).toHaveLength(1);
     expect(refused.stderr).toMatch(/^switch-vaas: SWITCH_API_TOKENS/);
     expect(existsSync(dataDir)).toBe(false);
+  });
+
+  it("takes a data directory from before it kept its engine for the offline engine's, by the directory that engine left", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "switch-engine-before-"));
+    const first = await startTestService({ dataDir });
+    await first.close();
+    rmSync(join(dataDir, "engine"));
+    const refused = startBounded({ SWITCH_DATA_DIR: dataDir, PORT: "0", SWITCH_ENGINE: "local" });
+    expect({ status: refused.status, signal: refused.signal }).toEqual({ status: 1, signal: null });
+    expect(refused.stderr.trim()).toContain(`the records in ${dataDir} were made with the offline engine`);
   });
 
   it("refuses an engine other than the one the data directory's records were made with", async () => {
