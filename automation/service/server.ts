@@ -73,7 +73,7 @@ function recordEngine(dataDir: string, kind: Engine["kind"]): void {
 
 /**
  * SWITCH_ENGINE, or for `auto`: the data directory's engine if it has one; else the local engine
- * when a Pulumi CLI is found and its backend has the testbed the registry reads; else the offline
+ * when a Pulumi CLI is found and the service's backend has the testbed the registry reads; else the offline
  * engine, saying why. A platform engineer's machine has a CLI long before it has a testbed.
  */
 async function chooseEngine(environment: ServiceEnvironment, dataDir: string, notice: (text: string) => void, local: ServiceOverrides["localEngine"]): Promise<Engine> {
@@ -102,7 +102,7 @@ async function chooseEngine(environment: ServiceEnvironment, dataDir: string, no
   if (wanted === undefined && environment.SWITCH_TESTBED === undefined && (await engine.outputs(DEFAULT_TESTBED)) === undefined) {
     await engine.close();
     notice(
-      `the Pulumi CLI's backend has no stack "${DEFAULT_TESTBED}", so there is no cluster to deploy to; using the offline engine (nothing is deployed). ` +
+      `the backend ${environment.SWITCH_BACKEND_URL ?? `file://${join(dataDir, "state")}`} (SWITCH_BACKEND_URL) has no stack "${DEFAULT_TESTBED}", so there is no cluster to deploy to; using the offline engine (nothing is deployed). ` +
         `For real conferences bring a testbed up (README, "One machine: the local stack") and start with SWITCH_ENGINE=local and another SWITCH_DATA_DIR; SWITCH_ENGINE=offline silences this`,
     );
     return offline();
