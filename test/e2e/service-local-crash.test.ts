@@ -40,6 +40,20 @@ type Conference = { id: string; state: string; error?: string; progress: { done:
 
 const withEngine = <T>(work: (engine: LocalEngine) => Promise<T>): Promise<T> => withLocalEngine(engineOptions, work);
 
+/** The environment of a service process on `serviceDir`, over the file's backend and its passphrase. */
+function serviceEnv(serviceDir: string): Record<string, string> {
+  return {
+    SWITCH_ENGINE: "local",
+    SWITCH_DATA_DIR: serviceDir,
+    SWITCH_BACKEND_URL: backendUrl,
+    PULUMI_CONFIG_PASSPHRASE: readFileSync(join(dataDir, "passphrase"), "utf8").trim(),
+    SWITCH_API_TOKENS: tokenEntry("root", "admin", admin),
+    HOST: "127.0.0.1",
+    PORT: "0",
+    SWITCH_LOG_LEVEL: "warn",
+  };
+}
+
 async function call(service: ServiceProcess, path: string, init: RequestInit = {}): Promise<Response> {
   const headers = { authorization: `Bearer ${admin}`, ...(init.body === undefined ? {} : { "content-type": "application/json" }) };
   try {
@@ -81,22 +95,11 @@ describe(`kill -9 of the service on the local engine (seed ${SEED})`, () => {
   it(`converges after ${TRIALS} crashes during deployments and deletions`, async () => {
     const generator = xoroshiro128plus(SEED);
     const draw = (max: number) => uniformInt(generator, 0, max);
-    const passphrase = readFileSync(join(dataDir, "passphrase"), "utf8").trim();
     const inFlightAtKill: string[][] = [];
 
     for (let trial = 0; trial < TRIALS; trial++) {
       const serviceDir = mkdtempSync(join(tmpdir(), "switch-vaas-crash-service-"));
-      const env = {
-        SWITCH_ENGINE: "local",
-        SWITCH_DATA_DIR: serviceDir,
-        SWITCH_BACKEND_URL: backendUrl,
-        PULUMI_CONFIG_PASSPHRASE: passphrase,
-        SWITCH_API_TOKENS: tokenEntry("root", "admin", admin),
-        SWITCH_CONCURRENCY: "2",
-        HOST: "127.0.0.1",
-        PORT: "0",
-        SWITCH_LOG_LEVEL: "warn",
-      };
+      const env = { ...serviceEnv(serviceDir), SWITCH_CONCURRENCY: "2" };
       let service = await startServiceProcess({ env, startTimeoutMs: 120_000 });
       const ids: string[] = [];
       for (let i = 0; i < 2; i++) {
@@ -160,16 +163,7 @@ describe(`kill -9 of the service on the local engine (seed ${SEED})`, () => {
 
 describe("a conference the service made on the local engine", () => {
   const serviceDir = mkdtempSync(join(tmpdir(), "switch-vaas-interrupt-service-"));
-  const env = () => ({
-    SWITCH_ENGINE: "local",
-    SWITCH_DATA_DIR: serviceDir,
-    SWITCH_BACKEND_URL: backendUrl,
-    PULUMI_CONFIG_PASSPHRASE: readFileSync(join(dataDir, "passphrase"), "utf8").trim(),
-    SWITCH_API_TOKENS: tokenEntry("root", "admin", admin),
-    HOST: "127.0.0.1",
-    PORT: "0",
-    SWITCH_LOG_LEVEL: "warn",
-  });
+  const env = () => serviceEnv(serviceDir);
   let service: ServiceProcess | undefined;
   let id: string;
 
@@ -233,19 +227,7 @@ describe("a conference the service made on the local engine", () => {
 describe("kill -9 of the Pulumi CLI alone, under a running service", () => {
   it("leaves the service serving, whatever the program's calls in flight do, and the conference failed and cleaned up or ready", async () => {
     const serviceDir = mkdtempSync(join(tmpdir(), "switch-vaas-cli-kill-service-"));
-    const service = await startServiceProcess({
-      env: {
-        SWITCH_ENGINE: "local",
-        SWITCH_DATA_DIR: serviceDir,
-        SWITCH_BACKEND_URL: backendUrl,
-        PULUMI_CONFIG_PASSPHRASE: readFileSync(join(dataDir, "passphrase"), "utf8").trim(),
-        SWITCH_API_TOKENS: tokenEntry("root", "admin", admin),
-        HOST: "127.0.0.1",
-        PORT: "0",
-        SWITCH_LOG_LEVEL: "warn",
-      },
-      startTimeoutMs: 120_000,
-    });
+    const service = await startServiceProcess({ env: serviceEnv(serviceDir), startTimeoutMs: 120_000 });
     try {
       const { id } = (await (await call(service, "/v1/conferences", { method: "POST", body: SMALL })).json()) as { id: string };
       await until("the deployment to make progress", () => conference(service, id), (c) => c.state === "deploying" && c.progress.done > 0);
