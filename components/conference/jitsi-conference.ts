@@ -71,6 +71,16 @@ const JITSI_UID = 1000;
 const MAX_SERVICES = "1";
 /** pulumi-kubernetes' annotation that makes it return once the API server has taken an object (provider/pkg/metadata/annotations.go). */
 const SKIP_AWAIT = "pulumi.com/skipAwait";
+/**
+ * The server-side-apply field manager of every object of a conference, in place of the
+ * provider's per-resource random one (provider/pkg/provider/provider.go fieldManagerName: the
+ * annotation first, then the name in state, then a new random name). An object whose create was
+ * interrupted is adopted into the state by import, which records a new random manager; the next
+ * update would then apply the program's fields as a second manager and be refused a conflict on
+ * any value the interrupted create set differently. One name for every apply makes the update
+ * the same manager's.
+ */
+const FIELD_MANAGER = { "pulumi.com/patchFieldManager": "switch-vaas" };
 
 /**
  * One conference: its own namespace on the chosen cluster holding a Jitsi Meet pod (web, prosody,
@@ -117,7 +127,7 @@ export class JitsiConference extends pulumi.ComponentResource {
           // otherwise wait out every time. The conference has ended by then: its Deployment, and
           // so its pod, is deleted and awaited first; what is left are the objects Kubernetes
           // deletes with the namespace, unconditionally.
-          annotations: { [SKIP_AWAIT]: "true" },
+          annotations: { ...FIELD_MANAGER, [SKIP_AWAIT]: "true" },
         },
       },
       childOpts,
@@ -130,7 +140,7 @@ export class JitsiConference extends pulumi.ComponentResource {
     new k8s.core.v1.ResourceQuota(
       name,
       {
-        metadata: { name: `quota-${id}`, namespace: ns, labels },
+        metadata: { name: `quota-${id}`, namespace: ns, labels, annotations: FIELD_MANAGER },
         spec: {
           hard: {
             "requests.cpu": spec.resources.cpu,
@@ -150,7 +160,7 @@ export class JitsiConference extends pulumi.ComponentResource {
     new k8s.core.v1.LimitRange(
       name,
       {
-        metadata: { name: `limits-${id}`, namespace: ns, labels },
+        metadata: { name: `limits-${id}`, namespace: ns, labels, annotations: FIELD_MANAGER },
         spec: {
           limits: [
             { type: "Pod", max: { cpu: spec.resources.cpu, memory: spec.resources.memory } },
@@ -164,7 +174,7 @@ export class JitsiConference extends pulumi.ComponentResource {
     new k8s.networking.v1.NetworkPolicy(
       `${name}-deny-all`,
       {
-        metadata: { name: `deny-all-${id}`, namespace: ns, labels },
+        metadata: { name: `deny-all-${id}`, namespace: ns, labels, annotations: FIELD_MANAGER },
         // Selects every pod and allows nothing: all ingress not allowed below is dropped.
         spec: { podSelector: {}, policyTypes: ["Ingress"] },
       },
@@ -174,7 +184,7 @@ export class JitsiConference extends pulumi.ComponentResource {
     new k8s.networking.v1.NetworkPolicy(
       `${name}-allow-public`,
       {
-        metadata: { name: `allow-public-${id}`, namespace: ns, labels },
+        metadata: { name: `allow-public-${id}`, namespace: ns, labels, annotations: FIELD_MANAGER },
         spec: {
           podSelector: { matchLabels: podLabels },
           policyTypes: ["Ingress"],
@@ -205,7 +215,7 @@ export class JitsiConference extends pulumi.ComponentResource {
     new k8s.core.v1.Secret(
       name,
       {
-        metadata: { name: secretName, namespace: ns, labels },
+        metadata: { name: secretName, namespace: ns, labels, annotations: FIELD_MANAGER },
         type: "Opaque",
         data: { JICOFO_AUTH_PASSWORD: encoded(), JVB_AUTH_PASSWORD: encoded() },
       },
@@ -220,7 +230,7 @@ export class JitsiConference extends pulumi.ComponentResource {
     new k8s.core.v1.ConfigMap(
       name,
       {
-        metadata: { name: configMapName, namespace: ns, labels },
+        metadata: { name: configMapName, namespace: ns, labels, annotations: FIELD_MANAGER },
         data: { "custom-config.js": customConfigJs(spec), "custom-jvb.conf": customJvbConf(spec) },
       },
       namespacedOpts,
@@ -232,7 +242,7 @@ export class JitsiConference extends pulumi.ComponentResource {
       new k8s.core.v1.Secret(
         `${name}-tls`,
         {
-          metadata: { name: tlsSecretName, namespace: ns, labels },
+          metadata: { name: tlsSecretName, namespace: ns, labels, annotations: FIELD_MANAGER },
           type: "kubernetes.io/tls",
           stringData: { "tls.crt": args.tls.certificate, "tls.key": args.tls.key },
         },
@@ -249,6 +259,7 @@ export class JitsiConference extends pulumi.ComponentResource {
           namespace: ns,
           labels,
           annotations: {
+            ...FIELD_MANAGER,
             // Where external-dns runs, it publishes the conference's name for its address.
             ...(hostname === undefined ? {} : { "external-dns.alpha.kubernetes.io/hostname": hostname }),
             // The API server allocates node ports on create, so the create's answer holds all the
@@ -272,7 +283,12 @@ export class JitsiConference extends pulumi.ComponentResource {
           ],
         },
       },
-      namespacedOpts,
+      // The API server allocates the cluster IP, and the provider replaces a Service whose
+      // spec.clusterIP changes (provider/pkg/provider/diff.go). A Service adopted after an
+      // interrupted create has the allocated address among its inputs, which the program never
+      // sets: without this its next update would replace it, and the quota of one Service refuses
+      // the replacement's create while the old one exists.
+      { ...namespacedOpts, ignoreChanges: ["spec.clusterIP"] },
     );
 
     // Where participants reach web and media, and the port the bridge listens on: fixed behind a
@@ -422,7 +438,7 @@ export class JitsiConference extends pulumi.ComponentResource {
     new k8s.apps.v1.Deployment(
       name,
       {
-        metadata: { name: `jitsi-${id}`, namespace: ns, labels },
+        metadata: { name: `jitsi-${id}`, namespace: ns, labels, annotations: FIELD_MANAGER },
         spec: {
           replicas: 1,
           // One bridge per conference: never two pods at once (the quota allows one, and both would want the media port).

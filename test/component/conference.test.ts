@@ -216,7 +216,10 @@ describe.each([
       "pod-security.kubernetes.io/enforce": "restricted",
     });
     // A stop waits for the Deployment's deletion, not for the namespace controller's 5 s grace.
-    expect((namespace.metadata as { annotations?: Record<string, string> }).annotations).toEqual({ "pulumi.com/skipAwait": "true" });
+    expect((namespace.metadata as { annotations?: Record<string, string> }).annotations).toEqual({
+      "pulumi.com/patchFieldManager": "switch-vaas",
+      "pulumi.com/skipAwait": "true",
+    });
     const quota = one(run(), "kubernetes:core/v1:ResourceQuota").inputs as { spec: { hard: Record<string, string> } };
     expect(quota.spec.hard).toMatchObject({ "requests.cpu": "2", "limits.cpu": "2", "requests.memory": "3Gi", "limits.memory": "3Gi", pods: "1" });
     const limits = one(run(), "kubernetes:core/v1:LimitRange").inputs as { spec: { limits: unknown[] } };
@@ -274,6 +277,12 @@ describe.each([
     expect(objects.every((object) => providerName(object) === provider.name)).toBe(true);
   });
 
+  it("applies every object as one server-side-apply field manager, so an object adopted after an interrupted create updates without conflicts", () => {
+    const objects = run().registrations.filter(isKubernetesObject);
+    const managers = objects.map((object) => (object.inputs.metadata as { annotations?: Record<string, string> }).annotations?.["pulumi.com/patchFieldManager"]);
+    expect(managers).toEqual(objects.map(() => "switch-vaas"));
+  });
+
   it("outputs its namespace and cluster", async () => {
     expect(run().outputs.namespace).toMatch(/^conf-/);
     expect(run().outputs.cluster).toBe(cluster);
@@ -326,8 +335,8 @@ describe("media through node ports", () => {
 
   it("takes the Service as the API server answers its create, without the provider's wait for endpoints; a load balancer's keeps it, for its address", () => {
     const annotationsOf = (run: Run) => (one(run, "kubernetes:core/v1:Service").inputs as { metadata: { annotations: Record<string, string> } }).metadata.annotations;
-    expect(annotationsOf(nodePortByIp)).toEqual({ "pulumi.com/skipAwait": "true" });
-    expect(annotationsOf(loadBalancer)).toEqual({});
+    expect(annotationsOf(nodePortByIp)).toEqual({ "pulumi.com/patchFieldManager": "switch-vaas", "pulumi.com/skipAwait": "true" });
+    expect(annotationsOf(loadBalancer)).toEqual({ "pulumi.com/patchFieldManager": "switch-vaas" });
   });
 
   it("makes the bridge listen on its allocated media node port and advertise the node address it was given", async () => {
@@ -362,7 +371,10 @@ describe("a conference with a certificate for its domain", () => {
   it("is served at https://<id>.<domain>, published for external-dns", async () => {
     expect(await outputOf(withTls.outputs.url as pulumi.Output<string>)).toBe("https://board.conf.example.org");
     const service = one(withTls, "kubernetes:core/v1:Service").inputs as { metadata: { annotations: Record<string, string> } };
-    expect(service.metadata.annotations).toEqual({ "external-dns.alpha.kubernetes.io/hostname": "board.conf.example.org" });
+    expect(service.metadata.annotations).toEqual({
+      "pulumi.com/patchFieldManager": "switch-vaas",
+      "external-dns.alpha.kubernetes.io/hostname": "board.conf.example.org",
+    });
   });
 
   it("mounts the certificate where the web image looks for one, from a secret TLS Secret", () => {

@@ -112,10 +112,15 @@ describe(`kill -9 of the service on the local engine (seed ${SEED})`, () => {
         await until("the first conference to be ready", () => conference(service, ids[0]!), (c) => c.state === "ready" || c.state === "failed");
         await call(service, `/v1/conferences/${ids[0]!}`, { method: "DELETE" });
         stopped.add(ids[0]!);
+        await delay(draw(1500));
       } else {
-        await until("a deployment to make progress", () => conference(service, ids[0]!), (c) => c.state === "deploying" && c.progress.done > 0);
+        // A random step of the deployment rather than a random time: a create takes about 3 s, and
+        // a delay drawn in time lands after it as often as not.
+        const started = await until("a deployment to make progress", () => conference(service, ids[0]!), (c) => c.state === "deploying" && c.progress.done > 0);
+        const step = 1 + draw(started.progress.total - 2);
+        // Read often: a step takes a quarter of a second or less.
+        await poll(`the deployment's step ${step} (seed ${SEED})`, () => conference(service, ids[0]!), (c) => c.state !== "deploying" || c.progress.done >= step, CONVERGE_MS);
       }
-      await delay(draw(duringDeletion ? 1500 : 4000));
       inFlightAtKill.push(await Promise.all(ids.map(async (id) => (await conference(service, id)).state)));
       await service.killTree9();
 
