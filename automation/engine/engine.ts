@@ -18,19 +18,47 @@ export interface StackSpec {
   config: StackConfigMap;
 }
 
+/** What an operation did to one resource, in the words of Pulumi's steps (a replacement's three steps are one "replace"). */
+export const CHANGE_ACTIONS = ["create", "update", "replace", "delete", "same"] as const;
+export type ChangeAction = (typeof CHANGE_ACTIONS)[number];
+
 /**
  * What an operation reports while it runs. `progress` counts resource steps done of the steps
  * planned (the total is known before the first step); `diagnostic` is a message of the engine's
- * or the program's, never a secret (the engines mask them).
+ * or the program's, never a secret (the engines mask them). `change` says what the operation did
+ * to one resource: one for each custom resource of the stack (providers and stack references
+ * aside, see {@link reportsChange}), all of them once a successful `up` or `destroy` has ended
+ * and none for a failed or cancelled one; `resource` is the name the program registered it by
+ * ("pop-vienna-host1-small"), `resourceType` its type token ("docker:index/container:Container").
+ * A destroy reports every resource it deleted as "delete".
  */
 export type EngineEvent =
   | { type: "progress"; done: number; total: number }
-  | { type: "diagnostic"; severity: "info" | "warning" | "error"; message: string };
+  | { type: "diagnostic"; severity: "info" | "warning" | "error"; message: string }
+  | { type: "change"; resource: string; resourceType: string; action: ChangeAction };
 
 export interface OperationOptions {
   /** Aborting cancels the operation gracefully (the CLI's SIGINT; the offline worker is stopped). */
   signal?: AbortSignal;
   onEvent?: (event: EngineEvent) => void;
+  /**
+   * An `up` without the preview the local engine runs first to count a stack's steps (a new
+   * stack's are counted offline either way); the offline engine evaluates no preview of its own
+   * then either. Progress then counts every step, "same" ones too, of a total that is the
+   * offline planner's count of what the program registers, or, where the program cannot be
+   * evaluated offline, the number of resources the stack's previous state holds; the total grows
+   * as the update finds more, as always. Defaults to false.
+   */
+  skipPreview?: boolean;
+}
+
+/**
+ * Whether an engine reports a `change` for a resource: custom resources only, and neither
+ * providers (a default provider's name is the engine's, not the program's) nor stack references
+ * (read, never changed).
+ */
+export function reportsChange(type: string, custom: boolean): boolean {
+  return custom && !type.startsWith("pulumi:providers:") && type !== "pulumi:pulumi:StackReference";
 }
 
 /** Stack outputs with secret values replaced by SECRET_MASK. */

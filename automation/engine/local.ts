@@ -12,13 +12,16 @@ import {
   StackNotFoundError,
   type StackSettings,
 } from "@pulumi/pulumi/automation/index.js";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { basename, delimiter, isAbsolute, join, resolve } from "node:path";
+import { promisify } from "node:util";
 import { PROJECT } from "../../domain/contracts/project.ts";
 import stackProgram from "../../stacks/index.ts";
 import {
+  type ChangeAction,
   type Engine,
   EngineError,
   type EngineEvent,
@@ -29,6 +32,7 @@ import {
   type StackOutputs,
   type StackSpec,
   isEngineError,
+  reportsChange,
 } from "./engine.ts";
 import { OfflineEngine } from "./offline-engine.ts";
 import type { PlannedResource } from "./offline-worker.ts";
@@ -57,6 +61,8 @@ export interface LocalEngineOptions {
   transforms?: pulumi.ResourceTransform[];
 }
 
+const execFileAsync = promisify(execFile);
+
 /** Where `pulumi` is missing or unusable, what to do about it. */
 export const NO_CLI_FIX =
   'run `env_file=$(scripts/setup) && source "$env_file"` (the project\'s pinned toolchain), or install Pulumi 3.x from https://www.pulumi.com/docs/iac/download-install/';
@@ -65,6 +71,14 @@ const PASSPHRASE_FILE = "passphrase";
 const PASSPHRASE_BYTES = 32;
 /** The project's stacks as `pulumi stack ls` sees them: a workspace of the project with no stack of its own. */
 const LISTING_DIR = "project";
+/** Where stack outputs are read (`pulumi stack output`): a workspace of the project whose files nothing rewrites while it reads. */
+const OUTPUTS_DIR = "outputs";
+/** How long `pulumi stack output` may take: it reads one file of the backend. */
+const OUTPUTS_TIMEOUT_MS = 60_000;
+/** The most of its output read: a stack's outputs are a few kilobytes. */
+const OUTPUTS_MAX_BYTES = 16 * 1024 * 1024;
+/** The CLI's words for a stack the backend does not have (as automation/errors.js notFoundRegex reads them). */
+const STACK_NOT_FOUND = /no stack named.*found/;
 /** Where the planner (an offline engine) keeps the outputs it was told of: <dataDir>/planner. */
 const PLANNER_DIR = "planner";
 /** The types of provider resources ("pulumi:providers:kubernetes"): a provider needs none. */
@@ -146,6 +160,8 @@ export class LocalEngine implements Engine {
   readonly kind = "local";
   /** The stacks with a call running, and the call's settling. */
   private readonly running = new Map<string, Promise<void>>();
+  /** The workspace `outputs` reads in, made once. */
+  private outputsWorkspace: Promise<LocalWorkspace> | undefined;
   private closed = false;
 
   private constructor(
@@ -188,23 +204,30 @@ export class LocalEngine implements Engine {
   /**
    * Creates the stack if it is new, writes its config, and runs `up`. A new stack's steps are
    * counted offline (`planner`), exactly as the update will take them and in milliseconds; only a
-   * stack with state, whose steps depend on what it has, pays for a `pulumi preview`. The outputs
-   * come from the update's own events.
+   * stack with state, whose steps depend on what it has, pays for a `pulumi preview` — unless the
+   * caller skips it (OperationOptions `skipPreview`: every step counts then, of the planner's
+   * count of what the program registers, or of the previous state's resources where the program
+   * cannot be evaluated offline). The outputs and the changes come from the update's own events.
    */
   up(spec: StackSpec, options: OperationOptions = {}): Promise<StackOutputs> {
     const secrets = secretTexts(spec.config, this.passphrase);
     return this.exclusive({ call: "up", stack: spec.stack, signal: options.signal, secrets }, async (context) => {
       const { stack, created } = await this.createOrSelect(spec.stack);
       await this.applyConfig(stack, spec.config);
-      const total = (created ? await this.plannedCreates(spec, context) : undefined) ?? (await this.plannedSteps(stack, context, options.onEvent));
+      const skipPreview = options.skipPreview === true && !created;
+      const total = skipPreview
+        ? ((await this.plannedCreates(spec, context)) ?? resourceCount((await stack.exportStack()).deployment))
+        : ((created ? await this.plannedCreates(spec, context) : undefined) ?? (await this.plannedSteps(stack, context, options.onEvent)));
       context.signal?.throwIfAborted();
-      const report = this.reporter(total, context, options.onEvent);
+      const report = this.reporter(total, context, options.onEvent, skipPreview);
+      const changes = new ChangeLog();
       let outputs: StackOutputs | undefined;
       await withoutSummary(stack).up({
         signal: context.signal,
         color: "never",
         onEvent: (event) => {
           report(event);
+          changes.record(event);
           const step = event.resOutputsEvent?.metadata;
           if (step?.type === ROOT_TYPE && step.new !== undefined) {
             outputs = masked(step.new.outputs ?? {}) as StackOutputs;
@@ -215,6 +238,7 @@ export class LocalEngine implements Engine {
       // ever end without, the state has them.
       outputs ??= stackOutputs((await stack.exportStack()).deployment);
       this.planner.remember(spec.stack, outputs);
+      changes.report(options.onEvent);
       return outputs;
     });
   }
@@ -229,10 +253,19 @@ export class LocalEngine implements Engine {
       const state = await selected.exportStack();
       // A destroy without a refresh first (after a kill) would forget these objects with the stack.
       const adopted = await this.adoptInterruptedCreates(selected, state.deployment, context, options.onEvent);
-      const onEvent = this.reporter(resourceCount(state.deployment) + adopted, context, options.onEvent);
-      await withoutSummary(selected).destroy({ signal: context.signal, color: "never", onEvent });
+      const report = this.reporter(resourceCount(state.deployment) + adopted, context, options.onEvent);
+      const changes = new ChangeLog();
+      await withoutSummary(selected).destroy({
+        signal: context.signal,
+        color: "never",
+        onEvent: (event) => {
+          report(event);
+          changes.record(event);
+        },
+      });
       await selected.workspace.removeStack(stack);
       rmSync(this.workDir(stack), { recursive: true, force: true });
+      changes.report(options.onEvent);
     });
   }
 
@@ -260,16 +293,47 @@ export class LocalEngine implements Engine {
     });
   }
 
-  outputs(stack: string): Promise<StackOutputs | undefined> {
-    return this.exclusive({ call: "outputs", stack, signal: undefined, secrets: [this.passphrase] }, async () => {
-      const selected = await this.selectIfExists(stack);
-      const outputs = selected === undefined ? undefined : stackOutputs((await selected.exportStack()).deployment);
-      if (outputs !== undefined) {
-        // The testbed's, above all: the conferences' plans read their clusters from it.
-        this.planner.remember(stack, outputs);
+  /**
+   * Read beside whatever operation runs on the stack, never refused for one: `pulumi stack output`
+   * takes no lock (pkg/backend/diy/backend.go locks only in CreateStack, RemoveStack, Update,
+   * Import, Refresh, Destroy and ImportDeployment; diyStack.SnapshotStackOutputs reads the last
+   * checkpoint), selects no stack, and without --show-secrets reads the state through a blinding
+   * secrets provider, printing every secret, nested ones too, as "[secret]"
+   * (pkg/cmd/pulumi/stack/stack_output.go, display.MassageSecrets). During an `up` these are the
+   * outputs of the last checkpoint written: the previous update's until this one registers its own.
+   */
+  async outputs(stack: string): Promise<StackOutputs | undefined> {
+    const context: Context = { call: "outputs", stack, signal: undefined, secrets: [this.passphrase] };
+    if (this.closed) {
+      throw new EngineError("unavailable", "the local engine is shutting down");
+    }
+    if (!STACK_NAME.test(stack)) {
+      throw new EngineError("failed", `${JSON.stringify(stack)} is not a stack name; use letters, digits, '-', '_' and '.', starting with a letter or digit`);
+    }
+    let outputs: StackOutputs;
+    try {
+      const workspace = await (this.outputsWorkspace ??= LocalWorkspace.create(this.workspaceOptions(join(this.dataDir, OUTPUTS_DIR))));
+      const result = await execFileAsync(this.command.command, ["stack", "output", "--json", "--stack", stack], {
+        cwd: workspace.workDir,
+        env: { ...process.env, ...this.commandEnv() },
+        timeout: OUTPUTS_TIMEOUT_MS,
+        maxBuffer: OUTPUTS_MAX_BYTES,
+      });
+      outputs = masked(JSON.parse(result.stdout)) as StackOutputs;
+    } catch (error) {
+      const { code, stderr, killed } = error as { code?: unknown; stderr?: unknown; killed?: unknown };
+      if (typeof stderr === "string" && STACK_NOT_FOUND.test(stderr)) {
+        return undefined;
       }
-      return outputs;
-    });
+      if (code === "ENOENT") {
+        throw new EngineError("unavailable", `the Pulumi CLI could not be started; ${NO_CLI_FIX}`);
+      }
+      const reason = typeof stderr === "string" ? errorLines(new Error(stderr)) : "";
+      throw toEngineError(new EngineError("failed", reason || `reading the outputs of ${stack} failed: ${killed === true ? `the CLI ran past ${OUTPUTS_TIMEOUT_MS} ms` : firstLine(error)}`), context);
+    }
+    // The testbed's, above all: the conferences' plans read their clusters from it.
+    this.planner.remember(stack, outputs);
+    return outputs;
   }
 
   async stacks(): Promise<string[]> {
@@ -322,12 +386,12 @@ export class LocalEngine implements Engine {
     onEvent: ((event: EngineEvent) => void) | undefined,
   ): Promise<number> {
     let adopted = 0;
-    const forgotten: string[] = [];
+    const forgotten: PendingCreate[] = [];
     for (const create of pendingCreates(deployment)) {
       context.signal?.throwIfAborted();
       const adoption = importOf(create);
       if (adoption === undefined) {
-        forgotten.push(create.urn);
+        forgotten.push(create);
         continue;
       }
       try {
@@ -342,11 +406,7 @@ export class LocalEngine implements Engine {
       }
     }
     if (forgotten.length > 0) {
-      onEvent?.({
-        type: "diagnostic",
-        severity: "warning",
-        message: mask(`${forgotten.length} interrupted create(s) have no id to find their object by (${forgotten.join(", ")}); if it was made, nothing tracks it`, context.secrets),
-      });
+      onEvent?.({ type: "diagnostic", severity: "warning", message: mask(untrackedCreatesWarning(forgotten, deployment), context.secrets) });
     }
     return adopted;
   }
@@ -439,6 +499,12 @@ export class LocalEngine implements Engine {
         return stackProgram();
       },
     };
+  }
+
+  /** The environment of a CLI call made outside a workspace's methods, as a workspace's own (LocalWorkspace runPulumiCmd). */
+  private commandEnv(): Record<string, string> {
+    const { envVars, pulumiHome } = this.workspaceOptions(join(this.dataDir, OUTPUTS_DIR));
+    return { ...(pulumiHome === undefined ? {} : { PULUMI_HOME: pulumiHome }), ...envVars };
   }
 
   /** Options of a workspace in `workDir` (made if missing; the SDK refuses one that does not exist). */
@@ -572,17 +638,18 @@ export class LocalEngine implements Engine {
 
   /**
    * Turns the engine's events into ours: a step is done when its outputs or its failure arrive
-   * (pkg/engine/update.go sets `planning` on the preview's events only), and warnings and errors
+   * (pkg/engine/update.go sets `planning` on the preview's events only), "same" ones only when
+   * `countSame` (a total planned without a preview counts every resource), and warnings and errors
    * are passed on, masked. `total` grows when more steps happen than were planned (a replacement
    * is three steps, planned as one), so that `done` never exceeds it.
    */
-  private reporter(planned: number, context: Context, onEvent: ((event: EngineEvent) => void) | undefined): (event: PulumiEvent) => void {
+  private reporter(planned: number, context: Context, onEvent: ((event: EngineEvent) => void) | undefined, countSame = false): (event: PulumiEvent) => void {
     let done = 0;
     let total = planned;
     onEvent?.({ type: "progress", done, total });
     return (event) => {
       const step = event.resOutputsEvent?.planning === true ? undefined : (event.resOutputsEvent?.metadata ?? event.resOpFailedEvent?.metadata);
-      if (step !== undefined && step.op !== "same") {
+      if (step !== undefined && (countSame || step.op !== "same")) {
         done++;
         total = Math.max(total, done);
         onEvent?.({ type: "progress", done, total });
@@ -592,6 +659,51 @@ export class LocalEngine implements Engine {
         onEvent?.({ type: "diagnostic", severity: diagnostic.severity, message: mask(stripAnsi(diagnostic.message).trim(), context.secrets) });
       }
     };
+  }
+}
+
+/**
+ * A step's op (apitype.OpType) as the change it makes: a replacement's steps (delete-replaced,
+ * replace, create-replacement, in either order) are one "replace"; reads, refreshes, imports and
+ * discards change nothing a program declared, and are no change.
+ */
+const CHANGE_OF_OP: Partial<Record<PulumiOp, ChangeAction>> = {
+  create: "create",
+  update: "update",
+  same: "same",
+  delete: "delete",
+  replace: "replace",
+  "create-replacement": "replace",
+  "delete-replaced": "replace",
+};
+
+type PulumiOp = NonNullable<PulumiEvent["resOutputsEvent"]>["metadata"]["op"];
+
+/**
+ * The changes an operation made, from its engine events: each step's outputs event (the step is
+ * done; the preview's, marked `planning`, are not steps) for custom resources (reportsChange),
+ * one per resource in the order they were first stepped on, a replacement's steps as one.
+ */
+class ChangeLog {
+  private readonly changes = new Map<string, { resource: string; resourceType: string; action: ChangeAction }>();
+
+  record(event: PulumiEvent): void {
+    const step = event.resOutputsEvent?.planning === true ? undefined : event.resOutputsEvent?.metadata;
+    const action = step === undefined ? undefined : CHANGE_OF_OP[step.op];
+    if (step === undefined || action === undefined || !reportsChange(step.type, (step.new ?? step.old)?.custom === true)) {
+      return;
+    }
+    if (action === "replace" || !this.changes.has(step.urn)) {
+      // A URN ends in "::<name>" (resource/urn.go).
+      this.changes.set(step.urn, { resource: step.urn.slice(step.urn.lastIndexOf("::") + 2), resourceType: step.type, action });
+    }
+  }
+
+  /** Tells `onEvent` of every change; call once the operation has succeeded. */
+  report(onEvent: ((event: EngineEvent) => void) | undefined): void {
+    for (const change of this.changes.values()) {
+      onEvent?.({ type: "change", ...change });
+    }
   }
 }
 
@@ -793,8 +905,8 @@ function masked(value: unknown): unknown {
 }
 
 /** The untyped deployment of `pulumi stack export` (apitype.DeploymentV3), as far as it is read here. */
-interface ExportedDeployment {
-  resources?: { type?: string; outputs?: Record<string, unknown> }[];
+export interface ExportedDeployment {
+  resources?: { urn?: string; type?: string; inputs?: Record<string, unknown>; outputs?: Record<string, unknown> }[];
   pending_operations?: { type?: string; resource?: PendingCreate }[];
 }
 
@@ -803,13 +915,14 @@ function resourceCount(deployment: unknown): number {
 }
 
 /** A resource the CLI was killed while creating (apitype.OperationTypeCreating), as the state records it. */
-interface PendingCreate {
+export interface PendingCreate {
   urn: string;
   type?: string;
   custom?: boolean;
   parent?: string;
   provider?: string;
-  inputs?: { metadata?: { name?: unknown; namespace?: unknown } };
+  /** A Kubernetes object's `metadata`, a Docker container's `name`. */
+  inputs?: { metadata?: { name?: unknown; namespace?: unknown }; name?: unknown };
 }
 
 function pendingCreates(deployment: unknown): PendingCreate[] {
@@ -851,6 +964,32 @@ function importOf(create: PendingCreate): { resources: ImportResource[]; nameTab
       },
     ],
   };
+}
+
+const DOCKER_CONTAINER = "docker:index/container:Container";
+
+/**
+ * What to tell of interrupted creates no import can adopt (importOf): each by its URN, and for a
+ * Docker container — whose id Docker draws at random, so that none can be derived to import it
+ * by — the command that removes it by the name it was created with, and the host of its provider
+ * (its `host` input; the provider's own default, DOCKER_HOST or the local daemon, where it has
+ * none). A container's name is fixed (components/cdn-pop), so a later `up` fails to create one
+ * where it was made until it is removed.
+ */
+export function untrackedCreatesWarning(creates: readonly PendingCreate[], deployment: unknown): string {
+  const resources = (deployment as ExportedDeployment | undefined)?.resources ?? [];
+  const hostOf = (create: PendingCreate) => {
+    const providerUrn = create.provider?.slice(0, create.provider.lastIndexOf("::"));
+    const host = resources.find((resource) => resource.urn === providerUrn)?.inputs?.host;
+    return typeof host === "string" && host !== "" ? host : "the Docker host of its provider (DOCKER_HOST, or the local daemon)";
+  };
+  const advice = creates
+    .filter((create) => create.type === DOCKER_CONTAINER && typeof create.inputs?.name === "string")
+    .map((create) => `docker rm -f ${String(create.inputs!.name)} on ${hostOf(create)}`);
+  return (
+    `${creates.length} interrupted create(s) have no id to find their object by (${creates.map((create) => create.urn).join(", ")}); if it was made, nothing tracks it` +
+    (advice.length === 0 ? "" : `: remove by hand what was made — ${advice.join("; ")}`)
+  );
 }
 
 /** The directory of a file:// backend (with `~` for the home directory, as the CLI reads it), or undefined for any other. */

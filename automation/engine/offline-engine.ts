@@ -1,9 +1,10 @@
 import { type ChildProcess, fork } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Engine, EngineError, type OperationOptions, type StackOutputs, type StackSpec } from "./engine.ts";
-import { stateFile } from "./offline-state.ts";
-import type { PlannedResource, RecordedResource, WorkerMessage, WorkerReply, WorkerRequest } from "./offline-worker.ts";
+import { type RecordedResource, type ResourceChange, changesOfDestroy, changesOfUp, stateFile } from "./offline-state.ts";
+import type { PlannedResource, WorkerMessage, WorkerReply, WorkerRequest } from "./offline-worker.ts";
 
 /**
  * The offline engine: the stack programs on Pulumi's mock runtime, in a pool of worker processes
@@ -14,6 +15,9 @@ import type { PlannedResource, RecordedResource, WorkerMessage, WorkerReply, Wor
  *
  * Locks follow the DIY backend's: an operation holds `<stack>.lock` (created exclusively) while it
  * runs, a lock left by a process that died stays until `cancel`, as `pulumi cancel` clears one.
+ *
+ * What an operation changed is told from the state it leaves against the state before it
+ * (offline-state.ts changesOfUp: Pulumi's create, update, replace, delete or same per resource).
  */
 
 export interface OfflineEngineOptions {
@@ -37,6 +41,9 @@ interface Lock {
 
 const WORKER = join(import.meta.dirname, "offline-worker.ts");
 const DEFAULT_WORKERS = 2;
+/** The key of the digests of secret inputs (RecordedResource `secretDigests`), beside the states; only the service's user reads it. */
+const DIGEST_KEY_FILE = "digest.key";
+const DIGEST_KEY_BYTES = 32;
 
 export class OfflineEngine implements Engine {
   readonly kind = "offline";
@@ -47,6 +54,7 @@ export class OfflineEngine implements Engine {
   private readonly inFlight = new Set<Promise<unknown>>();
   private workers = 0;
   private readonly maxWorkers: number;
+  private readonly digestKey: string;
   private closed = false;
 
   constructor(options: OfflineEngineOptions) {
@@ -54,17 +62,28 @@ export class OfflineEngine implements Engine {
     this.lockDir = join(this.stateDir, "locks");
     mkdirSync(this.lockDir, { recursive: true });
     this.maxWorkers = options.workers ?? DEFAULT_WORKERS;
+    this.digestKey = digestKey(this.stateDir);
   }
 
   /**
    * Progress is the worker's, as it happens: the total its preview planned, then one step for each
    * registration of the program while it runs; `total` grows if the program registers more than
-   * the preview did, so that `done` never exceeds it (as the local engine's does).
+   * the preview did, so that `done` never exceeds it (as the local engine's does). With
+   * `skipPreview` the total is what the stack's previous state holds (nothing for a new stack).
+   * Once the state is written, a `change` for each custom resource.
    */
   up(spec: StackSpec, options: OperationOptions = {}): Promise<StackOutputs> {
     return this.locked(spec.stack, "up", async () => {
+      const before = this.state(spec.stack)?.resources ?? [];
+      const skipPreview = options.skipPreview === true;
       let total = 0;
-      const reply = await this.evaluate({ stack: spec.stack, config: spec.config, stateDir: this.stateDir }, options.signal, (message) => {
+      if (skipPreview) {
+        options.signal?.throwIfAborted();
+        total = before.length;
+        options.onEvent?.({ type: "progress", done: 0, total });
+      }
+      const request: WorkerRequest = { stack: spec.stack, config: spec.config, stateDir: this.stateDir, digestKey: this.digestKey, ...(skipPreview ? { skipPreview } : {}) };
+      const reply = await this.evaluate(request, options.signal, (message) => {
         if (message.kind === "planned") {
           total = message.total;
           if (!message.complete) {
@@ -83,6 +102,7 @@ export class OfflineEngine implements Engine {
         throw new EngineError("failed", "the offline worker answered an up with a plan");
       }
       this.write({ stack: spec.stack, resources: reply.resources, outputs: reply.outputs });
+      report(changesOfUp(before, reply.resources), options);
       return reply.outputs;
     });
   }
@@ -117,7 +137,10 @@ export class OfflineEngine implements Engine {
     this.write({ stack, resources: [], outputs });
   }
 
-  /** Removing the state file is the destroy, all of its steps in one: progress is nothing done, then everything. */
+  /**
+   * Removing the state file is the destroy, all of its steps in one: progress is nothing done, then
+   * everything; then a `change` "delete" for each custom resource the state held.
+   */
   destroy(stack: string, options: OperationOptions = {}): Promise<void> {
     return this.locked(stack, "destroy", () => {
       const state = this.state(stack);
@@ -129,6 +152,7 @@ export class OfflineEngine implements Engine {
       options.onEvent?.({ type: "progress", done: 0, total });
       rmSync(stateFile(this.stateDir, stack), { force: true });
       options.onEvent?.({ type: "progress", done: total, total });
+      report(changesOfDestroy(state.resources), options);
       return Promise.resolve();
     });
   }
@@ -246,6 +270,26 @@ export class OfflineEngine implements Engine {
       this.idle.push(next);
     }
   }
+}
+
+function report(changes: readonly ResourceChange[], options: OperationOptions): void {
+  for (const change of changes) {
+    options.onEvent?.({ type: "change", ...change });
+  }
+}
+
+/** The key in `<stateDir>/digest.key`, made on first use (as the local engine's passphrase file is). */
+function digestKey(stateDir: string): string {
+  const path = join(stateDir, DIGEST_KEY_FILE);
+  try {
+    // "wx": two engines starting at once cannot both write one.
+    writeFileSync(path, randomBytes(DIGEST_KEY_BYTES).toString("hex"), { flag: "wx", mode: 0o600 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
+      throw error;
+    }
+  }
+  return readFileSync(path, "utf8").trim();
 }
 
 /** A worker process and the one request it may be answering. */

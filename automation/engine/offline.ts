@@ -32,6 +32,9 @@ export function providerName(registration: Registration): string | undefined {
 /** Values a real provider would compute after creating a resource (ids, endpoints), by resource. */
 export type ComputedOutputs = (resource: pulumi.runtime.MockResourceArgs) => Record<string, unknown>;
 
+/** The id a real provider would give a new resource, or undefined for the mocks' own ("<name>-id"). */
+export type ComputedId = (resource: pulumi.runtime.MockResourceArgs) => string | undefined;
+
 const STACK_REFERENCE = "pulumi:pulumi:StackReference";
 
 /** Something the offline engine cannot answer. */
@@ -51,6 +54,7 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
   constructor(
     private readonly computed: ComputedOutputs = () => ({}),
     private readonly onRegistration: OnRegistration = () => undefined,
+    private readonly computedId: ComputedId = () => undefined,
   ) {}
 
   newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
@@ -70,7 +74,7 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
     this.registrations.push(registration);
     this.onRegistration(registration, this.registrations.length);
     // `id` is set only when a resource is read by id; new resources arrive with an empty one.
-    const id = args.id === undefined || args.id === "" ? `${args.name}-id` : args.id;
+    const id = args.id === undefined || args.id === "" ? (this.computedId(args) ?? `${args.name}-id`) : args.id;
     return { id, state: { ...(args.inputs as Record<string, unknown>), ...computed } };
   }
 
@@ -163,6 +167,25 @@ export function displayInputs(value: unknown): unknown {
     return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, displayInputs(inner)]));
   }
   return value;
+}
+
+/**
+ * Each secret in registration inputs, by its path (segments joined by "."), as `digest` makes it of
+ * the secret's value: what tells a changed secret from an unchanged one once both are masked.
+ */
+export function secretDigests(value: unknown, digest: (text: string) => string): Record<string, string> {
+  const found: Record<string, string> = {};
+  const visit = (inner: unknown, path: readonly (string | number)[]): void => {
+    if (isSecretEnvelope(inner)) {
+      found[path.join(".")] = digest(JSON.stringify(inner.value) ?? "undefined");
+    } else if (Array.isArray(inner)) {
+      inner.forEach((item, i) => visit(item, [...path, i]));
+    } else if (typeof inner === "object" && inner !== null) {
+      Object.entries(inner).forEach(([key, item]) => visit(item, [...path, key]));
+    }
+  };
+  visit(value, []);
+  return found;
 }
 
 /**

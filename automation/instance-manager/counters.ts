@@ -53,6 +53,15 @@ export function parseTxBytes(text: string, iface: string): number {
   throw new Error(`/proc/net/dev has no counters for interface "${iface}"`);
 }
 
+/** The interfaces /proc/net/dev lists, in its order (lines "<name>: <counters>"). */
+export function interfaceNames(text: string): string[] {
+  return text
+    .split("\n")
+    .filter((line) => line.includes(":"))
+    .map((line) => line.split(":")[0]!.trim())
+    .filter((name) => name !== "");
+}
+
 export interface StubStatus {
   active: number;
   accepts: number;

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
-import { RecordingMocks, UNKNOWN_PLACEHOLDER, displayInputs, displayOutputs, evaluateOffline } from "../../automation/engine/offline.ts";
+import { RecordingMocks, UNKNOWN_PLACEHOLDER, displayInputs, displayOutputs, evaluateOffline, secretDigests } from "../../automation/engine/offline.ts";
 import { SECRET_MASK } from "../../automation/engine/engine.ts";
 
 class Thing extends pulumi.CustomResource {
@@ -58,5 +58,21 @@ describe("offline engine", () => {
     const mocks = new RecordingMocks();
     await evaluateOffline(async () => ({ thing: new Thing("again", {}) }), { mocks });
     expect(mocks.registrations.map((r) => r.name)).toEqual(["again"]);
+  });
+
+  it("gives a resource the id its provider would, where one is computed, and the mocks' own otherwise", async () => {
+    const mocks = new RecordingMocks(undefined, undefined, (resource) => (resource.name === "known" ? "0123abcd" : undefined));
+    const { outputs } = await evaluateOffline(async () => ({ known: new Thing("known", {}).id, other: new Thing("other", {}).id }), { mocks, preview: false });
+    expect(await displayOutputs(outputs)).toEqual({ known: "0123abcd", other: "other-id" });
+  });
+
+  it("digests each secret input by its path, so that a changed secret tells from an unchanged one once masked", async () => {
+    const digestsOf = async (password: string) => {
+      const { registrations } = await evaluateOffline(async () => ({ thing: new Thing("thing", { plain: "p", nested: { password: pulumi.secret(password) } }) }));
+      return secretDigests(registrations[0]!.inputs, (text) => `digest of ${text}`);
+    };
+    // The SDK sends an object holding a secret as one secret: its path is the object's.
+    expect(await digestsOf("hunter2")).toEqual({ nested: 'digest of {"password":"hunter2"}' });
+    expect(await digestsOf("hunter3")).not.toEqual(await digestsOf("hunter2"));
   });
 });

@@ -53,6 +53,23 @@ function progressOf(events: EngineEvent[]) {
   return events.filter((event) => event.type === "progress");
 }
 
+/** The changes an operation reported, by type and name: one each. */
+function changesOf(events: EngineEvent[]): Record<string, string> {
+  const changes = events.filter((event) => event.type === "change");
+  const byResource = Object.fromEntries(changes.map((change) => [`${change.resourceType} ${change.resource}`, change.action]));
+  expect(Object.keys(byResource)).toHaveLength(changes.length);
+  return byResource;
+}
+
+function typesOf(changes: Record<string, string>): string[] {
+  return Object.keys(changes).map((key) => key.split(" ")[0]!);
+}
+
+/** Changes come once the operation has ended: after its last progress. */
+function reportedAtTheEnd(events: EngineEvent[]): boolean {
+  return events.findIndex((event) => event.type === "change") > events.findLastIndex((event) => event.type === "progress");
+}
+
 function conference(id: string, resources: { cpu: string; memory: string }, cluster = "local"): StackConfigMap {
   const spec = parseConferenceSpec({ id, cluster, expectedParticipants: 5, lastN: 5, simulcast: true, resources }, qualifiedKey("conference"));
   return conferenceStackConfig(spec, DEFAULT_TESTBED_STACK);
@@ -205,6 +222,14 @@ describe("the testbed, brought up by the local engine", () => {
   it("lists the stack by its short name", async () => {
     expect(await engine.stacks()).toEqual([TESTBED]);
   });
+
+  it("reports each custom resource it created, once the up has ended, and no provider or component", () => {
+    const changes = changesOf(run.events);
+    expect(typesOf(changes)).toContain("kubernetes:scheduling.k8s.io/v1:PriorityClass");
+    expect(new Set(Object.values(changes))).toEqual(new Set(["create"]));
+    expect(Object.keys(changes).filter((key) => key.startsWith("pulumi:") || key.startsWith(`${PROJECT}:`))).toEqual([]);
+    expect(reportedAtTheEnd(run.events)).toBe(true);
+  });
 });
 
 describe("a conference, brought up by the local engine", () => {
@@ -232,6 +257,30 @@ describe("a conference, brought up by the local engine", () => {
     expect(last.total).toBeGreaterThan(0);
     expect(progress[0]).toEqual({ type: "progress", done: 0, total: last.done });
     expect(run.events.filter((event) => event.type === "diagnostic" && event.message.includes("could not plan"))).toEqual([]);
+  });
+
+  it("reports the objects it created, Namespace to Deployment", () => {
+    const changes = changesOf(run.events);
+    expect(typesOf(changes)).toEqual(expect.arrayContaining(["kubernetes:core/v1:Namespace", "kubernetes:apps/v1:Deployment"]));
+    expect(new Set(Object.values(changes))).toEqual(new Set(["create"]));
+    expect(reportedAtTheEnd(run.events)).toBe(true);
+  });
+
+  it("brought up again without a preview: serves its outputs while the up runs, counts every step of the planner's total, and reports every object the same", async () => {
+    const again = observed();
+    const up = engine.up({ stack, config: conference(id, { cpu: "2", memory: "3Gi" }) }, { ...again, skipPreview: true });
+    // The up holds the stack now (a refresh is refused), and outputs are still read.
+    expect((await rejectionOf(engine.refresh(stack))).kind).toBe("conflict");
+    const during = await engine.outputs(stack);
+    expect(await up).toEqual(outputs);
+    expect(during).toEqual(outputs);
+    const progress = progressOf(again.events);
+    const last = progress.at(-1)!;
+    expect(progress[0]).toEqual({ type: "progress", done: 0, total: last.done });
+    expect(last.done).toBe(last.total);
+    const changes = changesOf(again.events);
+    expect(Object.keys(changes).sort()).toEqual(Object.keys(changesOf(run.events)).sort());
+    expect(new Set(Object.values(changes))).toEqual(new Set(["same"]));
   });
 
   it("refuses a second operation on the stack while one runs, at once", async () => {
@@ -347,11 +396,15 @@ describe("destroying the first conference", () => {
   const id = "e2e-one";
   const stack = conferenceName(id);
 
-  it("deletes its namespace, its stack and its workspace; a second destroy finds it gone", async () => {
+  it("deletes its namespace, its stack and its workspace, and says so; a second destroy finds it gone", async () => {
     const run = observed();
     await engine.destroy(stack, run);
     const last = progressOf(run.events).at(-1)!;
     expect(last.done).toBe(last.total);
+    const changes = changesOf(run.events);
+    expect(typesOf(changes)).toContain("kubernetes:core/v1:Namespace");
+    expect(new Set(Object.values(changes))).toEqual(new Set(["delete"]));
+    expect(reportedAtTheEnd(run.events)).toBe(true);
     await namespaceGone(id);
     expect(await engine.stacks()).toEqual([TESTBED]);
     expect(existsSync(join(dataDir, "workspaces", stack))).toBe(false);
