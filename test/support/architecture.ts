@@ -57,15 +57,46 @@ function packageOf(specifier: string): string {
 
 const inLayer = (path: string, layer: string) => path.startsWith(`${layer}/`);
 
+/** The service's API shapes: a leaf, which the typed client imports alone. */
+export const SERVICE_SCHEMAS = "automation/service/schemas.ts";
+/** The one module that registers the service's route modules. */
+export const SERVICE_APP = "automation/service/app.ts";
+const SERVICE_ROUTES = "automation/service/routes";
+
+/** An import that breaks an arrow, known and passed over until `until` is done. */
+export interface PendingArrow {
+  file: string;
+  specifier: string;
+  until: string;
+}
+
+/**
+ * The imports that break an arrow today, each with what it waits for. The architecture test fails
+ * once one of them is gone, so that this list only shrinks.
+ */
+export const PENDING_ARROWS: readonly PendingArrow[] = [
+  {
+    file: SERVICE_SCHEMAS,
+    specifier: "../store/records.ts",
+    until: "the record shapes the API shows (EVENT_TYPES, decisionRecord, conferenceRecord) move to domain/, which store/records.ts and schemas.ts then both import",
+  },
+];
+
+/** The violation's line begins so: `<file> imports <specifier>:`. */
+export const isPending = (violation: string, pending: readonly PendingArrow[]) => pending.some((arrow) => violation.startsWith(`${arrow.file} imports ${arrow.specifier}: `));
+
 /**
  * Every arrow that the sources break, one line each ("<file> imports <specifier>: <rule>"):
  * domain/ imports only itself and DOMAIN_ALLOWED and uses no clock, randomness or process state,
  * and throws only the domain's own errors; components/ never import automation/ or stacks/;
  * stacks/ never import automation/; runtime/ imports only Node's builtins, since every entry point
  * (stacks/index.ts too) imports it; nothing outside test/ imports test/; the instance manager's
- * import closure stays within domain/ and itself, using only `agentDependencies` and builtins.
+ * import closure stays within domain/ and itself, using only `agentDependencies` and builtins. In
+ * the service (STYLE.md 22), schemas.ts imports only domain/ and packages, and a route module is
+ * imported by app.ts alone (so by no plugin and no other route). `pending` (PENDING_ARROWS) are
+ * passed over.
  */
-export function arrowViolations(sources: ReadonlyMap<string, string>, agentDependencies: readonly string[]): string[] {
+export function arrowViolations(sources: ReadonlyMap<string, string>, agentDependencies: readonly string[], pending: readonly PendingArrow[] = []): string[] {
   const violations: string[] = [];
   for (const [file, source] of sources) {
     for (const specifier of importsOf(source)) {
@@ -88,6 +119,12 @@ export function arrowViolations(sources: ReadonlyMap<string, string>, agentDepen
       if (!inLayer(file, "test") && target !== undefined && inLayer(target, "test")) {
         broken("nothing imports test/");
       }
+      if (file === SERVICE_SCHEMAS && target !== undefined && !inLayer(target, "domain")) {
+        broken("schemas.ts imports only domain/ and packages: API shapes are a leaf, importing nothing of the store or the service");
+      }
+      if (file !== SERVICE_APP && !inLayer(file, "test") && target !== undefined && inLayer(target, SERVICE_ROUTES)) {
+        broken("only app.ts imports a route module: routes share plugins/ and schemas.ts, never one another");
+      }
     }
     if (inLayer(file, "domain")) {
       for (const [, impurity] of source.matchAll(/\b(Date\.now|new Date\(|Math\.random|process\.|new Error\()/g)) {
@@ -96,7 +133,7 @@ export function arrowViolations(sources: ReadonlyMap<string, string>, agentDepen
     }
   }
   violations.push(...agentViolations(sources, agentDependencies));
-  return violations;
+  return violations.filter((violation) => !isPending(violation, pending));
 }
 
 function agentViolations(sources: ReadonlyMap<string, string>, dependencies: readonly string[]): string[] {
