@@ -13,6 +13,7 @@ import Negotiator from "negotiator";
 import { type IncomingHttpHeaders, type ServerResponse, maxHeaderSize } from "node:http";
 import type { Socket } from "node:net";
 import { z } from "zod";
+import { conferenceName } from "../../domain/contracts/conference.ts";
 import { candidateClusters } from "../../domain/decision/candidates.ts";
 import { type DomainErrorCode, InvalidArgumentsError, isDomainError } from "../../domain/errors.ts";
 import type { Engine } from "../engine/engine.ts";
@@ -797,7 +798,7 @@ function sendProblem(reply: FastifyReply, status: number, detail?: string, error
 
 /** Whether a stream of the conference's events after `after` would have nothing to send: it has ended, and `after` was its last event or later. */
 function hasEnded(store: Store, conferenceId: string, after: number): boolean {
-  return TERMINAL_STATES.includes(store.conference(conferenceId)!.state) && store.eventsAfter(conferenceId, after).length === 0;
+  return TERMINAL_STATES.includes(store.conference(conferenceId)!.state) && store.eventsAfter(conferenceName(conferenceId), after).length === 0;
 }
 
 /** Whether the request's Accept header admits text/event-stream (RFC 9110 §12.5.1); none admits any type. */
@@ -816,7 +817,7 @@ async function streamEvents(store: Store, conference: ConferenceRecord, after: n
   const live: EventRecord[] = [];
   let wake: (() => void) | undefined;
   const unsubscribe = store.onEvent((event) => {
-    if (event.conferenceId === conference.id) {
+    if (event.stack === conferenceName(conference.id)) {
       live.push(event);
       wake?.();
     }
@@ -842,7 +843,7 @@ async function streamEvents(store: Store, conference: ConferenceRecord, after: n
       await Promise.race([sse.send({ id: String(event.id), event: event.type, data: { ...event.data, at: event.at } }), whenClosed]);
       return event.type === "stopped" || event.type === "failed";
     };
-    for (const event of store.eventsAfter(conference.id, after)) {
+    for (const event of store.eventsAfter(conferenceName(conference.id), after)) {
       if (await send(event)) {
         return true;
       }

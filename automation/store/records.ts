@@ -50,9 +50,17 @@ export const conferenceRecord = z.object({
   updatedAt: z.string(),
 });
 
+/** What an operation did to one resource of its stack, as the engine reported it. */
+export const resourceChange = z.object({
+  resource: z.string(),
+  resourceType: z.string(),
+  action: z.enum(["create", "update", "replace", "delete", "same"]),
+});
+export type ResourceChange = z.output<typeof resourceChange>;
+
+/** One operation on a stack (a conference's, a PoP's): what the runner ran, and how it ended. */
 export const operationRecord = z.object({
   id: z.number().int(),
-  conferenceId: z.string(),
   stack: z.string(),
   kind: z.enum(OPERATION_KINDS),
   state: z.enum(OPERATION_STATES),
@@ -62,12 +70,14 @@ export const operationRecord = z.object({
   endedAt: z.string().optional(),
   error: z.string().optional(),
   outputs: z.record(z.string(), z.unknown()).optional(),
+  changes: z.array(resourceChange).optional(),
 });
 export type OperationRecord = z.output<typeof operationRecord>;
 
+/** An event of a stack, in the order of its id; a conference's stream sends its stack's. */
 export const eventRecord = z.object({
   id: z.number().int(),
-  conferenceId: z.string(),
+  stack: z.string(),
   type: z.enum(EVENT_TYPES),
   data: z.record(z.string(), z.unknown()),
   at: z.string(),
