@@ -5,7 +5,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { conferenceName } from "../../domain/contracts/conference.ts";
 import { DEFAULT_SITES, parseSites, siteCapacity } from "../../domain/contracts/testbed.ts";
-import { type Engine, EngineError, type OperationOptions, type StackOutputs, type StackSpec } from "../../automation/engine/engine.ts";
+import { type Engine, type EngineEvent, EngineError, type OperationOptions, type StackOutputs, type StackSpec } from "../../automation/engine/engine.ts";
 import { OperationQueue } from "../../automation/engine/queue.ts";
 import { OperationRunner } from "../../automation/operations/runner.ts";
 import { ConferenceManager } from "../../automation/service/conferences.ts";
@@ -30,7 +30,8 @@ interface Call {
   kind: "up" | "destroy" | "refresh" | "cancel";
   stack: string;
   signal?: AbortSignal;
-  finish: (outcome: { outputs?: StackOutputs; error?: Error }) => void;
+  /** Ends the call: `events` are reported first, as an engine reports what it changed before it returns. */
+  finish: (outcome: { outputs?: StackOutputs; error?: Error; events?: EngineEvent[] }) => void;
 }
 
 /** An engine whose calls wait for the test: `next()` is the next call it received. */
@@ -72,7 +73,16 @@ class HeldEngine implements Engine {
     return new Promise((resolve, reject) => {
       options.onEvent?.({ type: "progress", done: 1, total: 4 });
       // Whatever its signal says: the test decides how, and when, each call ends.
-      const finish = ({ outputs, error }: { outputs?: StackOutputs; error?: Error }) => (error === undefined ? resolve(outputs) : reject(error));
+      const finish: Call["finish"] = ({ outputs, error, events = [] }) => {
+        for (const event of events) {
+          options.onEvent?.(event);
+        }
+        if (error === undefined) {
+          resolve(outputs);
+        } else {
+          reject(error);
+        }
+      };
       this.calls.push({ kind, stack, ...(options.signal === undefined ? {} : { signal: options.signal }), finish });
     });
   }
@@ -110,8 +120,11 @@ describe("the runner with the conference as its stack's owner", () => {
     const up = await engine.next();
     expect(up).toMatchObject({ kind: "up", stack: conferenceName(id) });
     expect(store.conference(id)).toMatchObject({ state: "deploying", progress: { done: 1, total: 4 } });
-    up.finish({ outputs: { url: "https://x" } });
+    const created = { type: "change", resource: "conf-x", resourceType: "kubernetes:core/v1:Namespace", action: "create" } as const;
+    up.finish({ outputs: { url: "https://x" }, events: [created] });
     expect(await settled(id, "ready")).toMatchObject({ url: "https://x" });
+    // What the up did to each resource is on its record.
+    expect(store.operations(conferenceName(id))[0]!.changes).toEqual([{ resource: "conf-x", resourceType: "kubernetes:core/v1:Namespace", action: "create" }]);
     manager.stop(id, VIEWER);
     manager.stop(id, VIEWER);
     const destroy = await engine.next();
