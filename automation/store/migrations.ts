@@ -90,4 +90,35 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE stack_events RENAME TO events;
   CREATE INDEX events_by_stack ON events (stack, id);
   `,
+  // The PoP loop's records: the reports the instance managers sent, one per host and period (the
+  // key makes a resend a duplicate, never a second count), and the loop's decisions, each with its
+  // inputs, outcome and timings, and the `up` that applied it.
+  `
+  CREATE TABLE pop_reports (
+    pop TEXT NOT NULL,
+    host TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    period_end TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    report TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (pop, host, period_start)
+  );
+  CREATE INDEX pop_reports_by_end ON pop_reports (pop, period_end);
+
+  CREATE TABLE pop_decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pop TEXT NOT NULL,
+    decided_at TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('unchanged', 'held', 'applying', 'applied', 'failed')),
+    inputs TEXT NOT NULL,
+    layout TEXT NOT NULL,
+    timings TEXT NOT NULL,
+    reason TEXT,
+    operation_id INTEGER
+  );
+  CREATE INDEX pop_decisions_by_pop ON pop_decisions (pop, id);
+  `,
 ];

@@ -83,3 +83,28 @@ export const eventRecord = z.object({
   at: z.string(),
 });
 export type EventRecord = z.output<typeof eventRecord>;
+
+export const POP_DECISION_OUTCOMES = ["unchanged", "held", "applying", "applied", "failed"] as const;
+export type PopDecisionOutcome = (typeof POP_DECISION_OUTCOMES)[number];
+
+/**
+ * One decision of a PoP's loop: what it saw (`inputs`), what it chose (`layout`, with its
+ * addresses) and how (`strategy`), and what became of it — `unchanged` (the running layout stands),
+ * `held` (a change not yet persistent enough to act on), `applying` (its `up` is queued or runs),
+ * `applied`, `failed` (the last good layout stays) — with the `up` that applied it.
+ */
+export const popDecisionRecord = z.object({
+  id: z.number().int(),
+  pop: z.string(),
+  decidedAt: z.string(),
+  periodStart: z.string(),
+  strategy: z.string(),
+  outcome: z.enum(POP_DECISION_OUTCOMES),
+  inputs: z.record(z.string(), z.unknown()),
+  layout: z.record(z.string(), z.unknown()),
+  /** Milliseconds each step of the decision took. */
+  timings: z.record(z.string(), z.number()),
+  reason: z.string().optional(),
+  operationId: z.number().int().optional(),
+});
+export type PopDecision = z.output<typeof popDecisionRecord>;

@@ -7,7 +7,18 @@ import { CONFERENCE_STACK_PREFIX, type ConferenceSpec, conferenceName } from "..
 import type { RunningConference } from "../../domain/decision/candidates.ts";
 import type { OperationKind } from "../engine/engine.ts";
 import { MIGRATIONS } from "./migrations.ts";
-import { type Decision, type EventRecord, type EventType, type OperationRecord, type OperationState, type ResourceChange, type conferenceRecord } from "./records.ts";
+import type { InstanceManagerReport } from "../../domain/wae/reports.ts";
+import {
+  type Decision,
+  type EventRecord,
+  type EventType,
+  type OperationRecord,
+  type OperationState,
+  type PopDecision,
+  type PopDecisionOutcome,
+  type ResourceChange,
+  type conferenceRecord,
+} from "./records.ts";
 
 /**
  * The service's durable records (ARCHITECTURE.md "Conference lifecycle"): conferences, the
@@ -532,6 +543,101 @@ export class Store {
       return ids.length;
     });
   }
+
+  // The PoP loop's records.
+
+  /**
+   * Keeps a host's report of a period: `accepted` the first time, `duplicate` when the same bytes
+   * came before (a resend: never counted twice), `conflict` when another report of that period did.
+   */
+  recordReport(pop: string, report: InstanceManagerReport, digest: string): "accepted" | "duplicate" | "conflict" {
+    return this.atomically(() => {
+      const existing = this.db.prepare("SELECT digest FROM pop_reports WHERE pop = ? AND host = ? AND period_start = ?").get(pop, report.host, report.periodStart) as
+        | { digest: string }
+        | undefined;
+      if (existing !== undefined) {
+        return existing.digest === digest ? "duplicate" : "conflict";
+      }
+      this.db
+        .prepare("INSERT INTO pop_reports (pop, host, period_start, period_end, digest, report, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .run(pop, report.host, report.periodStart, report.periodEnd, digest, JSON.stringify(report), this.stamp());
+      return "accepted";
+    });
+  }
+
+  /** The latest period a host reported, if any. */
+  lastReport(pop: string, host: string): { periodStart: string; periodEnd: string; digest: string } | undefined {
+    const row = this.db.prepare("SELECT period_start, period_end, digest FROM pop_reports WHERE pop = ? AND host = ? ORDER BY period_start DESC LIMIT 1").get(pop, host) as
+      | { period_start: string; period_end: string; digest: string }
+      | undefined;
+    return row === undefined ? undefined : { periodStart: row.period_start, periodEnd: row.period_end, digest: row.digest };
+  }
+
+  /** The reports whose period ended after `from` and no later than `to`, oldest first. */
+  reportsEnding(pop: string, from: Date, to: Date): InstanceManagerReport[] {
+    return (
+      this.db.prepare("SELECT report FROM pop_reports WHERE pop = ? AND period_end > ? AND period_end <= ? ORDER BY period_end, host").all(pop, from.toISOString(), to.toISOString()) as {
+        report: string;
+      }[]
+    ).map((row) => JSON.parse(row.report) as InstanceManagerReport);
+  }
+
+  /** Deletes reports whose period ended before `before`; returns how many. */
+  pruneReports(before: Date): number {
+    return this.atomically(() => this.db.prepare("DELETE FROM pop_reports WHERE period_end < ?").run(before.toISOString()).changes);
+  }
+
+  recordDecision(decision: Omit<PopDecision, "id" | "decidedAt">): PopDecision {
+    return this.atomically(() => {
+      const { lastInsertRowid } = this.db
+        .prepare(
+          `INSERT INTO pop_decisions (pop, decided_at, period_start, strategy, outcome, inputs, layout, timings, reason, operation_id)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          decision.pop,
+          this.stamp(),
+          decision.periodStart,
+          decision.strategy,
+          decision.outcome,
+          JSON.stringify(decision.inputs),
+          JSON.stringify(decision.layout),
+          JSON.stringify(decision.timings),
+          decision.reason ?? null,
+          decision.operationId ?? null,
+        );
+      return this.decision(Number(lastInsertRowid))!;
+    });
+  }
+
+  /** What became of a decision, and the `up` that applies it. */
+  setDecisionOutcome(id: number, outcome: PopDecisionOutcome, details: { reason?: string; operationId?: number } = {}): void {
+    this.atomically(() =>
+      this.db
+        .prepare("UPDATE pop_decisions SET outcome = ?, reason = coalesce(?, reason), operation_id = coalesce(?, operation_id) WHERE id = ?")
+        .run(outcome, details.reason ?? null, details.operationId ?? null, id),
+    );
+  }
+
+  decision(id: number): PopDecision | undefined {
+    const row = this.db.prepare("SELECT * FROM pop_decisions WHERE id = ?").get(id) as DecisionRow | undefined;
+    return row === undefined ? undefined : decisionOf(row);
+  }
+
+  /** A PoP's decisions newest first: `limit` of them before the id `before`, and the id to page on from. */
+  decisions(pop: string, page: { limit: number; before?: number }): { decisions: PopDecision[]; next?: number } {
+    const rows = this.db.prepare("SELECT * FROM pop_decisions WHERE pop = ? AND id < ? ORDER BY id DESC LIMIT ?").all(pop, page.before ?? Number.MAX_SAFE_INTEGER, page.limit + 1) as DecisionRow[];
+    const decisions = rows.slice(0, page.limit).map(decisionOf);
+    return rows.length > page.limit ? { decisions, next: decisions.at(-1)!.id } : { decisions };
+  }
+
+  /** Deletes decisions made before `before`, but never a PoP's latest; returns how many. */
+  pruneDecisions(before: Date): number {
+    return this.atomically(
+      () =>
+        this.db.prepare("DELETE FROM pop_decisions WHERE decided_at < ? AND id NOT IN (SELECT max(id) FROM pop_decisions GROUP BY pop)").run(before.toISOString()).changes,
+    );
+  }
 }
 
 /**
@@ -569,6 +675,36 @@ function operationOf(row: OperationRow): OperationRecord {
     ...(row.error === null ? {} : { error: row.error }),
     ...(row.outputs === null ? {} : { outputs: JSON.parse(row.outputs) as Record<string, unknown> }),
     ...(row.changes === null ? {} : { changes: JSON.parse(row.changes) as ResourceChange[] }),
+  };
+}
+
+interface DecisionRow {
+  id: number;
+  pop: string;
+  decided_at: string;
+  period_start: string;
+  strategy: string;
+  outcome: PopDecisionOutcome;
+  inputs: string;
+  layout: string;
+  timings: string;
+  reason: string | null;
+  operation_id: number | null;
+}
+
+function decisionOf(row: DecisionRow): PopDecision {
+  return {
+    id: row.id,
+    pop: row.pop,
+    decidedAt: row.decided_at,
+    periodStart: row.period_start,
+    strategy: row.strategy,
+    outcome: row.outcome,
+    inputs: JSON.parse(row.inputs) as Record<string, unknown>,
+    layout: JSON.parse(row.layout) as Record<string, unknown>,
+    timings: JSON.parse(row.timings) as Record<string, number>,
+    ...(row.reason === null ? {} : { reason: row.reason }),
+    ...(row.operation_id === null ? {} : { operationId: row.operation_id }),
   };
 }
 

@@ -240,6 +240,88 @@ describe("the store", () => {
   });
 });
 
+describe("the store's migrations", () => {
+  it("moves a first-schema database's operations and events to their stacks, keeping every record and event id, and never reuses a pruned event's id", () => {
+    const path = join(mkdtempSync(join(tmpdir(), "switch-migrate-")), "switch.db");
+    const db = new Database(path);
+    db.exec(MIGRATIONS[0]!);
+    db.pragma("user_version = 1");
+    const at = "2026-12-01T12:00:00.000Z";
+    db.prepare("INSERT INTO conferences (id, owner, state, cluster, decision, spec, request_hash, created_at, updated_at) VALUES ('c1', 'alice', 'ready', 'arnes-ljubljana', ?, ?, 'h', ?, ?)").run(
+      JSON.stringify(DECISION),
+      JSON.stringify({ id: "c1" }),
+      at,
+      at,
+    );
+    db.prepare("INSERT INTO operations (id, conference_id, stack, kind, state, attempts, created_at, outputs) VALUES (7, 'c1', 'conf-c1', 'up', 'succeeded', 1, ?, '{\"url\":\"https://x\"}')").run(at);
+    for (const [id, type] of [[3, "placed"], [4, "queued"], [9, "ready"], [12, "stopping"]] as const) {
+      db.prepare("INSERT INTO events (id, conference_id, type, data, at) VALUES (?, 'c1', ?, '{}', ?)").run(id, type, at);
+    }
+    // The newest event was pruned: its id was sent once and must never be another event's.
+    db.prepare("DELETE FROM events WHERE id = 12").run();
+    db.close();
+
+    const store = new Store({ path });
+    expect(store.version()).toBe(MIGRATIONS.length);
+    expect(store.operations(conferenceName("c1"))).toEqual([expect.objectContaining({ id: 7, stack: "conf-c1", kind: "up", state: "succeeded", attempts: 1, outputs: { url: "https://x" } })]);
+    expect(store.eventsAfter(conferenceName("c1"), 0).map(({ id, stack, type }) => ({ id, stack, type }))).toEqual([
+      { id: 3, stack: "conf-c1", type: "placed" },
+      { id: 4, stack: "conf-c1", type: "queued" },
+      { id: 9, stack: "conf-c1", type: "ready" },
+    ]);
+    store.appendEvent(conferenceName("c1"), "stopping");
+    expect(store.eventsAfter(conferenceName("c1"), 9)[0]!.id).toBe(13);
+    store.close();
+  });
+});
+
+describe("the PoP loop's records", () => {
+  const report = (host: string, start: string, end: string) => ({
+    pop: "vienna",
+    host,
+    periodStart: start,
+    periodEnd: end,
+    cpu: { capacityCores: 8, usedCores: 2 },
+    network: { linkMbps: 1000, txMbps: 100 },
+    requests: { small: 10, large: 1, vod: 2, live: 3 },
+  });
+
+  it("keeps one report per host and period: a resend of the same bytes is a duplicate, other bytes for the period a conflict", () => {
+    const { store } = freshStore();
+    const first = report("host1", "2026-12-01T10:00:00.000Z", "2026-12-01T10:10:00.000Z");
+    expect(store.recordReport("vienna", first, "d1")).toBe("accepted");
+    expect(store.recordReport("vienna", first, "d1")).toBe("duplicate");
+    expect(store.recordReport("vienna", first, "d2")).toBe("conflict");
+    expect(store.recordReport("vienna", report("host1", "2026-12-01T10:10:00.000Z", "2026-12-01T10:20:00.000Z"), "d3")).toBe("accepted");
+    expect(store.recordReport("vienna", report("host2", "2026-12-01T10:00:00.000Z", "2026-12-01T10:10:00.000Z"), "d4")).toBe("accepted");
+    expect(store.lastReport("vienna", "host1")).toEqual({ periodStart: "2026-12-01T10:10:00.000Z", periodEnd: "2026-12-01T10:20:00.000Z", digest: "d3" });
+    expect(store.lastReport("vienna", "host3")).toBeUndefined();
+    expect(store.reportsEnding("vienna", new Date("2026-12-01T10:05:00Z"), new Date("2026-12-01T10:10:00Z")).map((kept) => kept.host)).toEqual(["host1", "host2"]);
+    expect(store.reportsEnding("other", new Date(0), new Date("2027-01-01T00:00:00Z"))).toEqual([]);
+    expect(store.pruneReports(new Date("2026-12-01T10:15:00Z"))).toBe(2);
+    expect(store.reportsEnding("vienna", new Date(0), new Date("2027-01-01T00:00:00Z")).map((kept) => kept.periodEnd)).toEqual(["2026-12-01T10:20:00.000Z"]);
+  });
+
+  it("records decisions with their outcome, pages through them newest first, and prunes all but each PoP's latest", () => {
+    let now = new Date("2026-11-01T00:00:00Z");
+    const { store } = freshStore(() => now);
+    const decide = (pop: string) =>
+      store.recordDecision({ pop, periodStart: now.toISOString(), strategy: "milp", outcome: "held", inputs: { hosts: 3 }, layout: { host1: ["small"] }, timings: { solveMs: 12 } });
+    const made = [decide("vienna"), decide("vienna"), decide("graz")];
+    store.setDecisionOutcome(made[1]!.id, "applying", { operationId: 42 });
+    store.setDecisionOutcome(made[1]!.id, "applied");
+    expect(store.decision(made[1]!.id)).toMatchObject({ outcome: "applied", operationId: 42, inputs: { hosts: 3 }, timings: { solveMs: 12 } });
+    const page = store.decisions("vienna", { limit: 1 });
+    expect(page.decisions.map((decision) => decision.id)).toEqual([made[1]!.id]);
+    expect(store.decisions("vienna", { limit: 1, before: page.next! })).toEqual({ decisions: [store.decision(made[0]!.id)] });
+    now = new Date("2026-12-01T00:00:00Z");
+    decide("vienna");
+    expect(store.pruneDecisions(new Date("2026-11-15T00:00:00Z"))).toBe(2);
+    expect(store.decisions("graz", { limit: 10 }).decisions.map((decision) => decision.id)).toEqual([made[2]!.id]);
+    expect(store.decisions("vienna", { limit: 10 }).decisions).toHaveLength(1);
+  });
+});
+
 describe("the store under faults of its file", () => {
   /** What opening a file that is no store, or a damaged one, says: the file, and what to do. */
   const unreadable = (path: string) =>
