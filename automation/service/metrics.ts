@@ -2,11 +2,11 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { OperationQueue } from "../engine/queue.ts";
 import { CONFERENCE_STATES } from "../../domain/conference-lifecycle.ts";
 import type { Store } from "../store/store.ts";
-import type { LifecycleObserver } from "./conferences.ts";
+import type { OperationObserver } from "../operations/runner.ts";
 import type { OrphanStacks } from "./orphans.ts";
 
 /** The service's Prometheus metrics, in a registry of its own (never prom-client's global one). */
-export function serviceMetrics(store: Store, queue: OperationQueue, orphans: Pick<OrphanStacks, "list">): { registry: Registry; observer: LifecycleObserver } {
+export function serviceMetrics(store: Store, queue: OperationQueue, orphans: Pick<OrphanStacks, "list">): { registry: Registry; observer: OperationObserver } {
   const registry = new Registry();
   const operations = new Counter({
     name: "switch_operations_total",

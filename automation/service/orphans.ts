@@ -28,7 +28,7 @@ export class OrphanStacks {
 
   constructor(
     private readonly engine: Pick<Engine, "stacks" | "destroy">,
-    private readonly store: Pick<Store, "conferenceStacks">,
+    private readonly store: Pick<Store, "stacks">,
     private readonly queue: OperationQueue,
   ) {}
 
@@ -36,7 +36,7 @@ export class OrphanStacks {
   async scan(): Promise<OrphanStack[]> {
     const stacks = (await this.engine.stacks()).filter((stack) => CONFERENCE_STACK.test(stack));
     // Read after the listing: a conference created meanwhile has its record before its stack.
-    const owned = this.store.conferenceStacks();
+    const owned = this.store.stacks();
     const orphans = new Set(stacks.filter((stack) => !owned.has(stack)));
     for (const name of this.known.keys()) {
       if (!orphans.has(name) && this.known.get(name)!.state !== "destroying") {

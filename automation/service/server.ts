@@ -21,7 +21,8 @@ import { MmdbIpLocator } from "../geolocation/ip-locator.ts";
 import { Store } from "../store/store.ts";
 import { buildApp } from "./app.ts";
 import { TokenRegistry, embeddedTokens } from "./auth.ts";
-import { ConferenceManager, type RetryPolicy } from "./conferences.ts";
+import { OperationRunner, type RetryPolicy } from "../operations/runner.ts";
+import { ConferenceManager } from "./conferences.ts";
 import { OrphanStacks } from "./orphans.ts";
 import { type ServiceEnvironment, readEnvironment } from "./environment.ts";
 import { serviceMetrics } from "./metrics.ts";
@@ -185,7 +186,7 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
   let engine: Engine | undefined;
   let store: Store | undefined;
   let registry: ClusterRegistry | undefined;
-  let manager: ConferenceManager | undefined;
+  let runner: OperationRunner | undefined;
   let orphans: OrphanStacks | undefined;
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   let pruning: NodeJS.Timeout | undefined;
@@ -196,7 +197,7 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
       serving = false;
       registry?.close();
       clearInterval(pruning);
-      await manager?.close();
+      await runner?.close();
       await orphans?.close();
       await app?.close();
       await engine?.close();
@@ -232,28 +233,28 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
     const locator = await MmdbIpLocator.open();
     // The app's logger exists only once the app does, and the app needs the manager.
     let reportError: (error: unknown, context: object) => void = () => undefined;
-    manager = new ConferenceManager({
+    const manager = new ConferenceManager({ store, registry, testbedStack: qualifiedStack(testbedStack), locator });
+    runner = new OperationRunner({
       store,
       engine,
       queue,
-      registry,
-      testbedStack: qualifiedStack(testbedStack),
-      locator,
+      owners: [manager],
       observer,
       ...(overrides.retry === undefined ? {} : { retry: overrides.retry }),
-      // Already recorded on the conference; the log says where it happened.
+      // Already recorded on the operation; the log says where it happened.
       onError: (error, context) => reportError(error, context),
     });
+    manager.runWith(runner);
     const application = await buildApp({ manager, store, registry, engine, tokens, metrics, orphans, limits: environment, onBackgroundError: (error) => reportError(error, {}), logger: { level: environment.SWITCH_LOG_LEVEL, ...(overrides.logStream === undefined ? {} : { stream: overrides.logStream }) }, ready: () => serving });
     app = application;
     reportError = (error, context) => application.log.error({ err: error, ...context }, "background operation failed");
     // Listening first: a port that is taken refuses the start before any work is resumed.
     const address = await application.listen({ host: environment.HOST, port: environment.PORT });
-    const resumed = manager.reconcile();
+    const resumed = runner.reconcile();
     if (resumed > 0) {
-      application.log.info({ conferences: resumed }, "resuming operations a previous process left unfinished");
+      application.log.info({ stacks: resumed }, "resuming operations a previous process left unfinished");
     }
-    manager.watch(overrides.reconcileIntervalMs, (error) => application.log.error({ err: error }, "reconciling the records with the stacks failed"));
+    runner.watch(overrides.reconcileIntervalMs, (error) => application.log.error({ err: error }, "reconciling the records with the stacks failed"));
     // What exists is compared with what is recorded once, at start: a stack no record owns was left
     // by a database lost or replaced, and only an admin may destroy it.
     for (const orphan of await orphans.scan()) {

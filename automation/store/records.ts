@@ -50,9 +50,17 @@ export const conferenceRecord = z.object({
   updatedAt: z.string(),
 });
 
+/** What an operation did to one resource of its stack, as the engine reported it. */
+export const resourceChange = z.object({
+  resource: z.string(),
+  resourceType: z.string(),
+  action: z.enum(["create", "update", "replace", "delete", "same"]),
+});
+export type ResourceChange = z.output<typeof resourceChange>;
+
+/** One operation on a stack (a conference's, a PoP's): what the runner ran, and how it ended. */
 export const operationRecord = z.object({
   id: z.number().int(),
-  conferenceId: z.string(),
   stack: z.string(),
   kind: z.enum(OPERATION_KINDS),
   state: z.enum(OPERATION_STATES),
@@ -62,14 +70,41 @@ export const operationRecord = z.object({
   endedAt: z.string().optional(),
   error: z.string().optional(),
   outputs: z.record(z.string(), z.unknown()).optional(),
+  changes: z.array(resourceChange).optional(),
 });
 export type OperationRecord = z.output<typeof operationRecord>;
 
+/** An event of a stack, in the order of its id; a conference's stream sends its stack's. */
 export const eventRecord = z.object({
   id: z.number().int(),
-  conferenceId: z.string(),
+  stack: z.string(),
   type: z.enum(EVENT_TYPES),
   data: z.record(z.string(), z.unknown()),
   at: z.string(),
 });
 export type EventRecord = z.output<typeof eventRecord>;
+
+export const POP_DECISION_OUTCOMES = ["unchanged", "held", "applying", "applied", "failed"] as const;
+export type PopDecisionOutcome = (typeof POP_DECISION_OUTCOMES)[number];
+
+/**
+ * One decision of a PoP's loop: what it saw (`inputs`), what it chose (`layout`, with its
+ * addresses) and how (`strategy`), and what became of it — `unchanged` (the running layout stands),
+ * `held` (a change not yet persistent enough to act on), `applying` (its `up` is queued or runs),
+ * `applied`, `failed` (the last good layout stays) — with the `up` that applied it.
+ */
+export const popDecisionRecord = z.object({
+  id: z.number().int(),
+  pop: z.string(),
+  decidedAt: z.string(),
+  periodStart: z.string(),
+  strategy: z.string(),
+  outcome: z.enum(POP_DECISION_OUTCOMES),
+  inputs: z.record(z.string(), z.unknown()),
+  layout: z.record(z.string(), z.unknown()),
+  /** Milliseconds each step of the decision took. */
+  timings: z.record(z.string(), z.number()),
+  reason: z.string().optional(),
+  operationId: z.number().int().optional(),
+});
+export type PopDecision = z.output<typeof popDecisionRecord>;

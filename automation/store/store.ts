@@ -2,19 +2,33 @@ import Database from "better-sqlite3";
 import type { z } from "zod";
 import { EventEmitter } from "node:events";
 import { chmodSync, closeSync, openSync, statSync } from "node:fs";
-import { CONFERENCE_STATES, type ConferenceState, HOLDING_STATES, type LifecycleEvent, type LifecycleFacts, nextState } from "../../domain/conference-lifecycle.ts";
-import type { ConferenceSpec } from "../../domain/contracts/conference.ts";
+import { CONFERENCE_STATES, type ConferenceState, HOLDING_STATES } from "../../domain/conference-lifecycle.ts";
+import { CONFERENCE_STACK_PREFIX, type ConferenceSpec, conferenceName } from "../../domain/contracts/conference.ts";
 import type { RunningConference } from "../../domain/decision/candidates.ts";
 import type { OperationKind } from "../engine/engine.ts";
 import { MIGRATIONS } from "./migrations.ts";
-import { type Decision, type EventRecord, type EventType, type OperationRecord, type OperationState, type conferenceRecord } from "./records.ts";
+import type { InstanceManagerReport } from "../../domain/wae/reports.ts";
+import {
+  type Decision,
+  type EventRecord,
+  type EventType,
+  type OperationRecord,
+  type OperationState,
+  type PopDecision,
+  type PopDecisionOutcome,
+  type ResourceChange,
+  type conferenceRecord,
+} from "./records.ts";
 
 /**
  * The service's durable records (ARCHITECTURE.md "Conference lifecycle"): conferences, the
- * operations run on their stacks, and every event the progress stream sends. Every record is
- * written before the engine is called, so a restart finds what was in flight. SQLite through
- * better-sqlite3: synchronous, so a transaction is never interleaved with other work of this
- * process, and `BEGIN IMMEDIATE` keeps it atomic against other processes on the same file.
+ * operations run on stacks (a conference's, a PoP's), and every event of a stack its progress
+ * stream sends. Every record is written before the engine is called, so a restart finds what was
+ * in flight. The store persists what it is told and decides nothing: the runner says how an
+ * operation ended, a stack's owner (the conference manager) what that does to its records, and
+ * `atomically` makes the two one transaction. SQLite through better-sqlite3: synchronous, so a
+ * transaction is never interleaved with other work of this process, and `BEGIN IMMEDIATE` keeps
+ * it atomic against other processes on the same file.
  */
 
 /** A conference as the store keeps it; the API shows it without its stack config. */
@@ -42,7 +56,7 @@ export interface NewConference {
 }
 
 export type CreateResult =
-  | { outcome: "created"; conference: ConferenceRecord; operation: OperationRecord }
+  | { outcome: "created"; conference: ConferenceRecord }
   | { outcome: "existing"; conference: ConferenceRecord }
   | { outcome: "key-reused"; conference: ConferenceRecord };
 
@@ -64,7 +78,6 @@ interface ConferenceRow {
 
 interface OperationRow {
   id: number;
-  conference_id: string;
   stack: string;
   kind: OperationKind;
   state: OperationState;
@@ -74,11 +87,12 @@ interface OperationRow {
   ended_at: string | null;
   error: string | null;
   outputs: string | null;
+  changes: string | null;
 }
 
 interface EventRow {
   id: number;
-  conference_id: string;
+  stack: string;
   type: EventType;
   data: string;
   at: string;
@@ -289,9 +303,14 @@ export class Store {
   /**
    * Runs `work` in one immediate transaction and then tells listeners about the events it wrote.
    * A failure of the file (not of the records) rolls the whole transaction back and is thrown as a
-   * StoreUnavailableError: the database keeps its last good state.
+   * StoreUnavailableError: the database keeps its last good state. Within a transaction it is part
+   * of that transaction: what a stack's owner records about an operation's outcome commits with
+   * the outcome, or neither does.
    */
-  private transaction<T>(work: () => T): T {
+  atomically<T>(work: () => T): T {
+    if (this.db.inTransaction) {
+      return work();
+    }
     this.checkIdentity();
     this.pending = [];
     let result: T;
@@ -319,42 +338,92 @@ export class Store {
     return this.now().toISOString();
   }
 
-  private appendEvent(conferenceId: string, type: EventType, data: Record<string, unknown> = {}): void {
-    const at = this.stamp();
-    const { lastInsertRowid } = this.db
-      .prepare("INSERT INTO events (conference_id, type, data, at) VALUES (?, ?, ?, ?)")
-      .run(conferenceId, type, JSON.stringify(data), at);
-    this.pending.push({ id: Number(lastInsertRowid), conferenceId, type, data, at });
+  // Stacks' operations and events: any stack's, the runner's records.
+
+  /** Records an event of `stack`; listeners hear it once its transaction commits. */
+  appendEvent(stack: string, type: EventType, data: Record<string, unknown> = {}): void {
+    this.atomically(() => {
+      const at = this.stamp();
+      const { lastInsertRowid } = this.db.prepare("INSERT INTO events (stack, type, data, at) VALUES (?, ?, ?, ?)").run(stack, type, JSON.stringify(data), at);
+      this.pending.push({ id: Number(lastInsertRowid), stack, type, data, at });
+    });
   }
 
-  /**
-   * Applies `event` to the conference as the lifecycle's table says: its next state, if any, is
-   * recorded with the stream's event of the same name. Returns the state it moved to.
-   */
-  private apply(conferenceId: string, event: LifecycleEvent, data: { url?: string; reason?: string } = {}, facts: LifecycleFacts = {}): ConferenceState | undefined {
-    const next = nextState(this.conference(conferenceId)!.state, event, facts);
-    if (next === undefined) {
-      return undefined;
-    }
-    if (next === "deploying") {
-      // Every attempt restarts the progress.
-      this.db.prepare("UPDATE conferences SET progress_done = 0, progress_total = 0 WHERE id = ?").run(conferenceId);
-    }
-    this.db
-      .prepare("UPDATE conferences SET state = ?, url = coalesce(?, url), error = coalesce(?, error), updated_at = ? WHERE id = ?")
-      .run(next, data.url ?? null, next === "failed" ? (data.reason ?? null) : null, this.stamp(), conferenceId);
-    this.appendEvent(conferenceId, next, next === "deploying" ? { done: 0, total: 0 } : data);
-    return next;
+  /** Queues an operation on `stack`. */
+  queueOperation(stack: string, kind: OperationKind): OperationRecord {
+    return this.atomically(() => {
+      const { lastInsertRowid } = this.db.prepare("INSERT INTO operations (stack, kind, state, created_at) VALUES (?, ?, 'queued', ?)").run(stack, kind, this.stamp());
+      return this.operation(Number(lastInsertRowid))!;
+    });
   }
 
-  private insertOperation(conferenceId: string, stack: string, kind: OperationKind): OperationRecord {
-    const { lastInsertRowid } = this.db
-      .prepare("INSERT INTO operations (conference_id, stack, kind, state, created_at) VALUES (?, ?, ?, 'queued', ?)")
-      .run(conferenceId, stack, kind, this.stamp());
-    return this.operation(Number(lastInsertRowid))!;
+  operation(id: number): OperationRecord | undefined {
+    const row = this.db.prepare("SELECT * FROM operations WHERE id = ?").get(id) as OperationRow | undefined;
+    return row === undefined ? undefined : operationOf(row);
   }
 
-  /** What holds capacity now: every conference in a holding state. */
+  /** The operations of `stack`, oldest first. */
+  operations(stack: string): OperationRecord[] {
+    return (this.db.prepare("SELECT * FROM operations WHERE stack = ? ORDER BY id").all(stack) as OperationRow[]).map(operationOf);
+  }
+
+  /** Operations left queued or running (by a process that died, or that could not record their end), oldest first. */
+  unfinishedOperations(): OperationRecord[] {
+    return (this.db.prepare("SELECT * FROM operations WHERE state IN ('queued', 'running') ORDER BY id").all() as OperationRow[]).map(operationOf);
+  }
+
+  /** The unfinished operation of `kind` on `stack`, if there is one. */
+  unfinishedOperation(stack: string, kind: OperationKind): OperationRecord | undefined {
+    const row = this.db.prepare("SELECT * FROM operations WHERE stack = ? AND kind = ? AND state IN ('queued', 'running') ORDER BY id LIMIT 1").get(stack, kind) as
+      | OperationRow
+      | undefined;
+    return row === undefined ? undefined : operationOf(row);
+  }
+
+  /** Every stack an operation was recorded for: what the service owns. */
+  stacks(): Set<string> {
+    return new Set((this.db.prepare("SELECT DISTINCT stack FROM operations").all() as { stack: string }[]).map((row) => row.stack));
+  }
+
+  /** An attempt of an operation that has not ended begins (again, after a retry or a restart). False when it has ended. */
+  beginAttempt(id: number): boolean {
+    return this.atomically(
+      () => this.db.prepare("UPDATE operations SET state = 'running', attempts = attempts + 1, started_at = ? WHERE id = ? AND state IN ('queued', 'running')").run(this.stamp(), id).changes === 1,
+    );
+  }
+
+  /** Ends an operation that has not ended; false when it had (a stop cancelled it meanwhile), and nothing changes. */
+  endOperation(id: number, state: Exclude<OperationState, "queued" | "running">, result: { error?: string; outputs?: Record<string, unknown>; changes?: ResourceChange[] } = {}): boolean {
+    return this.atomically(
+      () =>
+        this.db
+          .prepare("UPDATE operations SET state = ?, ended_at = ?, error = ?, outputs = ?, changes = ? WHERE id = ? AND state IN ('queued', 'running')")
+          .run(
+            state,
+            this.stamp(),
+            result.error ?? null,
+            result.outputs === undefined ? null : JSON.stringify(result.outputs),
+            result.changes === undefined ? null : JSON.stringify(result.changes),
+            id,
+          ).changes === 1,
+    );
+  }
+
+  /** Cancels every unfinished operation of `kind` on `stack`, saying why. */
+  cancelOperations(stack: string, kind: OperationKind, reason: string): void {
+    this.atomically(() =>
+      this.db.prepare("UPDATE operations SET state = 'cancelled', ended_at = ?, error = ? WHERE stack = ? AND kind = ? AND state IN ('queued', 'running')").run(this.stamp(), reason, stack, kind),
+    );
+  }
+
+  /** A stack's events after `afterId` (0 for all), oldest first: what a reconnecting stream missed. */
+  eventsAfter(stack: string, afterId: number): EventRecord[] {
+    return (this.db.prepare("SELECT * FROM events WHERE stack = ? AND id > ? ORDER BY id").all(stack, afterId) as EventRow[]).map(eventOf);
+  }
+
+  // Conferences: what the conference manager decides, recorded.
+
+  /** What holds capacity now: every conference in a holding state, or whose stack outlived a failed destroy. */
   running(): RunningConference[] {
     const rows = this.db
       .prepare(`SELECT spec FROM conferences c WHERE state IN (${HOLDING_STATES.map(() => "?").join(", ")}) OR (state = 'failed' AND ${LAST_DESTROY_FAILED})`)
@@ -365,9 +434,12 @@ export class Store {
     });
   }
 
-  /** Places and records a conference with its first operation (`up`, queued), atomically. */
-  createConference(input: NewConference, stackOf: (id: string) => string): CreateResult {
-    return this.transaction(() => {
+  /**
+   * Places and records a conference, `placed`, with its first event; within the caller's
+   * transaction when there is one (the conference manager queues its `up` in the same).
+   */
+  createConference(input: NewConference): CreateResult {
+    return this.atomically(() => {
       if (input.idempotencyKey !== undefined) {
         const row = this.db.prepare("SELECT * FROM conferences WHERE owner = ? AND idempotency_key = ?").get(input.owner, input.idempotencyKey) as ConferenceRow | undefined;
         if (row !== undefined) {
@@ -383,11 +455,35 @@ export class Store {
            VALUES (?, ?, 'placed', ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(id, input.owner, spec.cluster, JSON.stringify(decision), JSON.stringify(spec), input.idempotencyKey ?? null, input.requestHash, at, at);
-      this.appendEvent(id, "placed", { cluster: spec.cluster, resources: spec.resources });
-      const operation = this.insertOperation(id, stackOf(id), "up");
-      this.appendEvent(id, "queued", { operation: operation.id, kind: "up" });
-      return { outcome: "created", conference: this.conference(id)!, operation };
+      this.appendEvent(conferenceName(id), "placed", { cluster: spec.cluster, resources: spec.resources });
+      return { outcome: "created", conference: this.conference(id)! };
     });
+  }
+
+  /**
+   * Records a conference's new state with the stream's event of the same name. Entering
+   * `deploying` restarts the progress (every attempt does); `failed` keeps its reason.
+   */
+  setConferenceState(id: string, state: ConferenceState, data: { url?: string; reason?: string } = {}): void {
+    this.atomically(() => {
+      if (state === "deploying") {
+        this.db.prepare("UPDATE conferences SET progress_done = 0, progress_total = 0 WHERE id = ?").run(id);
+      }
+      this.db
+        .prepare("UPDATE conferences SET state = ?, url = coalesce(?, url), error = coalesce(?, error), updated_at = ? WHERE id = ?")
+        .run(state, data.url ?? null, state === "failed" ? (data.reason ?? null) : null, this.stamp(), id);
+      this.appendEvent(conferenceName(id), state, state === "deploying" ? { done: 0, total: 0 } : data);
+    });
+  }
+
+  /** Resource steps done of those planned, of the operation running on the conference's stack. */
+  setConferenceProgress(id: string, done: number, total: number): void {
+    this.atomically(() => this.db.prepare("UPDATE conferences SET progress_done = ?, progress_total = ?, updated_at = ? WHERE id = ?").run(done, total, this.stamp(), id));
+  }
+
+  /** Whether the conference's last operation is a destroy that failed: its stack and resources still exist. */
+  stackLeft(id: string): boolean {
+    return this.db.prepare(`SELECT 1 FROM conferences c WHERE id = ? AND ${LAST_DESTROY_FAILED}`).get(id) !== undefined;
   }
 
   conference(id: string): ConferenceRecord | undefined {
@@ -427,174 +523,120 @@ export class Store {
     return counts;
   }
 
-  operation(id: number): OperationRecord | undefined {
-    const row = this.db.prepare("SELECT * FROM operations WHERE id = ?").get(id) as OperationRow | undefined;
-    return row === undefined ? undefined : operationOf(row);
-  }
-
-  operations(conferenceId: string): OperationRecord[] {
-    return (this.db.prepare("SELECT * FROM operations WHERE conference_id = ? ORDER BY id").all(conferenceId) as OperationRow[]).map(operationOf);
-  }
-
-  /** Operations left queued or running (by a process that died, or that could not record their end), oldest first. */
-  unfinishedOperations(): OperationRecord[] {
-    return (this.db.prepare("SELECT * FROM operations WHERE state IN ('queued', 'running') ORDER BY id").all() as OperationRow[]).map(operationOf);
-  }
-
-  /** The stacks of every conference that has a record: what the service owns. */
-  conferenceStacks(): Set<string> {
-    return new Set((this.db.prepare("SELECT DISTINCT stack FROM operations").all() as { stack: string }[]).map((row) => row.stack));
-  }
-
   /**
-   * An attempt of an operation begins (again, after a retry or a restart); a conference's `up`
-   * makes it `deploying`. False when the operation is over (a stop cancelled it) or the conference
-   * may no longer be deployed: the attempt must not run.
-   */
-  startOperation(id: number): boolean {
-    return this.transaction(() => {
-      const operation = this.operation(id)!;
-      if (operation.state !== "queued" && operation.state !== "running") {
-        return false;
-      }
-      if (operation.kind === "up" && this.apply(operation.conferenceId, "upStarted") === undefined) {
-        this.closeOperation(id, "cancelled", { error: "the conference was stopped before its deployment began" });
-        return false;
-      }
-      this.db.prepare("UPDATE operations SET state = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?").run(this.stamp(), id);
-      return true;
-    });
-  }
-
-  /** Resource steps done of those planned; a deployment's progress is also an event. */
-  progress(operationId: number, done: number, total: number): void {
-    this.transaction(() => {
-      const operation = this.operation(operationId)!;
-      if (operation.state !== "running") {
-        return;
-      }
-      this.db.prepare("UPDATE conferences SET progress_done = ?, progress_total = ?, updated_at = ? WHERE id = ?").run(done, total, this.stamp(), operation.conferenceId);
-      if (operation.kind === "up" && this.conference(operation.conferenceId)!.state === "deploying") {
-        this.appendEvent(operation.conferenceId, "deploying", { done, total });
-      }
-    });
-  }
-
-  // Each outcome of an operation is recorded with the conference's next state in one transaction:
-  // a crash between the two would leave a conference whose operations are over but whose state is
-  // not, which no restart could tell from a live one. An outcome of an operation already over (a
-  // stop cancelled it meanwhile) changes nothing.
-
-  /** A deployment succeeded: `ready`, unless a stop came meanwhile (it stays `stopping`, its destroy queued). */
-  completeUp(operationId: number, outputs: Record<string, unknown>, url: string): void {
-    this.transaction(() => {
-      if (this.closeOperation(operationId, "succeeded", { outputs })) {
-        this.apply(this.operation(operationId)!.conferenceId, "upSucceeded", { url });
-      }
-    });
-  }
-
-  /**
-   * A deployment failed: its cleanup (a destroy) is queued before the failure is told. Undefined
-   * when there is nothing to queue: the operation was over already, or a stop's destroy is queued.
-   */
-  failUp(operationId: number, reason: string): OperationRecord | undefined {
-    return this.transaction(() => {
-      if (!this.closeOperation(operationId, "failed", { error: reason })) {
-        return undefined;
-      }
-      const operation = this.operation(operationId)!;
-      return this.unfinishedDestroy(operation.conferenceId) === undefined ? this.insertOperation(operation.conferenceId, operation.stack, "destroy") : undefined;
-    });
-  }
-
-  /**
-   * A destroy ended. After a stop the conference is `stopped` (or `failed`, naming why the destroy
-   * did not succeed); after a failed create it is `failed` with the create's reason.
-   */
-  completeDestroy(operationId: number, outcome: { error?: string }): void {
-    this.transaction(() => {
-      if (!this.closeOperation(operationId, outcome.error === undefined ? "succeeded" : "failed", outcome.error === undefined ? {} : { error: outcome.error })) {
-        return;
-      }
-      const { conferenceId } = this.operation(operationId)!;
-      const event = outcome.error === undefined ? "destroySucceeded" : "destroyFailed";
-      if (this.conference(conferenceId)!.state === "stopping") {
-        this.apply(conferenceId, event, outcome.error === undefined ? {} : { reason: `stopping failed: ${outcome.error}` });
-        return;
-      }
-      const create = this.operations(conferenceId).findLast((candidate) => candidate.kind === "up" && candidate.state === "failed");
-      const reason = create?.error ?? "the deployment was interrupted";
-      this.apply(conferenceId, event, { reason: outcome.error === undefined ? reason : `${reason}; cleaning up failed too: ${outcome.error}` });
-    });
-  }
-
-  /** An operation that will not run (cancelled by a stop), or that a stop makes moot. */
-  cancelOperation(operationId: number): void {
-    this.transaction(() => this.closeOperation(operationId, "cancelled", {}));
-  }
-
-  /** Ends an operation that has not ended; false when it had. */
-  private closeOperation(id: number, state: Exclude<OperationState, "queued" | "running">, result: { error?: string; outputs?: Record<string, unknown> }): boolean {
-    const { changes } = this.db
-      .prepare("UPDATE operations SET state = ?, ended_at = ?, error = ?, outputs = ? WHERE id = ? AND state IN ('queued', 'running')")
-      .run(state, this.stamp(), result.error ?? null, result.outputs === undefined ? null : JSON.stringify(result.outputs), id);
-    return changes === 1;
-  }
-
-  private unfinishedDestroy(conferenceId: string): OperationRecord | undefined {
-    return this.operations(conferenceId).find((operation) => operation.kind === "destroy" && (operation.state === "queued" || operation.state === "running"));
-  }
-
-  /**
-   * The organizer stops the conference: `stopping`, its deployment cancelled whether it runs here
-   * or was left by a process that died, and a queued `destroy` (unless a failed create's cleanup is
-   * already queued: it becomes the stop's). Nothing when it is stopping or over already (a second
-   * stop is the first one). A conference whose stack outlived a failed destroy is not over:
-   * stopping it again runs the destroy again. `operation` is the destroy to run, when one was queued.
-   */
-  requestStop(id: string): { conference: ConferenceRecord; operation?: OperationRecord } {
-    return this.transaction(() => {
-      const stackLeft = this.db.prepare(`SELECT 1 FROM conferences c WHERE id = ? AND ${LAST_DESTROY_FAILED}`).get(id) !== undefined;
-      if (this.apply(id, "stopRequested", {}, { stackLeft }) === undefined) {
-        return { conference: this.conference(id)! };
-      }
-      this.db
-        .prepare("UPDATE operations SET state = 'cancelled', ended_at = ?, error = ? WHERE conference_id = ? AND kind = 'up' AND state IN ('queued', 'running')")
-        .run(this.stamp(), "cancelled by a stop", id);
-      if (this.unfinishedDestroy(id) !== undefined) {
-        return { conference: this.conference(id)! };
-      }
-      const operation = this.insertOperation(id, stackOfOperations(this.operations(id)), "destroy");
-      this.appendEvent(id, "queued", { operation: operation.id, kind: "destroy" });
-      return { conference: this.conference(id)!, operation };
-    });
-  }
-
-  /** A conference's events after `afterId` (0 for all), oldest first: what a reconnecting stream missed. */
-  eventsAfter(conferenceId: string, afterId: number): EventRecord[] {
-    return (this.db.prepare("SELECT * FROM events WHERE conference_id = ? AND id > ? ORDER BY id").all(conferenceId, afterId) as EventRow[]).map(eventOf);
-  }
-
-  /**
-   * Deletes, with their operations and events, up to `limit` conferences that ended before
-   * `endedBefore` and left no stack behind (stopped, or failed with nothing left to destroy).
-   * Returns how many it deleted.
+   * Deletes, with their stacks' operations and events, up to `limit` conferences that ended
+   * before `endedBefore` and left no stack behind (stopped, or failed with nothing left to
+   * destroy). Returns how many it deleted.
    */
   prune(endedBefore: Date, limit: number): number {
-    return this.transaction(() => {
+    return this.atomically(() => {
       const ids = (
         this.db
           .prepare(`SELECT id FROM conferences c WHERE state IN ('stopped', 'failed') AND updated_at < ? AND NOT ${LAST_DESTROY_FAILED} ORDER BY updated_at LIMIT ?`)
           .all(endedBefore.toISOString(), limit) as { id: string }[]
       ).map((row) => row.id);
       for (const id of ids) {
-        this.db.prepare("DELETE FROM events WHERE conference_id = ?").run(id);
-        this.db.prepare("DELETE FROM operations WHERE conference_id = ?").run(id);
+        this.db.prepare("DELETE FROM events WHERE stack = ?").run(conferenceName(id));
+        this.db.prepare("DELETE FROM operations WHERE stack = ?").run(conferenceName(id));
         this.db.prepare("DELETE FROM conferences WHERE id = ?").run(id);
       }
       return ids.length;
     });
+  }
+
+  // The PoP loop's records.
+
+  /**
+   * Keeps a host's report of a period: `accepted` the first time, `duplicate` when the same bytes
+   * came before (a resend: never counted twice), `conflict` when another report of that period did.
+   */
+  recordReport(pop: string, report: InstanceManagerReport, digest: string): "accepted" | "duplicate" | "conflict" {
+    return this.atomically(() => {
+      const existing = this.db.prepare("SELECT digest FROM pop_reports WHERE pop = ? AND host = ? AND period_start = ?").get(pop, report.host, report.periodStart) as
+        | { digest: string }
+        | undefined;
+      if (existing !== undefined) {
+        return existing.digest === digest ? "duplicate" : "conflict";
+      }
+      this.db
+        .prepare("INSERT INTO pop_reports (pop, host, period_start, period_end, digest, report, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .run(pop, report.host, report.periodStart, report.periodEnd, digest, JSON.stringify(report), this.stamp());
+      return "accepted";
+    });
+  }
+
+  /** The latest period a host reported, if any. */
+  lastReport(pop: string, host: string): { periodStart: string; periodEnd: string; digest: string } | undefined {
+    const row = this.db.prepare("SELECT period_start, period_end, digest FROM pop_reports WHERE pop = ? AND host = ? ORDER BY period_start DESC LIMIT 1").get(pop, host) as
+      | { period_start: string; period_end: string; digest: string }
+      | undefined;
+    return row === undefined ? undefined : { periodStart: row.period_start, periodEnd: row.period_end, digest: row.digest };
+  }
+
+  /** The reports whose period ended after `from` and no later than `to`, oldest first. */
+  reportsEnding(pop: string, from: Date, to: Date): InstanceManagerReport[] {
+    return (
+      this.db.prepare("SELECT report FROM pop_reports WHERE pop = ? AND period_end > ? AND period_end <= ? ORDER BY period_end, host").all(pop, from.toISOString(), to.toISOString()) as {
+        report: string;
+      }[]
+    ).map((row) => JSON.parse(row.report) as InstanceManagerReport);
+  }
+
+  /** Deletes reports whose period ended before `before`; returns how many. */
+  pruneReports(before: Date): number {
+    return this.atomically(() => this.db.prepare("DELETE FROM pop_reports WHERE period_end < ?").run(before.toISOString()).changes);
+  }
+
+  recordDecision(decision: Omit<PopDecision, "id" | "decidedAt">): PopDecision {
+    return this.atomically(() => {
+      const { lastInsertRowid } = this.db
+        .prepare(
+          `INSERT INTO pop_decisions (pop, decided_at, period_start, strategy, outcome, inputs, layout, timings, reason, operation_id)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          decision.pop,
+          this.stamp(),
+          decision.periodStart,
+          decision.strategy,
+          decision.outcome,
+          JSON.stringify(decision.inputs),
+          JSON.stringify(decision.layout),
+          JSON.stringify(decision.timings),
+          decision.reason ?? null,
+          decision.operationId ?? null,
+        );
+      return this.decision(Number(lastInsertRowid))!;
+    });
+  }
+
+  /** What became of a decision, and the `up` that applies it. */
+  setDecisionOutcome(id: number, outcome: PopDecisionOutcome, details: { reason?: string; operationId?: number } = {}): void {
+    this.atomically(() =>
+      this.db
+        .prepare("UPDATE pop_decisions SET outcome = ?, reason = coalesce(?, reason), operation_id = coalesce(?, operation_id) WHERE id = ?")
+        .run(outcome, details.reason ?? null, details.operationId ?? null, id),
+    );
+  }
+
+  decision(id: number): PopDecision | undefined {
+    const row = this.db.prepare("SELECT * FROM pop_decisions WHERE id = ?").get(id) as DecisionRow | undefined;
+    return row === undefined ? undefined : decisionOf(row);
+  }
+
+  /** A PoP's decisions newest first: `limit` of them before the id `before`, and the id to page on from. */
+  decisions(pop: string, page: { limit: number; before?: number }): { decisions: PopDecision[]; next?: number } {
+    const rows = this.db.prepare("SELECT * FROM pop_decisions WHERE pop = ? AND id < ? ORDER BY id DESC LIMIT ?").all(pop, page.before ?? Number.MAX_SAFE_INTEGER, page.limit + 1) as DecisionRow[];
+    const decisions = rows.slice(0, page.limit).map(decisionOf);
+    return rows.length > page.limit ? { decisions, next: decisions.at(-1)!.id } : { decisions };
+  }
+
+  /** Deletes decisions made before `before`, but never a PoP's latest; returns how many. */
+  pruneDecisions(before: Date): number {
+    return this.atomically(
+      () =>
+        this.db.prepare("DELETE FROM pop_decisions WHERE decided_at < ? AND id NOT IN (SELECT max(id) FROM pop_decisions GROUP BY pop)").run(before.toISOString()).changes,
+    );
   }
 }
 
@@ -602,12 +644,7 @@ export class Store {
  * A conference (aliased `c`) whose last operation is a destroy that failed: its stack and resources
  * still exist, so it still holds its cluster's capacity and may be stopped again.
  */
-const LAST_DESTROY_FAILED = `(SELECT kind || ':' || state FROM operations WHERE conference_id = c.id ORDER BY id DESC LIMIT 1) = 'destroy:failed'`;
-
-/** Every operation of a conference runs on its one stack. */
-function stackOfOperations(operations: OperationRecord[]): string {
-  return operations[0]!.stack;
-}
+const LAST_DESTROY_FAILED = `(SELECT kind || ':' || state FROM operations WHERE stack = '${CONFERENCE_STACK_PREFIX}' || c.id ORDER BY id DESC LIMIT 1) = 'destroy:failed'`;
 
 function conferenceOf(row: ConferenceRow): ConferenceRecord {
   return {
@@ -628,7 +665,6 @@ function conferenceOf(row: ConferenceRow): ConferenceRecord {
 function operationOf(row: OperationRow): OperationRecord {
   return {
     id: row.id,
-    conferenceId: row.conference_id,
     stack: row.stack,
     kind: row.kind,
     state: row.state,
@@ -638,9 +674,40 @@ function operationOf(row: OperationRow): OperationRecord {
     ...(row.ended_at === null ? {} : { endedAt: row.ended_at }),
     ...(row.error === null ? {} : { error: row.error }),
     ...(row.outputs === null ? {} : { outputs: JSON.parse(row.outputs) as Record<string, unknown> }),
+    ...(row.changes === null ? {} : { changes: JSON.parse(row.changes) as ResourceChange[] }),
+  };
+}
+
+interface DecisionRow {
+  id: number;
+  pop: string;
+  decided_at: string;
+  period_start: string;
+  strategy: string;
+  outcome: PopDecisionOutcome;
+  inputs: string;
+  layout: string;
+  timings: string;
+  reason: string | null;
+  operation_id: number | null;
+}
+
+function decisionOf(row: DecisionRow): PopDecision {
+  return {
+    id: row.id,
+    pop: row.pop,
+    decidedAt: row.decided_at,
+    periodStart: row.period_start,
+    strategy: row.strategy,
+    outcome: row.outcome,
+    inputs: JSON.parse(row.inputs) as Record<string, unknown>,
+    layout: JSON.parse(row.layout) as Record<string, unknown>,
+    timings: JSON.parse(row.timings) as Record<string, number>,
+    ...(row.reason === null ? {} : { reason: row.reason }),
+    ...(row.operation_id === null ? {} : { operationId: row.operation_id }),
   };
 }
 
 function eventOf(row: EventRow): EventRecord {
-  return { id: row.id, conferenceId: row.conference_id, type: row.type, data: JSON.parse(row.data) as Record<string, unknown>, at: row.at };
+  return { id: row.id, stack: row.stack, type: row.type, data: JSON.parse(row.data) as Record<string, unknown>, at: row.at };
 }

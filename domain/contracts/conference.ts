@@ -15,9 +15,12 @@ export const CONFERENCE_CONFIG = { conference: "conference", testbedStack: "test
 /** The testbed stack of this project on a self-managed (DIY) backend; Pulumi Cloud needs "<org>/switch-vaas/testbed". */
 export const DEFAULT_TESTBED_STACK = "organization/switch-vaas/testbed";
 
+/** What every conference's stack name begins with; no other stack's does. */
+export const CONFERENCE_STACK_PREFIX = "conf-";
+
 /** A conference's stack, namespace and Pulumi resource names: `conf-<id>`. */
 export function conferenceName(id: string): string {
-  return `conf-${id}`;
+  return `${CONFERENCE_STACK_PREFIX}${id}`;
 }
 
 /** Conference ids become namespace and stack names: `conf-<id>` must stay a DNS label (63 characters). */

@@ -8,6 +8,7 @@ import { newToken, tokenDigest } from "../../automation/service/auth.ts";
 import { conferenceList, conferenceView } from "../../automation/service/schemas.ts";
 import { type TestService, problemOf, startTestService } from "../support/service.ts";
 import { everyFile } from "../support/files.ts";
+import { conferenceName } from "../../domain/contracts/conference.ts";
 
 /**
  * Who may call what: every route but the probes wants a valid bearer token, /metrics an admin's;
@@ -137,7 +138,7 @@ describe("authentication and ownership", () => {
     const still = conferenceView.parse(await (await service.call(`/v1/conferences/${alices}`)).json());
     expect(still.state).toBe("ready");
     expect(service.offline.state(`conf-${alices}`)).toBeDefined();
-    expect(service.readStore((store) => store.eventsAfter(alices, 0)).map((event) => event.type)).not.toContain("stopping");
+    expect(service.readStore((store) => store.eventsAfter(conferenceName(alices), 0)).map((event) => event.type)).not.toContain("stopping");
   });
 
   it("shows admins every conference, and lets them stop any", async () => {

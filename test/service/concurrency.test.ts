@@ -8,6 +8,7 @@ import { decisionRecord } from "../../automation/store/records.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 import { type Capacity, EngineRecorder, type TestService, problemOf, startTestService, testbedOf } from "../support/service.ts";
 import { poll } from "../support/poll.ts";
+import { conferenceName } from "../../domain/contracts/conference.ts";
 
 /**
  * Many requests at once against one service (SWITCH_CONCURRENCY=4): 200 creates — plain ones,
@@ -233,7 +234,7 @@ describe(`${CREATES} creates at once, with stops among them`, () => {
       const all = await service.conferences();
       expect(all.map((conference) => conference.id).sort()).toEqual([...ids].sort());
       for (const conference of all) {
-        const operations = service.readStore((store) => store.operations(conference.id));
+        const operations = service.readStore((store) => store.operations(conferenceName(conference.id)));
         const kinds = operations.map((operation) => operation.kind);
         if (deleted.has(conference.id)) {
           expect(kinds, conference.id).toEqual(["up", "destroy"]);
@@ -313,8 +314,8 @@ describe(`${CREATES} creates at once, with stops among them`, () => {
       expect(all.map((conference) => conference.id).sort()).toEqual([...ids].sort());
       const stored = service.readStore((store) => ({
         conferences: store.conferences({ limit: 500 }).conferences.length,
-        operations: [...ids].flatMap((id) => store.operations(id)).length,
-        events: [...ids].flatMap((id) => store.eventsAfter(id, 0)).length,
+        operations: [...ids].flatMap((id) => store.operations(conferenceName(id))).length,
+        events: [...ids].flatMap((id) => store.eventsAfter(conferenceName(id), 0)).length,
       }));
       expect(stored.conferences).toBe(room);
       expect(stored.operations).toBe(room);

@@ -90,8 +90,8 @@ interface Seen {
 
 interface StoreSnapshot {
   conferences: { id: string; state: ConferenceState; error: string | null; stack: string }[];
-  operations: { id: number; conferenceId: string; kind: string; state: OperationState }[];
-  events: { id: number; conferenceId: string; type: string }[];
+  operations: { id: number; stack: string; kind: string; state: OperationState }[];
+  events: { id: number; stack: string; type: string }[];
 }
 
 /** Kills that found at least one conference in each state, over all trials. */
@@ -164,10 +164,10 @@ function readStore(dataDir: string): StoreSnapshot {
   try {
     return {
       conferences: db
-        .prepare("SELECT c.id, c.state, c.error, (SELECT stack FROM operations o WHERE o.conference_id = c.id ORDER BY o.id LIMIT 1) AS stack FROM conferences c")
+        .prepare("SELECT c.id, c.state, c.error, (SELECT stack FROM operations o WHERE o.stack = 'conf-' || c.id ORDER BY o.id LIMIT 1) AS stack FROM conferences c")
         .all() as StoreSnapshot["conferences"],
-      operations: db.prepare("SELECT id, conference_id AS conferenceId, kind, state FROM operations ORDER BY id").all() as StoreSnapshot["operations"],
-      events: db.prepare("SELECT id, conference_id AS conferenceId, type FROM events ORDER BY id").all() as StoreSnapshot["events"],
+      operations: db.prepare("SELECT id, stack, kind, state FROM operations ORDER BY id").all() as StoreSnapshot["operations"],
+      events: db.prepare("SELECT id, stack, type FROM events ORDER BY id").all() as StoreSnapshot["events"],
     };
   } finally {
     db.close();
@@ -346,7 +346,7 @@ describe("kill -9 and restart (offline engine)", () => {
         expect(stateFiles.sort(), context("state files: the testbed's and every ready conference's, and no other")).toEqual(["testbed.json", ...readyStacks].sort());
         for (const conference of after.conferences) {
           expect(conference.stack, context(`${conference.id}'s stack`)).toBe(conferenceName(conference.id));
-          const events = after.events.filter((event) => event.conferenceId === conference.id);
+          const events = after.events.filter((event) => event.stack === conferenceName(conference.id));
           const where = context(`${conference.id} (${conference.state}) events ${events.map((event) => `${event.id}:${event.type}`).join(" ")}`);
           expect(events.map((event) => event.type).join(" "), where).toMatch(EVENTS_OF[conference.state]);
           const sent = streamed.get(conference.id)!;

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type Engine, EngineError } from "../../automation/engine/engine.ts";
 import { EngineRecorder, type TestService, fail, failAfter, startTestService } from "../support/service.ts";
+import { conferenceName } from "../../domain/contracts/conference.ts";
 
 /**
  * What the service does when its engine fails: a create that fails is cleaned up and says why; a
@@ -74,7 +75,7 @@ describe("engine failures", () => {
     expect(service.offline.state(stack)).toBeUndefined();
     expect(service.offline.locks()).not.toContain(stack);
     expect(await service.clusters()).toEqual(before);
-    expect(service.readStore((store) => store.operations(id)).map(({ kind, state, attempts, error }) => ({ kind, state, attempts, error }))).toEqual([
+    expect(service.readStore((store) => store.operations(conferenceName(id))).map(({ kind, state, attempts, error }) => ({ kind, state, attempts, error }))).toEqual([
       { kind: "up", state: "failed", attempts: 1, error: "simulated: quota exceeded" },
       { kind: "destroy", state: "succeeded", attempts: 1, error: undefined },
     ]);
@@ -88,7 +89,7 @@ describe("engine failures", () => {
     expect(ready.state).toBe("ready");
     expect(ready.error).toBeUndefined();
     expect(recorder.of(`conf-${id}`, "up").map((call) => call.outcome)).toEqual(["failed", "failed", "succeeded"]);
-    expect(service.readStore((store) => store.operations(id)).map(({ kind, state, attempts }) => ({ kind, state, attempts }))).toEqual([{ kind: "up", state: "succeeded", attempts: 3 }]);
+    expect(service.readStore((store) => store.operations(conferenceName(id))).map(({ kind, state, attempts }) => ({ kind, state, attempts }))).toEqual([{ kind: "up", state: "succeeded", attempts: 3 }]);
 
     const streaming = service.stream(id);
     await service.stop(id);
@@ -101,7 +102,7 @@ describe("engine failures", () => {
     const id = await create();
     expect(await service.waitForConference(id, ["failed", "ready"])).toMatchObject({ state: "failed", error: "simulated: the backend did not answer" });
     expect(recorder.of(`conf-${id}`).map((call) => call.kind)).toEqual(["up", "up", "up", "up", "destroy"]);
-    expect(service.readStore((store) => store.operations(id))[0]).toMatchObject({ kind: "up", state: "failed", attempts: 4 });
+    expect(service.readStore((store) => store.operations(conferenceName(id)))[0]).toMatchObject({ kind: "up", state: "failed", attempts: 4 });
   });
 
   it("says both reasons when the cleanup of a failed create fails too", async () => {
@@ -127,7 +128,7 @@ describe("engine failures", () => {
     expect(typesOf(events)).toEqual(["placed", "queued", "deploying", "ready", "stopping", "queued", "failed"]);
     expect(events.at(-1)!.data).toMatchObject({ reason });
     expect(recorder.of(`conf-${id}`, "destroy").map((call) => call.outcome)).toEqual(["failed"]);
-    expect(service.readStore((store) => store.operations(id)).map(({ kind, state }) => [kind, state])).toEqual([
+    expect(service.readStore((store) => store.operations(conferenceName(id))).map(({ kind, state }) => [kind, state])).toEqual([
       ["up", "succeeded"],
       ["destroy", "failed"],
     ]);

@@ -7,6 +7,7 @@ import { decisionRecord } from "../../automation/store/records.ts";
 import { DEFAULT_TESTBED_STACK } from "../../domain/contracts/conference.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 import { EngineRecorder, type TestService, clustersFile, problemOf, startTestService } from "../support/service.ts";
+import { conferenceName } from "../../domain/contracts/conference.ts";
 
 /**
  * A conference's whole life through the HTTP API on the offline engine: what the stream says, in
@@ -232,12 +233,12 @@ describe("a conference's lifecycle", () => {
       ["up", "succeeded"],
       ["destroy", "succeeded"],
     ]);
-    const operations = service.readStore((store) => store.operations(id));
+    const operations = service.readStore((store) => store.operations(conferenceName(id)));
     expect(operations.map((operation) => [operation.kind, operation.state])).toEqual([
       ["up", "succeeded"],
       ["destroy", "succeeded"],
     ]);
-    const events = service.readStore((store) => store.eventsAfter(id, 0)).map((event) => event.type);
+    const events = service.readStore((store) => store.eventsAfter(conferenceName(id), 0)).map((event) => event.type);
     expect(events.filter((type) => type === "stopping")).toHaveLength(1);
     expect(events.filter((type) => type === "stopped")).toHaveLength(1);
   });

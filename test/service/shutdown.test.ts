@@ -1,6 +1,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { EngineRecorder, problemOf, startTestService } from "../support/service.ts";
+import { conferenceName } from "../../domain/contracts/conference.ts";
 
 /**
  * A graceful stop (SIGINT/SIGTERM → RunningService.close): new work is refused, operations in
@@ -30,13 +31,13 @@ describe("graceful shutdown", () => {
     expect(aborted?.aborted).toBe(true);
     // Left as it was, for the next start: not failed, not cleaned up.
     expect(first.readStore((store) => store.conference(id))).toMatchObject({ state: "deploying" });
-    expect(first.readStore((store) => store.unfinishedOperations())).toEqual([expect.objectContaining({ conferenceId: id, kind: "up", state: "running" })]);
+    expect(first.readStore((store) => store.unfinishedOperations())).toEqual([expect.objectContaining({ stack: conferenceName(id), kind: "up", state: "running" })]);
     expect(first.offline.locks()).toEqual([]);
 
     const second = await startTestService({ dataDir: first.dataDir, tokens: first.tokens });
     try {
       expect((await second.waitForConference(id, ["ready", "failed"])).state).toBe("ready");
-      expect(second.readStore((store) => store.operations(id))).toEqual([expect.objectContaining({ kind: "up", state: "succeeded", attempts: 2 })]);
+      expect(second.readStore((store) => store.operations(conferenceName(id)))).toEqual([expect.objectContaining({ kind: "up", state: "succeeded", attempts: 2 })]);
     } finally {
       await second.close();
     }

@@ -58,34 +58,40 @@ describe("the store", () => {
     );
   });
 
-  it("records a conference, its queued up and its first events together, and tells listeners only after the commit", () => {
+  it("records a conference, its queued up and its first events in one transaction, and tells listeners only after the commit", () => {
     const { store } = freshStore();
     const heard: string[] = [];
-    store.onEvent((event) => heard.push(`${event.type}:${store.conference(event.conferenceId)?.state ?? "not yet visible"}`));
-    const result = store.createConference({ owner: "alice", ...placing("c1") }, conferenceName);
+    store.onEvent((event) => heard.push(`${event.type}:${store.conference(event.stack.slice("conf-".length))?.state ?? "not yet visible"}`));
+    const result = store.atomically(() => {
+      const created = store.createConference({ owner: "alice", ...placing("c1") });
+      store.queueOperation(conferenceName("c1"), "up");
+      store.appendEvent(conferenceName("c1"), "queued");
+      expect(heard).toEqual([]);
+      return created;
+    });
     expect(result.outcome).toBe("created");
     expect(heard).toEqual(["placed:placed", "queued:placed"]);
-    expect(store.unfinishedOperations()).toEqual([expect.objectContaining({ conferenceId: "c1", stack: "conf-c1", kind: "up", state: "queued", attempts: 0 })]);
+    expect(store.unfinishedOperations()).toEqual([expect.objectContaining({ stack: "conf-c1", kind: "up", state: "queued", attempts: 0 })]);
   });
 
   it("returns the first conference for a repeated idempotency key, and says when the key came with another request", () => {
     const { store } = freshStore();
-    const first = store.createConference({ owner: "alice", idempotencyKey: "k", ...placing("c1") }, conferenceName);
-    expect(store.createConference({ owner: "alice", idempotencyKey: "k", ...placing("c1") }, conferenceName)).toEqual({ outcome: "existing", conference: first.conference });
-    expect(store.createConference({ owner: "alice", idempotencyKey: "k", ...placing("c2"), requestHash: "another" }, conferenceName).outcome).toBe("key-reused");
+    const first = store.createConference({ owner: "alice", idempotencyKey: "k", ...placing("c1") });
+    expect(store.createConference({ owner: "alice", idempotencyKey: "k", ...placing("c1") })).toEqual({ outcome: "existing", conference: first.conference });
+    expect(store.createConference({ owner: "alice", idempotencyKey: "k", ...placing("c2"), requestHash: "another" }).outcome).toBe("key-reused");
     // Keys are per owner.
-    expect(store.createConference({ owner: "bob", idempotencyKey: "k", ...placing("c3") }, conferenceName).outcome).toBe("created");
+    expect(store.createConference({ owner: "bob", idempotencyKey: "k", ...placing("c3") }).outcome).toBe("created");
   });
 
   it("matches a key recorded before fingerprints were canonical by the digest recorded then, and records only the canonical one", () => {
     const { store, path } = freshStore();
     // What a service before issue 16 recorded: the digest of the request as sent.
-    const first = store.createConference({ owner: "alice", idempotencyKey: "k", ...placing("c1"), requestHash: "as-sent" }, conferenceName);
+    const first = store.createConference({ owner: "alice", idempotencyKey: "k", ...placing("c1"), requestHash: "as-sent" });
     const retry = { owner: "alice", idempotencyKey: "k", ...placing("c2"), requestHash: "canonical", legacyRequestHash: "as-sent" };
-    expect(store.createConference(retry, conferenceName)).toEqual({ outcome: "existing", conference: first.conference });
-    expect(store.createConference({ ...retry, legacyRequestHash: "as-sent-otherwise" }, conferenceName).outcome).toBe("key-reused");
+    expect(store.createConference(retry)).toEqual({ outcome: "existing", conference: first.conference });
+    expect(store.createConference({ ...retry, legacyRequestHash: "as-sent-otherwise" }).outcome).toBe("key-reused");
     // A new key records the canonical digest, never the legacy one.
-    store.createConference({ ...retry, idempotencyKey: "k2" }, conferenceName);
+    store.createConference({ ...retry, idempotencyKey: "k2" });
     store.close();
     const db = new Database(path, { readonly: true });
     expect(db.prepare("SELECT request_hash FROM conferences WHERE idempotency_key = 'k2'").pluck().get()).toBe("canonical");
@@ -105,43 +111,11 @@ describe("the store", () => {
             throw new ExhaustedError("no cluster has room");
           },
         },
-        conferenceName,
       ),
     ).toThrow(ExhaustedError);
     expect(store.conferences({ limit: 10 })).toEqual({ conferences: [] });
     expect(store.unfinishedOperations()).toEqual([]);
     expect(heard).toEqual([]);
-  });
-
-  it("walks a lifecycle: each outcome and the next state together, events in order and replayable from any id", () => {
-    const { store } = freshStore();
-    const { operation } = store.createConference({ owner: "alice", ...placing("c1") }, conferenceName) as { operation: { id: number } };
-    store.startOperation(operation.id);
-    store.progress(operation.id, 3, 12);
-    store.completeUp(operation.id, { url: "https://x" }, "https://x");
-    expect(store.conference("c1")).toMatchObject({ state: "ready", url: "https://x", progress: { done: 3, total: 12 } });
-    const stop = store.requestStop("c1").operation!;
-    expect(store.requestStop("c1").operation).toBeUndefined();
-    store.startOperation(stop.id);
-    store.completeDestroy(stop.id, {});
-    const events = store.eventsAfter("c1", 0);
-    expect(events.map((event) => event.type)).toEqual(["placed", "queued", "deploying", "deploying", "ready", "stopping", "queued", "stopped"]);
-    expect(events.map((event) => event.id)).toEqual([...events.map((event) => event.id)].sort((a, b) => a - b));
-    expect(store.eventsAfter("c1", events[4]!.id).map((event) => event.type)).toEqual(["stopping", "queued", "stopped"]);
-    expect(store.unfinishedOperations()).toEqual([]);
-    expect(store.conference("c1")!.state).toBe("stopped");
-  });
-
-  it("fails a create only after its cleanup, with the create's reason", () => {
-    const { store } = freshStore();
-    const { operation } = store.createConference({ owner: "alice", ...placing("c1") }, conferenceName) as { operation: { id: number } };
-    store.startOperation(operation.id);
-    const cleanup = store.failUp(operation.id, "simulated: quota exceeded")!;
-    expect(store.conference("c1")!.state).toBe("deploying");
-    store.startOperation(cleanup.id);
-    store.completeDestroy(cleanup.id, {});
-    expect(store.conference("c1")).toMatchObject({ state: "failed", error: "simulated: quota exceeded" });
-    expect(store.eventsAfter("c1", 0).at(-1)).toMatchObject({ type: "failed", data: { reason: "simulated: quota exceeded" } });
   });
 
   it("never lets conferences oversubscribe a cluster, whatever is created and stopped in between", () => {
@@ -156,17 +130,15 @@ describe("the store", () => {
         for (const [index, entry] of steps.entries()) {
           if ("create" in entry) {
             try {
-              store.createConference({ owner: "alice", ...placing(`c${index}`, [entry.create], entry.expected) }, conferenceName);
+              store.createConference({ owner: "alice", ...placing(`c${index}`, [entry.create], entry.expected) });
               ids.push(`c${index}`);
             } catch (error) {
               expect(error).toBeInstanceOf(ExhaustedError);
             }
           } else if (ids.length > 0) {
             const id = ids[entry.stop % ids.length]!;
-            const stop = store.requestStop(id).operation;
-            if (stop !== undefined) {
-              store.completeDestroy(stop.id, {});
-            }
+            // A stopped conference frees its capacity; the state is the conference manager's to decide.
+            store.setConferenceState(id, "stopped");
           }
           for (const [name, { capacity }] of Object.entries(TESTBED)) {
             const mine = store.running().filter((conference) => conference.cluster === name);
@@ -196,7 +168,7 @@ describe("the store", () => {
             if (used >= 4) throw new Error("full");
             const id = "p" + process.pid + "x" + i;
             return { id, spec: { id, cluster: "arnes-ljubljana", expectedParticipants: 5, lastN: 5, simulcast: true, resources: { cpu: "500m", memory: "1088Mi" } }, decision: {} };
-          } }, conferenceName);
+          } });
           made++;
         } catch {}
       }
@@ -216,43 +188,12 @@ describe("the store", () => {
     reopened.close();
   });
 
-  it("cancels a deployment a stop overtook, and ignores that deployment's late outcome", () => {
-    const { store } = freshStore();
-    const { operation: up } = store.createConference({ owner: "alice", ...placing("c1") }, conferenceName) as { operation: { id: number } };
-    store.startOperation(up.id);
-    // The process that ran it could not record its end (or died): the record says running.
-    const { operation: destroy } = store.requestStop("c1");
-    expect(store.operation(up.id)).toMatchObject({ state: "cancelled", error: "cancelled by a stop" });
-    store.completeUp(up.id, { url: "https://late" }, "https://late");
-    expect(store.conference("c1")).toMatchObject({ state: "stopping" });
-    expect(store.conference("c1")!.url).toBeUndefined();
-    expect(store.startOperation(up.id)).toBe(false);
-    store.completeDestroy(destroy!.id, {});
-    store.completeDestroy(destroy!.id, { error: "a leftover" });
-    expect(store.conference("c1")!.state).toBe("stopped");
-    expect(store.eventsAfter("c1", 0).map((event) => event.type)).toEqual(["placed", "queued", "deploying", "stopping", "queued", "stopped"]);
-    expect(store.unfinishedOperations()).toEqual([]);
-  });
-
-  it("makes a failed create's queued cleanup the stop's destroy, so that nothing turns stopped into failed", () => {
-    const { store } = freshStore();
-    const { operation: up } = store.createConference({ owner: "alice", ...placing("c1") }, conferenceName) as { operation: { id: number } };
-    store.startOperation(up.id);
-    const cleanup = store.failUp(up.id, "simulated: quota exceeded")!;
-    expect(store.requestStop("c1").operation).toBeUndefined();
-    store.startOperation(cleanup.id);
-    store.completeDestroy(cleanup.id, {});
-    expect(store.conference("c1")!.state).toBe("stopped");
-    expect(store.eventsAfter("c1", 0).at(-1)!.type).toBe("stopped");
-    expect(store.unfinishedOperations()).toEqual([]);
-  });
-
   it("pages through conferences newest first with a cursor, every one exactly once", () => {
     let tick = 0;
     const { store } = freshStore(() => new Date(Date.UTC(2026, 11, 1, 12, 0, Math.floor(tick++ / 3))));
     const ids = Array.from({ length: 23 }, (_, index) => `c${index}`);
     for (const id of ids) {
-      store.createConference({ owner: "alice", ...placing(id, [LJUBLJANA], 1) }, conferenceName);
+      store.createConference({ owner: "alice", ...placing(id, [LJUBLJANA], 1) });
     }
     const seen: string[] = [];
     let page = store.conferences({ owner: "alice", limit: 5 });
@@ -272,25 +213,112 @@ describe("the store", () => {
   it("prunes conferences that ended before the retention, with their operations and events, and keeps the rest", () => {
     let now = new Date("2026-11-01T00:00:00Z");
     const { store } = freshStore(() => now);
+    // The records a conference's life leaves, as the conference manager and the runner write them.
     const end = (id: string, destroyError?: string) => {
-      const { operation: up } = store.createConference({ owner: "alice", ...placing(id, [LJUBLJANA], 1) }, conferenceName) as { operation: { id: number } };
-      store.startOperation(up.id);
-      store.completeUp(up.id, {}, "https://x");
-      const { operation: destroy } = store.requestStop(id);
-      store.completeDestroy(destroy!.id, destroyError === undefined ? {} : { error: destroyError });
+      store.createConference({ owner: "alice", ...placing(id, [LJUBLJANA], 1) });
+      const up = store.queueOperation(conferenceName(id), "up");
+      store.beginAttempt(up.id);
+      store.endOperation(up.id, "succeeded", { outputs: {} });
+      store.setConferenceState(id, "ready", { url: "https://x" });
+      const destroy = store.queueOperation(conferenceName(id), "destroy");
+      store.beginAttempt(destroy.id);
+      store.endOperation(destroy.id, destroyError === undefined ? "succeeded" : "failed", destroyError === undefined ? {} : { error: destroyError });
+      store.setConferenceState(id, destroyError === undefined ? "stopped" : "failed", destroyError === undefined ? {} : { reason: destroyError });
     };
     end("old");
     end("oldleft", "simulated: the cluster is unreachable");
     now = new Date("2026-12-01T00:00:00Z");
     end("recent");
-    store.createConference({ owner: "alice", ...placing("live", [LJUBLJANA], 1) }, conferenceName);
+    store.createConference({ owner: "alice", ...placing("live", [LJUBLJANA], 1) });
     expect(store.prune(new Date("2026-11-15T00:00:00Z"), 100)).toBe(1);
     expect(store.conference("old")).toBeUndefined();
-    expect(store.operations("old")).toEqual([]);
-    expect(store.eventsAfter("old", 0)).toEqual([]);
+    expect(store.operations(conferenceName("old"))).toEqual([]);
+    expect(store.eventsAfter(conferenceName("old"), 0)).toEqual([]);
     // A failed destroy left its stack: its record is how it is stopped again.
     expect(store.conference("oldleft")!.state).toBe("failed");
     expect(["recent", "live"].map((id) => store.conference(id)?.id)).toEqual(["recent", "live"]);
+  });
+});
+
+describe("the store's migrations", () => {
+  it("moves a first-schema database's operations and events to their stacks, keeping every record and event id, and never reuses a pruned event's id", () => {
+    const path = join(mkdtempSync(join(tmpdir(), "switch-migrate-")), "switch.db");
+    const db = new Database(path);
+    db.exec(MIGRATIONS[0]!);
+    db.pragma("user_version = 1");
+    const at = "2026-12-01T12:00:00.000Z";
+    db.prepare("INSERT INTO conferences (id, owner, state, cluster, decision, spec, request_hash, created_at, updated_at) VALUES ('c1', 'alice', 'ready', 'arnes-ljubljana', ?, ?, 'h', ?, ?)").run(
+      JSON.stringify(DECISION),
+      JSON.stringify({ id: "c1" }),
+      at,
+      at,
+    );
+    db.prepare("INSERT INTO operations (id, conference_id, stack, kind, state, attempts, created_at, outputs) VALUES (7, 'c1', 'conf-c1', 'up', 'succeeded', 1, ?, '{\"url\":\"https://x\"}')").run(at);
+    for (const [id, type] of [[3, "placed"], [4, "queued"], [9, "ready"], [12, "stopping"]] as const) {
+      db.prepare("INSERT INTO events (id, conference_id, type, data, at) VALUES (?, 'c1', ?, '{}', ?)").run(id, type, at);
+    }
+    // The newest event was pruned: its id was sent once and must never be another event's.
+    db.prepare("DELETE FROM events WHERE id = 12").run();
+    db.close();
+
+    const store = new Store({ path });
+    expect(store.version()).toBe(MIGRATIONS.length);
+    expect(store.operations(conferenceName("c1"))).toEqual([expect.objectContaining({ id: 7, stack: "conf-c1", kind: "up", state: "succeeded", attempts: 1, outputs: { url: "https://x" } })]);
+    expect(store.eventsAfter(conferenceName("c1"), 0).map(({ id, stack, type }) => ({ id, stack, type }))).toEqual([
+      { id: 3, stack: "conf-c1", type: "placed" },
+      { id: 4, stack: "conf-c1", type: "queued" },
+      { id: 9, stack: "conf-c1", type: "ready" },
+    ]);
+    store.appendEvent(conferenceName("c1"), "stopping");
+    expect(store.eventsAfter(conferenceName("c1"), 9)[0]!.id).toBe(13);
+    store.close();
+  });
+});
+
+describe("the PoP loop's records", () => {
+  const report = (host: string, start: string, end: string) => ({
+    pop: "vienna",
+    host,
+    periodStart: start,
+    periodEnd: end,
+    cpu: { capacityCores: 8, usedCores: 2 },
+    network: { linkMbps: 1000, txMbps: 100 },
+    requests: { small: 10, large: 1, vod: 2, live: 3 },
+  });
+
+  it("keeps one report per host and period: a resend of the same bytes is a duplicate, other bytes for the period a conflict", () => {
+    const { store } = freshStore();
+    const first = report("host1", "2026-12-01T10:00:00.000Z", "2026-12-01T10:10:00.000Z");
+    expect(store.recordReport("vienna", first, "d1")).toBe("accepted");
+    expect(store.recordReport("vienna", first, "d1")).toBe("duplicate");
+    expect(store.recordReport("vienna", first, "d2")).toBe("conflict");
+    expect(store.recordReport("vienna", report("host1", "2026-12-01T10:10:00.000Z", "2026-12-01T10:20:00.000Z"), "d3")).toBe("accepted");
+    expect(store.recordReport("vienna", report("host2", "2026-12-01T10:00:00.000Z", "2026-12-01T10:10:00.000Z"), "d4")).toBe("accepted");
+    expect(store.lastReport("vienna", "host1")).toEqual({ periodStart: "2026-12-01T10:10:00.000Z", periodEnd: "2026-12-01T10:20:00.000Z", digest: "d3" });
+    expect(store.lastReport("vienna", "host3")).toBeUndefined();
+    expect(store.reportsEnding("vienna", new Date("2026-12-01T10:05:00Z"), new Date("2026-12-01T10:10:00Z")).map((kept) => kept.host)).toEqual(["host1", "host2"]);
+    expect(store.reportsEnding("other", new Date(0), new Date("2027-01-01T00:00:00Z"))).toEqual([]);
+    expect(store.pruneReports(new Date("2026-12-01T10:15:00Z"))).toBe(2);
+    expect(store.reportsEnding("vienna", new Date(0), new Date("2027-01-01T00:00:00Z")).map((kept) => kept.periodEnd)).toEqual(["2026-12-01T10:20:00.000Z"]);
+  });
+
+  it("records decisions with their outcome, pages through them newest first, and prunes all but each PoP's latest", () => {
+    let now = new Date("2026-11-01T00:00:00Z");
+    const { store } = freshStore(() => now);
+    const decide = (pop: string) =>
+      store.recordDecision({ pop, periodStart: now.toISOString(), strategy: "milp", outcome: "held", inputs: { hosts: 3 }, layout: { host1: ["small"] }, timings: { solveMs: 12 } });
+    const made = [decide("vienna"), decide("vienna"), decide("graz")];
+    store.setDecisionOutcome(made[1]!.id, "applying", { operationId: 42 });
+    store.setDecisionOutcome(made[1]!.id, "applied");
+    expect(store.decision(made[1]!.id)).toMatchObject({ outcome: "applied", operationId: 42, inputs: { hosts: 3 }, timings: { solveMs: 12 } });
+    const page = store.decisions("vienna", { limit: 1 });
+    expect(page.decisions.map((decision) => decision.id)).toEqual([made[1]!.id]);
+    expect(store.decisions("vienna", { limit: 1, before: page.next! })).toEqual({ decisions: [store.decision(made[0]!.id)] });
+    now = new Date("2026-12-01T00:00:00Z");
+    decide("vienna");
+    expect(store.pruneDecisions(new Date("2026-11-15T00:00:00Z"))).toBe(2);
+    expect(store.decisions("graz", { limit: 10 }).decisions.map((decision) => decision.id)).toEqual([made[2]!.id]);
+    expect(store.decisions("vienna", { limit: 10 }).decisions).toHaveLength(1);
   });
 });
 
@@ -308,7 +336,7 @@ describe("the store under faults of its file", () => {
   it.each([0.5, 0.1])("refuses to open a file truncated to %s of its size, naming the file and the fix", (share) => {
     const { store, path } = freshStore();
     for (const id of ["c1", "c2", "c3"]) {
-      store.createConference({ owner: "alice", ...placing(id) }, conferenceName);
+      store.createConference({ owner: "alice", ...placing(id) });
     }
     store.close();
     truncateSync(path, Math.floor(statSync(path).size * share));
@@ -317,11 +345,11 @@ describe("the store under faults of its file", () => {
 
   it("refuses a write while another process holds the write lock, without waiting long, and keeps reads and the last good state", async () => {
     const { store, path } = freshStore();
-    store.createConference({ owner: "alice", ...placing("c1") }, conferenceName);
+    store.createConference({ owner: "alice", ...placing("c1") });
     const lock = await holdWriteLock(path);
     try {
-      expect(() => store.createConference({ owner: "alice", ...placing("c2") }, conferenceName)).toThrow(StoreUnavailableError);
-      expect(() => store.createConference({ owner: "alice", ...placing("c2") }, conferenceName)).toThrow("the database is locked by another process; nothing of this change was recorded");
+      expect(() => store.createConference({ owner: "alice", ...placing("c2") })).toThrow(StoreUnavailableError);
+      expect(() => store.createConference({ owner: "alice", ...placing("c2") })).toThrow("the database is locked by another process; nothing of this change was recorded");
       expect(store.writable()).toEqual({ ok: false, reason: "the database is locked by another process" });
       expect(store.lastWriteFailure()).toBe("the database is locked by another process");
       expect(store.conference("c1")!.state).toBe("placed");
@@ -329,7 +357,7 @@ describe("the store under faults of its file", () => {
       await lock.release();
     }
     expect(store.writable()).toEqual({ ok: true });
-    expect(store.createConference({ owner: "alice", ...placing("c2") }, conferenceName).outcome).toBe("created");
+    expect(store.createConference({ owner: "alice", ...placing("c2") }).outcome).toBe("created");
     expect(store.lastWriteFailure()).toBeUndefined();
   });
 
@@ -342,21 +370,21 @@ describe("the store under faults of its file", () => {
     }
     try {
       const store = new Store({ path: join(dir, "switch.db") });
-      store.createConference({ owner: "alice", ...placing("c1") }, conferenceName);
+      store.createConference({ owner: "alice", ...placing("c1") });
       const filler = join(dir, "filler");
       try {
         writeFileSync(filler, Buffer.alloc(4 * 1024 * 1024));
       } catch (error) {
         expect((error as NodeJS.ErrnoException).code).toBe("ENOSPC");
       }
-      expect(() => store.createConference({ owner: "alice", ...placing("c2") }, conferenceName)).toThrow(StoreUnavailableError);
+      expect(() => store.createConference({ owner: "alice", ...placing("c2") })).toThrow(StoreUnavailableError);
       expect(store.writable()).toMatchObject({ ok: false });
       expect(store.lastWriteFailure()).toMatch(/full|cannot be written/);
       expect(store.conference("c2")).toBeUndefined();
       expect(store.eventsAfter("c2", 0)).toEqual([]);
       unlinkSync(filler);
       expect(store.writable()).toEqual({ ok: true });
-      expect(store.createConference({ owner: "alice", ...placing("c2") }, conferenceName).outcome).toBe("created");
+      expect(store.createConference({ owner: "alice", ...placing("c2") }).outcome).toBe("created");
       expect(store.conferences({ limit: 10 }).conferences.map((conference) => conference.id).sort()).toEqual(["c1", "c2"]);
       store.close();
     } finally {
@@ -367,7 +395,7 @@ describe("the store under faults of its file", () => {
 
   it.each(["deleted", "replaced"])("refuses every write, for good, once its file was %s while it ran", (how) => {
     const { store, path } = freshStore();
-    store.createConference({ owner: "alice", ...placing("c1") }, conferenceName);
+    store.createConference({ owner: "alice", ...placing("c1") });
     if (how === "deleted") {
       unlinkSync(path);
     } else {
@@ -375,13 +403,13 @@ describe("the store under faults of its file", () => {
       renameSync(`${path}.copy`, path);
     }
     const refusal = `the database file ${path} was deleted or replaced while the service ran`;
-    expect(() => store.createConference({ owner: "alice", ...placing("c2") }, conferenceName)).toThrow(refusal);
-    expect(() => store.requestStop("c1")).toThrow(StoreUnavailableError);
+    expect(() => store.createConference({ owner: "alice", ...placing("c2") })).toThrow(refusal);
+    expect(() => store.setConferenceState("c1", "stopping")).toThrow(StoreUnavailableError);
     const writable = store.writable();
     expect(writable.ok).toBe(false);
     expect(writable.ok ? "" : writable.reason).toContain(refusal);
     try {
-      store.createConference({ owner: "alice", ...placing("c3") }, conferenceName);
+      store.createConference({ owner: "alice", ...placing("c3") });
     } catch (error) {
       expect((error as StoreUnavailableError).transient).toBe(false);
     }

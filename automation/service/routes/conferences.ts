@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import Negotiator from "negotiator";
 import { z } from "zod";
 import { TERMINAL_STATES } from "../../../domain/conference-lifecycle.ts";
+import { conferenceName } from "../../../domain/contracts/conference.ts";
 import type { EventRecord } from "../../store/records.ts";
 import type { ConferenceRecord, Store } from "../../store/store.ts";
 import type { ConferenceManager } from "../conferences.ts";
@@ -207,7 +208,7 @@ function streamSlots(perSubject: number, total: number): { take: (subject: strin
 
 /** Whether a stream of the conference's events after `after` would have nothing to send: it has ended, and `after` was its last event or later. */
 function hasEnded(store: Store, conferenceId: string, after: number): boolean {
-  return TERMINAL_STATES.includes(store.conference(conferenceId)!.state) && store.eventsAfter(conferenceId, after).length === 0;
+  return TERMINAL_STATES.includes(store.conference(conferenceId)!.state) && store.eventsAfter(conferenceName(conferenceId), after).length === 0;
 }
 
 /** Whether the request's Accept header admits text/event-stream (RFC 9110 §12.5.1); none admits any type. */
@@ -226,7 +227,7 @@ async function streamEvents(store: Store, conference: ConferenceRecord, after: n
   const live: EventRecord[] = [];
   let wake: (() => void) | undefined;
   const unsubscribe = store.onEvent((event) => {
-    if (event.conferenceId === conference.id) {
+    if (event.stack === conferenceName(conference.id)) {
       live.push(event);
       wake?.();
     }
@@ -252,7 +253,7 @@ async function streamEvents(store: Store, conference: ConferenceRecord, after: n
       await Promise.race([sse.send({ id: String(event.id), event: event.type, data: { ...event.data, at: event.at } }), whenClosed]);
       return event.type === "stopped" || event.type === "failed";
     };
-    for (const event of store.eventsAfter(conference.id, after)) {
+    for (const event of store.eventsAfter(conferenceName(conference.id), after)) {
       if (await send(event)) {
         return true;
       }
