@@ -101,19 +101,6 @@ export class OperationRunner {
     return this.closing;
   }
 
-  /**
-   * Queues an `up` of `stack`, unless one is queued and has not begun: that one stands for both,
-   * and reads the stack's config when it begins, so the newest config is what runs. Returns the
-   * `up` that will run, or undefined when the runner no longer takes work.
-   */
-  up(stack: string): OperationRecord | undefined {
-    const waiting = this.store.unfinishedOperation(stack, "up");
-    if (waiting !== undefined && waiting.state === "queued" && this.active.has(waiting.id)) {
-      return waiting;
-    }
-    return this.submit(this.store.queueOperation(stack, "up"));
-  }
-
   /** Runs a recorded operation in the background, when its stack's turn comes. */
   submit(operation: OperationRecord): OperationRecord {
     this.background(operation);
