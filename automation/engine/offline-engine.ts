@@ -309,7 +309,9 @@ class Worker {
     return new Promise<WorkerReply>((resolve, reject) => {
       const onMessage = (message: WorkerMessage) => {
         if (message.kind === "finished") {
-          settle(() => resolve(message));
+          // A reply that crossed a cancel is the cancel's: the worker is being killed, and what it
+          // answered is not written.
+          settle(() => (signal?.aborted ? reject(new EngineError("cancelled", "the operation was cancelled")) : resolve(message)));
         } else if (signal?.aborted !== true) {
           try {
             onProgress(message);
@@ -324,7 +326,12 @@ class Worker {
       };
       const onExit = (code: number | null, how: NodeJS.Signals | null) =>
         settle(() => reject(signal?.aborted ? new EngineError("cancelled", "the operation was cancelled") : new EngineError("failed", `the offline worker stopped (${how ?? `exit ${code}`})`)));
-      const onAbort = () => this.process.kill("SIGKILL");
+      // Marked dead at once, not when its exit arrives: a reply already on its way would otherwise
+      // hand the dying process to the next evaluation, which would fail with "stopped (SIGKILL)".
+      const onAbort = () => {
+        this.alive = false;
+        this.process.kill("SIGKILL");
+      };
       const settle = (finish: () => void) => {
         this.process.off("message", onMessage);
         this.process.off("exit", onExit);

@@ -1,4 +1,5 @@
 import type * as pulumi from "@pulumi/pulumi";
+import { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -229,4 +230,34 @@ describe("the local engine's warning for an interrupted Docker create", () => {
   it("says whose host it is when its provider names none", () => {
     expect(untrackedCreatesWarning([container], { resources: [] })).toContain("docker rm -f pop-vienna-small on the Docker host of its provider (DOCKER_HOST, or the local daemon)");
   });
+});
+
+describe("a cancel that crosses the worker's reply", () => {
+  it("answers the cancelled up as cancelled, writes nothing, and never hands the killed worker to the next evaluation", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "switch-vaas-offline-cancel-"));
+    // One worker: the next up gets the same process unless the cancel retired it.
+    const engine = new OfflineEngine({ dataDir, workers: 1 });
+    const cancel = new AbortController();
+    // The race as the crash trials met it, made certain: the worker's reply has been read and is
+    // about to be handed to the engine when the cancel comes (a stop, in the service).
+    const emit = ChildProcess.prototype.emit;
+    ChildProcess.prototype.emit = function (this: ChildProcess, event: string | symbol, ...args: unknown[]): boolean {
+      if (event === "message" && (args[0] as { kind?: string } | undefined)?.kind === "finished" && !cancel.signal.aborted) {
+        cancel.abort();
+      }
+      return emit.call(this, event, ...args);
+    };
+    try {
+      const vienna = popStack("Pulumi.pop-vienna.yaml");
+      await expect(engine.up(vienna, { signal: cancel.signal })).rejects.toMatchObject({ kind: "cancelled" });
+      expect(await engine.outputs(vienna.stack)).toBeUndefined();
+      const events: EngineEvent[] = [];
+      await engine.up(vienna, { onEvent: (event) => events.push(event) });
+      expect(events.filter((event) => event.type === "change").length).toBeGreaterThan(0);
+    } finally {
+      ChildProcess.prototype.emit = emit;
+      await engine.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
