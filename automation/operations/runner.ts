@@ -107,6 +107,21 @@ export class OperationRunner {
     return operation;
   }
 
+  /**
+   * Queues an `up` of `stack`, or joins the one that waits: while one runs, only the newest waits.
+   * The owner reads an `up`'s config as its attempt begins, so the `up` that waits applies whatever
+   * is newest when its turn comes. Returns the operation and whether it was one already waiting.
+   */
+  submitUp(stack: string): { operation: OperationRecord; joined: boolean } {
+    return this.store.atomically(() => {
+      const waiting = this.store.waitingOperation(stack, "up");
+      if (waiting !== undefined && this.active.has(waiting.id)) {
+        return { operation: waiting, joined: true };
+      }
+      return { operation: this.submit(this.store.queueOperation(stack, "up")), joined: false };
+    });
+  }
+
   /** Aborts the `up` running on `stack`, if one runs here; its record is the caller's to end. */
   abortUp(stack: string, reason: string): void {
     const running = this.controllers.get(stack);

@@ -8,6 +8,7 @@ import type { TokenRegistry } from "./auth.ts";
 import type { ConferenceManager } from "./conferences.ts";
 import type { ServiceLimits } from "./environment.ts";
 import type { OrphanStacks } from "./orphans.ts";
+import type { PopLoops } from "./loops/pop-loop.ts";
 import { auth } from "./plugins/auth.ts";
 import { requestHardening } from "./plugins/hardening.ts";
 import { jsonBody } from "./plugins/json-body.ts";
@@ -33,6 +34,8 @@ export { REDACTED_PATHS } from "./plugins/request-log.ts";
 
 export interface AppDependencies {
   manager: ConferenceManager;
+  /** The PoPs' loops; undefined when SWITCH_POPS names none. */
+  pops?: PopLoops | undefined;
   store: Store;
   registry: ClusterRegistry;
   engine: Pick<Engine, "kind">;

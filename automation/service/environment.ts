@@ -69,6 +69,13 @@ const environment = z.object({
     .min(1, { error: "is below 1; give the days ended conferences are kept, e.g. 30" })
     .max(3650, { error: "is above 3650; give the days ended conferences are kept, e.g. 30" })
     .default(30),
+  /** The PoP loop's period (the paper's ten minutes); SWITCH_POPS and SWITCH_POP_KEYS_FILE name the PoPs (loops/pop-config.ts). */
+  SWITCH_POP_PERIOD_SECONDS: z.coerce
+    .number({ error: expected("a number") })
+    .int({ error: "is not a whole number of seconds" })
+    .min(60, { error: "is below 60; give the PoP loop's period in seconds, e.g. 600" })
+    .max(86_400, { error: "is above 86400; give the PoP loop's period in seconds, e.g. 600" })
+    .default(600),
   SWITCH_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], { error: "is not a log level; use info, debug, warn…" }).default("info"),
 });
 

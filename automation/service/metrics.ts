@@ -4,9 +4,14 @@ import { CONFERENCE_STATES } from "../../domain/conference-lifecycle.ts";
 import type { Store } from "../store/store.ts";
 import type { OperationObserver } from "../operations/runner.ts";
 import type { OrphanStacks } from "./orphans.ts";
+import type { PopLoopObserver } from "./loops/pop-loop.ts";
 
 /** The service's Prometheus metrics, in a registry of its own (never prom-client's global one). */
-export function serviceMetrics(store: Store, queue: OperationQueue, orphans: Pick<OrphanStacks, "list">): { registry: Registry; observer: OperationObserver } {
+export function serviceMetrics(
+  store: Store,
+  queue: OperationQueue,
+  orphans: Pick<OrphanStacks, "list">,
+): { registry: Registry; observer: OperationObserver; popObserver: PopLoopObserver } {
   const registry = new Registry();
   const operations = new Counter({
     name: "switch_operations_total",
@@ -71,8 +76,66 @@ export function serviceMetrics(store: Store, queue: OperationQueue, orphans: Pic
       }
     },
   });
+  const reports = new Counter({
+    name: "switch_pop_reports_total",
+    help: "Instance managers' reports by PoP and outcome: accepted, duplicate, or the reason of a refusal.",
+    labelNames: ["pop", "outcome"] as const,
+    registers: [registry],
+  });
+  const reportLag = new Histogram({
+    name: "switch_pop_report_lag_seconds",
+    help: "From the end of a report's period to its acceptance.",
+    labelNames: ["pop"] as const,
+    buckets: [0.1, 0.5, 1, 5, 15, 30, 60, 120, 300],
+    registers: [registry],
+  });
+  const decisions = new Histogram({
+    name: "switch_pop_decision_seconds",
+    help: "The PoP loop's decisions by outcome, and the time each took (reports to next config).",
+    labelNames: ["pop", "outcome"] as const,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    registers: [registry],
+  });
+  const reUps = new Counter({
+    name: "switch_pop_reups_total",
+    help: "Re-ups of PoP stacks by result.",
+    labelNames: ["pop", "result"] as const,
+    registers: [registry],
+  });
+  const edges = new Gauge({
+    name: "switch_pop_edges",
+    help: "Edge containers per role in a PoP's last good layout.",
+    labelNames: ["pop", "role"] as const,
+    registers: [registry],
+  });
+  const moved = new Counter({
+    name: "switch_pop_edges_moved_total",
+    help: "Edge containers added or removed by re-ups.",
+    labelNames: ["pop"] as const,
+    registers: [registry],
+  });
   return {
     registry,
+    popObserver: {
+      report(pop, outcome, lagSeconds) {
+        reports.inc({ pop, outcome });
+        if (lagSeconds !== undefined) {
+          reportLag.observe({ pop }, Math.max(0, lagSeconds));
+        }
+      },
+      decision(pop, outcome, seconds) {
+        decisions.observe({ pop, outcome }, seconds);
+      },
+      reUp(pop, result) {
+        reUps.inc({ pop, result });
+      },
+      edges(pop, running, count) {
+        for (const [role, value] of Object.entries(running)) {
+          edges.set({ pop, role }, value);
+        }
+        moved.inc({ pop }, count);
+      },
+    },
     observer: {
       operation(kind, result, seconds) {
         operations.inc({ kind, result });

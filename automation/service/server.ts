@@ -27,6 +27,9 @@ import { OrphanStacks } from "./orphans.ts";
 import { type ServiceEnvironment, readEnvironment } from "./environment.ts";
 import { serviceMetrics } from "./metrics.ts";
 import { ClusterRegistry, type RegistrySource } from "./registry.ts";
+import { highsSolver } from "../solver/highs.ts";
+import { loadPops } from "./loops/pop-config.ts";
+import { type LoopClock, type PopLoopSettings, PopLoops } from "./loops/pop-loop.ts";
 
 const DEFAULT_TESTBED = "testbed";
 
@@ -169,6 +172,9 @@ export interface ServiceOverrides {
   print?: (text: string) => void;
   /** Where the log lines go (pino's destination), at SWITCH_LOG_LEVEL. Defaults to stdout. */
   logStream?: { write: (line: string) => void };
+  /** The PoP loop's clock (a benchmark's accelerated day) and settings beyond SWITCH_POP_PERIOD_SECONDS. */
+  popClock?: LoopClock;
+  popLoop?: Partial<PopLoopSettings>;
 }
 
 export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOverrides = {}): Promise<RunningService> {
@@ -176,6 +182,7 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
   const environment = readEnvironment(env);
   // Refused before anything is opened, so a refusal leaves nothing behind.
   const configuredTokens = environment.SWITCH_API_TOKENS === undefined ? undefined : TokenRegistry.parse(environment.SWITCH_API_TOKENS, "SWITCH_API_TOKENS");
+  const served = loadPops(env);
   const dataDir = resolve(environment.SWITCH_DATA_DIR);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   // Records, state and tokens are the service's alone, whatever mode the directory had before.
@@ -187,6 +194,7 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
   let store: Store | undefined;
   let registry: ClusterRegistry | undefined;
   let runner: OperationRunner | undefined;
+  let pops: PopLoops | undefined;
   let orphans: OrphanStacks | undefined;
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   let pruning: NodeJS.Timeout | undefined;
@@ -197,6 +205,7 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
       serving = false;
       registry?.close();
       clearInterval(pruning);
+      await pops?.close();
       await runner?.close();
       await orphans?.close();
       await app?.close();
@@ -229,23 +238,37 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
     const tokens = configuredTokens ?? embedded!.registry;
 
     orphans = new OrphanStacks(engine, store, queue);
-    const { registry: metrics, observer } = serviceMetrics(store, queue, orphans);
+    const { registry: metrics, observer, popObserver } = serviceMetrics(store, queue, orphans);
     const locator = await MmdbIpLocator.open();
     // The app's logger exists only once the app does, and the app needs the manager.
     let reportError: (error: unknown, context: object) => void = () => undefined;
     const manager = new ConferenceManager({ store, registry, testbedStack: qualifiedStack(testbedStack), locator });
+    // A PoP's loop, when SWITCH_POPS names any: HiGHS is loaded only for them.
+    pops =
+      served.length === 0
+        ? undefined
+        : new PopLoops({
+            store,
+            pops: served,
+            solver: await highsSolver(),
+            ...(overrides.popClock === undefined ? {} : { clock: overrides.popClock }),
+            settings: { periodMs: environment.SWITCH_POP_PERIOD_SECONDS * 1000, ...overrides.popLoop },
+            observer: popObserver,
+            onError: (error, pop) => reportError(error, { pop }),
+          });
     runner = new OperationRunner({
       store,
       engine,
       queue,
-      owners: [manager],
+      owners: pops === undefined ? [manager] : [manager, pops],
       observer,
       ...(overrides.retry === undefined ? {} : { retry: overrides.retry }),
       // Already recorded on the operation; the log says where it happened.
       onError: (error, context) => reportError(error, context),
     });
     manager.runWith(runner);
-    const application = await buildApp({ manager, store, registry, engine, tokens, metrics, orphans, limits: environment, onBackgroundError: (error) => reportError(error, {}), logger: { level: environment.SWITCH_LOG_LEVEL, ...(overrides.logStream === undefined ? {} : { stream: overrides.logStream }) }, ready: () => serving });
+    pops?.runWith(runner);
+    const application = await buildApp({ manager, pops, store, registry, engine, tokens, metrics, orphans, limits: environment, onBackgroundError: (error) => reportError(error, {}), logger: { level: environment.SWITCH_LOG_LEVEL, ...(overrides.logStream === undefined ? {} : { stream: overrides.logStream }) }, ready: () => serving });
     app = application;
     reportError = (error, context) => application.log.error({ err: error, ...context }, "background operation failed");
     // Listening first: a port that is taken refuses the start before any work is resumed.
@@ -254,6 +277,8 @@ export async function startService(env: NodeJS.ProcessEnv, overrides: ServiceOve
     if (resumed > 0) {
       application.log.info({ stacks: resumed }, "resuming operations a previous process left unfinished");
     }
+    // After the reconciler took up what a previous process left, so that the loop sees its `up`s.
+    pops?.start();
     runner.watch(overrides.reconcileIntervalMs, (error) => application.log.error({ err: error }, "reconciling the records with the stacks failed"));
     // What exists is compared with what is recorded once, at start: a stack no record owns was left
     // by a database lost or replaced, and only an admin may destroy it.

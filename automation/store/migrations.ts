@@ -121,4 +121,27 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX pop_decisions_by_pop ON pop_decisions (pop, id);
   `,
+  // A decision whose \`up\` a newer decision overtook before it began (the \`up\` applies the newest):
+  // "superseded". SQLite cannot change a CHECK in place, so the table is rebuilt with its rows and ids.
+  `
+  CREATE TABLE pop_decisions_4 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pop TEXT NOT NULL,
+    decided_at TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('unchanged', 'held', 'applying', 'applied', 'failed', 'superseded')),
+    inputs TEXT NOT NULL,
+    layout TEXT NOT NULL,
+    timings TEXT NOT NULL,
+    reason TEXT,
+    operation_id INTEGER
+  );
+  INSERT INTO pop_decisions_4 SELECT * FROM pop_decisions;
+  INSERT INTO sqlite_sequence (name, seq) SELECT 'pop_decisions_4', coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'pop_decisions'), 0);
+  DROP TABLE pop_decisions;
+  ALTER TABLE pop_decisions_4 RENAME TO pop_decisions;
+  CREATE INDEX pop_decisions_by_pop ON pop_decisions (pop, id);
+  CREATE INDEX pop_decisions_by_operation ON pop_decisions (operation_id);
+  `,
 ];

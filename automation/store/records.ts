@@ -84,14 +84,15 @@ export const eventRecord = z.object({
 });
 export type EventRecord = z.output<typeof eventRecord>;
 
-export const POP_DECISION_OUTCOMES = ["unchanged", "held", "applying", "applied", "failed"] as const;
+export const POP_DECISION_OUTCOMES = ["unchanged", "held", "applying", "applied", "failed", "superseded"] as const;
 export type PopDecisionOutcome = (typeof POP_DECISION_OUTCOMES)[number];
 
 /**
  * One decision of a PoP's loop: what it saw (`inputs`), what it chose (`layout`, with its
  * addresses) and how (`strategy`), and what became of it — `unchanged` (the running layout stands),
  * `held` (a change not yet persistent enough to act on), `applying` (its `up` is queued or runs),
- * `applied`, `failed` (the last good layout stays) — with the `up` that applied it.
+ * `applied`, `failed` (the last good layout stays), `superseded` (a newer decision came before its
+ * `up` began; that `up` applies the newer) — with the `up` that applied it.
  */
 export const popDecisionRecord = z.object({
   id: z.number().int(),

@@ -14,6 +14,7 @@ import {
   type EventType,
   type OperationRecord,
   type OperationState,
+  POP_DECISION_OUTCOMES,
   type PopDecision,
   type PopDecisionOutcome,
   type ResourceChange,
@@ -380,6 +381,12 @@ export class Store {
     return row === undefined ? undefined : operationOf(row);
   }
 
+  /** The newest operation of `kind` on `stack` that waits for its first attempt. */
+  waitingOperation(stack: string, kind: OperationKind): OperationRecord | undefined {
+    const row = this.db.prepare("SELECT * FROM operations WHERE stack = ? AND kind = ? AND state = 'queued' ORDER BY id DESC LIMIT 1").get(stack, kind) as OperationRow | undefined;
+    return row === undefined ? undefined : operationOf(row);
+  }
+
   /** Every stack an operation was recorded for: what the service owns. */
   stacks(): Set<string> {
     return new Set((this.db.prepare("SELECT DISTINCT stack FROM operations").all() as { stack: string }[]).map((row) => row.stack));
@@ -621,6 +628,25 @@ export class Store {
 
   decision(id: number): PopDecision | undefined {
     const row = this.db.prepare("SELECT * FROM pop_decisions WHERE id = ?").get(id) as DecisionRow | undefined;
+    return row === undefined ? undefined : decisionOf(row);
+  }
+
+  /** A PoP's newest decision with one of `outcomes` (any outcome when none is given). */
+  latestDecision(pop: string, outcomes: readonly PopDecisionOutcome[] = POP_DECISION_OUTCOMES): PopDecision | undefined {
+    const row = this.db
+      .prepare(`SELECT * FROM pop_decisions WHERE pop = ? AND outcome IN (${outcomes.map(() => "?").join(", ")}) ORDER BY id DESC LIMIT 1`)
+      .get(pop, ...outcomes) as DecisionRow | undefined;
+    return row === undefined ? undefined : decisionOf(row);
+  }
+
+  /** The decisions of `pop` with `outcome`, oldest first. */
+  decisionsWithOutcome(pop: string, outcome: PopDecisionOutcome): PopDecision[] {
+    return (this.db.prepare("SELECT * FROM pop_decisions WHERE pop = ? AND outcome = ? ORDER BY id").all(pop, outcome) as DecisionRow[]).map(decisionOf);
+  }
+
+  /** The decision the `up` `operationId` applies, if it was bound to one. */
+  decisionOfOperation(operationId: number): PopDecision | undefined {
+    const row = this.db.prepare("SELECT * FROM pop_decisions WHERE operation_id = ? ORDER BY id DESC LIMIT 1").get(operationId) as DecisionRow | undefined;
     return row === undefined ? undefined : decisionOf(row);
   }
 
