@@ -245,7 +245,7 @@ describe("a cancel that crosses the worker's reply", () => {
       if (event === "message" && (args[0] as { kind?: string } | undefined)?.kind === "finished" && !cancel.signal.aborted) {
         cancel.abort();
       }
-      return emit.call(this, event, ...args);
+      return emit.apply(this, [event, ...args] as Parameters<typeof emit>);
     };
     try {
       const vienna = popStack("Pulumi.pop-vienna.yaml");

@@ -5,12 +5,13 @@ import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { conferenceName } from "../../domain/contracts/conference.ts";
 import { DEFAULT_SITES, parseSites, siteCapacity } from "../../domain/contracts/testbed.ts";
-import { type Engine, type EngineEvent, EngineError, type OperationOptions, type StackOutputs, type StackSpec } from "../../automation/engine/engine.ts";
+import { type EngineEvent, EngineError } from "../../automation/engine/engine.ts";
 import { OperationQueue } from "../../automation/engine/queue.ts";
 import { OperationRunner } from "../../automation/operations/runner.ts";
 import { ConferenceManager } from "../../automation/service/conferences.ts";
 import type { RegisteredClusters } from "../../automation/service/registry.ts";
 import { Store } from "../../automation/store/store.ts";
+import { HeldEngine } from "../support/held-engine.ts";
 import { poll } from "../support/poll.ts";
 
 /**
@@ -25,68 +26,6 @@ const CLUSTERS: RegisteredClusters = Object.fromEntries(
 );
 const LJUBLJANA = { lat: 46.05, lon: 14.51 };
 const VIEWER = { subject: "alice", admin: false };
-
-interface Call {
-  kind: "up" | "destroy" | "refresh" | "cancel";
-  stack: string;
-  signal?: AbortSignal;
-  /** Ends the call: `events` are reported first, as an engine reports what it changed before it returns. */
-  finish: (outcome: { outputs?: StackOutputs; error?: Error; events?: EngineEvent[] }) => void;
-}
-
-/** An engine whose calls wait for the test: `next()` is the next call it received. */
-class HeldEngine implements Engine {
-  readonly kind = "offline" as const;
-  readonly calls: Call[] = [];
-  private seen = 0;
-
-  up(spec: StackSpec, options: OperationOptions = {}): Promise<StackOutputs> {
-    return this.hold("up", spec.stack, options) as Promise<StackOutputs>;
-  }
-  destroy(stack: string, options: OperationOptions = {}): Promise<void> {
-    return this.hold("destroy", stack, options) as Promise<void>;
-  }
-  refresh(stack: string, options: OperationOptions = {}): Promise<void> {
-    return this.hold("refresh", stack, options) as Promise<void>;
-  }
-  cancel(): Promise<void> {
-    return Promise.resolve();
-  }
-  outputs(): Promise<StackOutputs | undefined> {
-    return Promise.resolve(undefined);
-  }
-  stacks(): Promise<string[]> {
-    return Promise.resolve([]);
-  }
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  /** The next call the engine received, once it has. */
-  async next(): Promise<Call> {
-    const call = await poll("the engine's next call", () => Promise.resolve(this.calls[this.seen]), (found) => found !== undefined, 5000);
-    this.seen++;
-    return call!;
-  }
-
-  private hold(kind: Call["kind"], stack: string, options: OperationOptions): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      options.onEvent?.({ type: "progress", done: 1, total: 4 });
-      // Whatever its signal says: the test decides how, and when, each call ends.
-      const finish: Call["finish"] = ({ outputs, error, events = [] }) => {
-        for (const event of events) {
-          options.onEvent?.(event);
-        }
-        if (error === undefined) {
-          resolve(outputs);
-        } else {
-          reject(error);
-        }
-      };
-      this.calls.push({ kind, stack, ...(options.signal === undefined ? {} : { signal: options.signal }), finish });
-    });
-  }
-}
 
 let cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {

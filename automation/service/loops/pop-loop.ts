@@ -255,7 +255,8 @@ export class PopLoops implements StackOwner {
     const decision = { periodStart, strategy: result.strategy, inputs, timings };
     const summary = describeResult(result);
 
-    if (isDeepStrictEqual(next.pop.layout, running.layout) && isDeepStrictEqual(next.pop.addresses, running.addresses)) {
+    // A stack file may list a host's roles in another order: the same layout, not a change.
+    if (isDeepStrictEqual(next.pop.layout, orderedLayout(running, running.layout)) && isDeepStrictEqual(next.pop.addresses, running.addresses)) {
       state.wanted = 0;
       return this.record(state, { ...decision, outcome: "unchanged", layout: layoutOf(next.pop), timings: { ...timings, totalMs: performance.now() - started }, reason: summary });
     }
