@@ -657,11 +657,38 @@ export class Store {
     return rows.length > page.limit ? { decisions, next: decisions.at(-1)!.id } : { decisions };
   }
 
-  /** Deletes decisions made before `before`, but never a PoP's latest; returns how many. */
+  /**
+   * Deletes the finished operations of `stack` that ended before `before`, but never its newest finished, nor
+   * one a kept decision names; returns how many. A PoP's stack lives for ever and is re-upped many
+   * times a day: its operations are kept for as long as its decisions are.
+   */
+  pruneOperations(stack: string, before: Date): number {
+    return this.atomically(
+      () =>
+        this.db
+          .prepare(
+            `DELETE FROM operations WHERE stack = ? AND state NOT IN ('queued', 'running') AND ended_at < ?
+               AND id <> (SELECT max(id) FROM operations WHERE stack = ? AND state NOT IN ('queued', 'running'))
+               AND id NOT IN (SELECT operation_id FROM pop_decisions WHERE operation_id IS NOT NULL)`,
+          )
+          .run(stack, before.toISOString(), stack).changes,
+    );
+  }
+
+  /**
+   * Deletes decisions of periods that began before `before` (the loop's clock), but never a PoP's
+   * latest, its latest applied (the layout it runs) nor one still applying; returns how many.
+   */
   pruneDecisions(before: Date): number {
     return this.atomically(
       () =>
-        this.db.prepare("DELETE FROM pop_decisions WHERE decided_at < ? AND id NOT IN (SELECT max(id) FROM pop_decisions GROUP BY pop)").run(before.toISOString()).changes,
+        this.db
+          .prepare(
+            `DELETE FROM pop_decisions WHERE period_start < ? AND outcome <> 'applying'
+               AND id NOT IN (SELECT max(id) FROM pop_decisions GROUP BY pop)
+               AND id NOT IN (SELECT max(id) FROM pop_decisions WHERE outcome = 'applied' GROUP BY pop)`,
+          )
+          .run(before.toISOString()).changes,
     );
   }
 }

@@ -302,7 +302,7 @@ describe("the PoP loop's records", () => {
     expect(store.reportsEnding("vienna", new Date(0), new Date("2027-01-01T00:00:00Z")).map((kept) => kept.periodEnd)).toEqual(["2026-12-01T10:20:00.000Z"]);
   });
 
-  it("records decisions with their outcome, pages through them newest first, and prunes all but each PoP's latest", () => {
+  it("records decisions with their outcome, pages through them newest first, and prunes all but each PoP's latest and latest applied", () => {
     let now = new Date("2026-11-01T00:00:00Z");
     const { store } = freshStore(() => now);
     const decide = (pop: string) =>
@@ -316,9 +316,29 @@ describe("the PoP loop's records", () => {
     expect(store.decisions("vienna", { limit: 1, before: page.next! })).toEqual({ decisions: [store.decision(made[0]!.id)] });
     now = new Date("2026-12-01T00:00:00Z");
     decide("vienna");
-    expect(store.pruneDecisions(new Date("2026-11-15T00:00:00Z"))).toBe(2);
+    // Vienna's first goes; its applied one stays (the layout it runs), as does each PoP's latest.
+    expect(store.pruneDecisions(new Date("2026-11-15T00:00:00Z"))).toBe(1);
     expect(store.decisions("graz", { limit: 10 }).decisions.map((decision) => decision.id)).toEqual([made[2]!.id]);
-    expect(store.decisions("vienna", { limit: 10 }).decisions).toHaveLength(1);
+    expect(store.decisions("vienna", { limit: 10 }).decisions.map((decision) => decision.id)).toEqual([made[1]!.id + 2, made[1]!.id]);
+  });
+
+  it("prunes a PoP stack's old finished operations but its newest and those a decision names", () => {
+    let now = new Date("2026-11-01T00:00:00Z");
+    const { store } = freshStore(() => now);
+    const finished = () => {
+      const operation = store.queueOperation("pop-vienna", "up");
+      store.beginAttempt(operation.id);
+      store.endOperation(operation.id, "succeeded", { outputs: {} });
+      return operation.id;
+    };
+    const [named, old, newest] = [finished(), finished(), finished()];
+    const decision = store.recordDecision({ pop: "vienna", periodStart: now.toISOString(), strategy: "exact", outcome: "applying", inputs: {}, layout: {}, timings: {} });
+    store.setDecisionOutcome(decision.id, "applied", { operationId: named });
+    now = new Date("2026-12-01T00:00:00Z");
+    const running = store.queueOperation("pop-vienna", "up").id;
+    store.beginAttempt(running);
+    expect(store.pruneOperations("pop-vienna", new Date("2026-11-15T00:00:00Z"))).toBe(1);
+    expect(store.operations("pop-vienna").map((operation) => operation.id)).toEqual([named, newest, running].filter((id) => id !== old));
   });
 });
 

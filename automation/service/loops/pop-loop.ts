@@ -6,7 +6,7 @@ import { nextPopConfig } from "../../../domain/wae/pop-config.ts";
 import type { InstanceManagerReport } from "../../../domain/wae/reports.ts";
 import type { StackConfigMap } from "../../engine/engine.ts";
 import type { OperationRunner, StackOwner } from "../../operations/runner.ts";
-import type { OperationRecord, PopDecision } from "../../store/records.ts";
+import type { OperationRecord, PopDecision, ResourceChange } from "../../store/records.ts";
 import type { Store } from "../../store/store.ts";
 import { type ServedPop, stackConfigOf } from "./pop-config.ts";
 import { type ReportAdmission, type ReportHeaders, type ReportRefusal, admitReport } from "./report-admission.ts";
@@ -107,6 +107,9 @@ export interface PopView {
   /** The `up` that runs or waits on the PoP's stack, if one does. */
   pendingOperation?: number;
 }
+
+/** A decision as the API shows it: with what its re-up changed, per resource. */
+export type DecisionView = PopDecision & { changes?: ResourceChange[] };
 
 interface PopState {
   served: ServedPop;
@@ -220,7 +223,7 @@ export class PopLoops implements StackOwner {
     const { periodMs } = this.settings;
     const periodStart = new Date(periodEnd - periodMs).toISOString();
     state.decidedUntil = Math.max(state.decidedUntil ?? 0, periodEnd);
-    this.prune(periodEnd);
+    this.prune(pop, periodEnd);
     const held = (reason: string, inputs: Record<string, unknown> = {}) => this.record(state, { periodStart, strategy: "none", outcome: "held", inputs, layout: {}, timings: { totalMs: performance.now() - started }, reason });
 
     const pending = this.store.unfinishedOperation(state.served.stack, "up");
@@ -338,10 +341,12 @@ export class PopLoops implements StackOwner {
     return { ...state.served.config, layout, addresses };
   }
 
-  private prune(periodEnd: number): void {
+  /** Reports, decisions and the PoP's operations older than the retention; a PoP's stack writes no events (progress() keeps none). */
+  private prune(pop: string, periodEnd: number): void {
     const before = new Date(periodEnd - this.settings.retentionMs);
     this.store.pruneReports(before);
     this.store.pruneDecisions(before);
+    this.store.pruneOperations(this.states.get(pop)!.served.stack, before);
   }
 
   private stateOf(pop: string): PopState {
@@ -401,6 +406,17 @@ export class PopLoops implements StackOwner {
       lastReports: Object.fromEntries(state.served.config.hosts.map((host) => [host.name, this.store.lastReport(pop, host.name)?.periodEnd])),
       ...(pending === undefined ? {} : { pendingOperation: pending.id }),
     };
+  }
+
+  /** A PoP's decisions newest first, each with what its re-up changed (the `up`'s change record) once it ran. */
+  decisions(pop: string, page: { limit: number; before?: number }): { decisions: DecisionView[]; next?: number } {
+    this.stateOf(pop);
+    const { decisions, next } = this.store.decisions(pop, page);
+    const withChanges = decisions.map((decision) => {
+      const changes = decision.operationId === undefined || decision.outcome === "applying" ? undefined : this.store.operation(decision.operationId)?.changes;
+      return changes === undefined ? decision : { ...decision, changes };
+    });
+    return next === undefined ? { decisions: withChanges } : { decisions: withChanges, next };
   }
 
   /** An admin's rebalance: the period so far decided now, with no persistence asked of its change. */
