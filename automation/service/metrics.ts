@@ -82,11 +82,10 @@ export function serviceMetrics(
     labelNames: ["pop", "outcome"] as const,
     registers: [registry],
   });
-  const reportLag = new Histogram({
+  const reportLag = new Gauge({
     name: "switch_pop_report_lag_seconds",
-    help: "From the end of a report's period to its acceptance.",
-    labelNames: ["pop"] as const,
-    buckets: [0.1, 0.5, 1, 5, 15, 30, 60, 120, 300],
+    help: "Per host, from the end of its latest accepted report's period to the report's acceptance.",
+    labelNames: ["pop", "host"] as const,
     registers: [registry],
   });
   const decisions = new Histogram({
@@ -117,10 +116,10 @@ export function serviceMetrics(
   return {
     registry,
     popObserver: {
-      report(pop, outcome, lagSeconds) {
+      report(pop, outcome, accepted) {
         reports.inc({ pop, outcome });
-        if (lagSeconds !== undefined) {
-          reportLag.observe({ pop }, Math.max(0, lagSeconds));
+        if (accepted !== undefined) {
+          reportLag.set({ pop, host: accepted.host }, Math.max(0, accepted.lagSeconds));
         }
       },
       decision(pop, outcome, seconds) {

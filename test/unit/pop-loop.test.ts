@@ -280,6 +280,13 @@ describe("the PoP loop", () => {
       outcome: "refused",
     });
 
+    // A rebalance in the middle of the next period leaves that period open to its reports.
+    clock.at = T0 + PERIOD_MS + PERIOD_MS / 2;
+    loops.rebalance("vienna");
+    clock.at += 5000;
+    const quarter = JSON.stringify({ ...reportOf("host2", T0 + PERIOD_MS + PERIOD_MS / 4, SMALL_HEAVY), periodStart: new Date(T0 + PERIOD_MS).toISOString() });
+    const stamp = Math.floor(clock.at / 1000);
+    expect(loops.admit("vienna", Buffer.from(quarter), { [TIMESTAMP_HEADER]: String(stamp), [SIGNATURE_HEADER]: sign(quarter, KEYS.host2, stamp) }).outcome).toBe("accepted");
     clock.at = T0 + 2 * PERIOD_MS + 5000;
     const next = JSON.stringify(reportOf("host1", T0 + 2 * PERIOD_MS, SMALL_HEAVY));
     expect(loops.admit("vienna", Buffer.from(next), signed(next)).outcome).toBe("accepted");

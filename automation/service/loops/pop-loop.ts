@@ -86,7 +86,8 @@ export const SYSTEM_CLOCK: LoopClock = {
 
 /** What the loop observes, for metrics; the app owns the registry. */
 export interface PopLoopObserver {
-  report(pop: string, outcome: "accepted" | "duplicate" | ReportRefusal["reason"], lagSeconds?: number): void;
+  /** A report's outcome; for an accepted one, its host and how long after its period's end it arrived. */
+  report(pop: string, outcome: "accepted" | "duplicate" | ReportRefusal["reason"], accepted?: { host: string; lagSeconds: number }): void;
   decision(pop: string, outcome: PopDecision["outcome"], seconds: number): void;
   reUp(pop: string, result: "succeeded" | "failed"): void;
   edges(pop: string, running: Readonly<Record<Role, number>>, moved: number): void;
@@ -222,7 +223,10 @@ export class PopLoops implements StackOwner {
     const started = performance.now();
     const { periodMs } = this.settings;
     const periodStart = new Date(periodEnd - periodMs).toISOString();
-    state.decidedUntil = Math.max(state.decidedUntil ?? 0, periodEnd);
+    if (options.force !== true) {
+      // A rebalance decides at any moment, not at a period's end: the period it falls in stays open.
+      state.decidedUntil = Math.max(state.decidedUntil ?? 0, periodEnd);
+    }
     this.prune(pop, periodEnd);
     const held = (reason: string, inputs: Record<string, unknown> = {}) => this.record(state, { periodStart, strategy: "none", outcome: "held", inputs, layout: {}, timings: { totalMs: performance.now() - started }, reason });
 
@@ -385,7 +389,7 @@ export class PopLoops implements StackOwner {
       this.options.observer?.report(pop, "conflict");
       return refusal;
     }
-    this.options.observer?.report(pop, kept, kept === "accepted" ? lag : undefined);
+    this.options.observer?.report(pop, kept, kept === "accepted" ? { host: admission.report.host, lagSeconds: lag } : undefined);
     return kept === "accepted" ? admission : { outcome: "duplicate" };
   }
 
