@@ -1,7 +1,8 @@
-import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { parse, stringify } from "yaml";
 import { CDN_POP_CONFIG, type PopSpec } from "../../domain/contracts/cdn-pop.ts";
 import { qualifiedKey } from "../../domain/contracts/project.ts";
 import type { Layout, RoleCounts } from "../../domain/wae/index.ts";
@@ -29,9 +30,27 @@ const T0 = Date.parse("2026-12-07T10:00:00Z");
 const KEYS = { host1: "key-of-host1-0123456789abcdef", host2: "key-of-host2-0123456789abcdef", host3: "key-of-host3-0123456789abcdef" };
 const VIENNA = join(import.meta.dirname, "..", "..", "stacks", "Pulumi.pop-vienna.yaml");
 
-/** The mix of the running Vienna layout (small-heavy, no live edge) and one that needs live edges. */
-const SMALL_HEAVY: RoleCounts = { small: 7000, large: 1500, vod: 1500, live: 0 };
-const LIVE_HEAVY: RoleCounts = { small: 4000, large: 1000, vod: 1000, live: 4000 };
+/**
+ * Vienna's stack file with a live edge on host3: six edges, half of them small. With hosts alike,
+ * each edge is a sixth of the capacity, so MATCHING is within the tolerance of that layout.
+ */
+const RUNNING: Layout = { host1: ["small", "vod"], host2: ["small", "large"], host3: ["small", "live"] };
+const MATCHING: RoleCounts = { small: 5000, large: 1700, vod: 1650, live: 1650 };
+/** A mix several periods' changes away from RUNNING. */
+const LIVE_HEAVY: RoleCounts = { small: 2500, large: 600, vod: 600, live: 6300 };
+/** MATCHING without live demand this period. */
+const NO_LIVE: RoleCounts = { ...MATCHING, live: 0 };
+
+/** Vienna's stack file, with RUNNING as its layout, in `dir`. */
+function viennaWithLive(dir: string): string {
+  const file = join(dir, "Pulumi.pop-vienna.yaml");
+  const document = parse(readFileSync(VIENNA, "utf8")) as { config: Record<string, { layout: Layout; addresses: Record<string, string> }> };
+  const pop = document.config[qualifiedKey(CDN_POP_CONFIG.pop)]!;
+  pop.layout = RUNNING;
+  pop.addresses["host3/live"] = "192.0.2.25";
+  writeFileSync(file, stringify(document));
+  return file;
+}
 
 /** A clock the test sets; the loop's own timer waits until it is closed. */
 function testClock(): LoopClock & { at: number } {
@@ -56,7 +75,7 @@ async function world(settings: ConstructorParameters<typeof PopLoops>[0]["settin
   const keysFile = join(dir, "pop-keys.json");
   writeFileSync(keysFile, JSON.stringify({ vienna: KEYS }));
   chmodSync(keysFile, 0o600);
-  const pops = loadPops({ [POPS_VARIABLE]: VIENNA, [POP_KEYS_FILE_VARIABLE]: keysFile });
+  const pops = loadPops({ [POPS_VARIABLE]: viennaWithLive(dir), [POP_KEYS_FILE_VARIABLE]: keysFile });
   const clock = testClock();
   const store = new Store({ path: join(dir, "switch.db"), now: () => new Date(clock.at) });
   const engine = new HeldEngine();
@@ -117,12 +136,22 @@ describe("the PoP loop", () => {
   it("brings a PoP the service never ran up as its stack file configures it, and then keeps a layout within the tolerance", async () => {
     const { loops, report, started, engine } = await world();
     const { pop } = await started();
-    expect(pop.layout).toEqual({ host1: ["small", "vod"], host2: ["small", "large"], host3: ["small"] });
+    expect(pop.layout).toEqual(RUNNING);
     expect(loops.view("vienna").lastDecision).toMatchObject({ outcome: "applied", strategy: "configured" });
 
-    report(T0 + PERIOD_MS, SMALL_HEAVY);
+    report(T0 + PERIOD_MS, MATCHING);
     const decision = loops.decide("vienna", T0 + PERIOD_MS);
     expect(decision.outcome).toBe("unchanged");
+    expect(engine.calls).toHaveLength(1);
+  });
+
+  it("keeps one edge of a role that had no requests this period, so that its demand stays in sight", async () => {
+    const { loops, report, started, engine } = await world({ persistPeriods: 1 });
+    await started();
+    report(T0 + PERIOD_MS, NO_LIVE);
+    const decision = loops.decide("vienna", T0 + PERIOD_MS);
+    expect(decision.outcome).toBe("unchanged");
+    expect(Object.values((decision.layout as { layout: Layout }).layout).filter((roles) => roles.includes("live"))).toHaveLength(1);
     expect(engine.calls).toHaveLength(1);
   });
 
@@ -133,7 +162,7 @@ describe("the PoP loop", () => {
     const first = loops.decide("vienna", T0 + PERIOD_MS);
     expect(first).toMatchObject({ outcome: "held", reason: expect.stringMatching(/^a change wanted in 1 of the 2 periods/) as unknown });
     // A period back to the running mix resets the count.
-    report(T0 + 2 * PERIOD_MS, SMALL_HEAVY);
+    report(T0 + 2 * PERIOD_MS, MATCHING);
     expect(loops.decide("vienna", T0 + 2 * PERIOD_MS).outcome).toBe("unchanged");
     report(T0 + 3 * PERIOD_MS, LIVE_HEAVY);
     expect(loops.decide("vienna", T0 + 3 * PERIOD_MS).outcome).toBe("held");
@@ -234,15 +263,15 @@ describe("the PoP loop", () => {
   it("keeps a silent host's last report for three periods, then moves its edges at once", async () => {
     const { loops, report, started, nextUp, converged } = await world();
     await started();
-    report(T0 + PERIOD_MS, SMALL_HEAVY);
+    report(T0 + PERIOD_MS, MATCHING);
     expect(loops.decide("vienna", T0 + PERIOD_MS).outcome).toBe("unchanged");
     for (let period = 2; period <= 4; period++) {
-      report(T0 + period * PERIOD_MS, SMALL_HEAVY, ["host1", "host2"]);
+      report(T0 + period * PERIOD_MS, MATCHING, ["host1", "host2"]);
       const decision = loops.decide("vienna", T0 + period * PERIOD_MS);
       expect(decision.outcome, `period ${period}`).toBe("unchanged");
       expect(decision.inputs).toMatchObject({ silent: ["host3"], unavailable: [] });
     }
-    report(T0 + 5 * PERIOD_MS, SMALL_HEAVY, ["host1", "host2"]);
+    report(T0 + 5 * PERIOD_MS, MATCHING, ["host1", "host2"]);
     const moved = loops.decide("vienna", T0 + 5 * PERIOD_MS);
     // No second period asked for: nothing serves from host3.
     expect(moved).toMatchObject({ outcome: "applying", inputs: { silent: [], unavailable: ["host3"] }, reason: expect.stringContaining("moves the edges of host3") as unknown });
@@ -265,16 +294,16 @@ describe("the PoP loop", () => {
   it("refuses a report of a period already decided as late, and counts a resend once", async () => {
     const { loops, report, started, clock } = await world();
     await started();
-    report(T0 + PERIOD_MS, SMALL_HEAVY);
+    report(T0 + PERIOD_MS, MATCHING);
     loops.decide("vienna", T0 + PERIOD_MS);
     const signed = (body: string) => {
       const timestamp = Math.floor(clock.at / 1000);
       return { [TIMESTAMP_HEADER]: String(timestamp), [SIGNATURE_HEADER]: sign(body, KEYS.host1, timestamp) };
     };
     clock.at = T0 + PERIOD_MS + 60_000;
-    const late = JSON.stringify(reportOf("host1", T0 + PERIOD_MS - 60_000, SMALL_HEAVY));
+    const late = JSON.stringify(reportOf("host1", T0 + PERIOD_MS - 60_000, MATCHING));
     // host1's last accepted period ends at T0 + PERIOD_MS; another host's late report is late.
-    const lateOther = JSON.stringify({ ...reportOf("host2", T0 + PERIOD_MS, SMALL_HEAVY), periodStart: new Date(T0 + PERIOD_MS - 120_000).toISOString() });
+    const lateOther = JSON.stringify({ ...reportOf("host2", T0 + PERIOD_MS, MATCHING), periodStart: new Date(T0 + PERIOD_MS - 120_000).toISOString() });
     expect(loops.admit("vienna", Buffer.from(late), signed(late))).toMatchObject({ outcome: "refused", reason: "out-of-order" });
     expect(loops.admit("vienna", Buffer.from(lateOther), { [TIMESTAMP_HEADER]: String(Math.floor(clock.at / 1000)), [SIGNATURE_HEADER]: sign(lateOther, KEYS.host2, Math.floor(clock.at / 1000)) })).toMatchObject({
       outcome: "refused",
@@ -284,16 +313,16 @@ describe("the PoP loop", () => {
     clock.at = T0 + PERIOD_MS + PERIOD_MS / 2;
     loops.rebalance("vienna");
     clock.at += 5000;
-    const quarter = JSON.stringify({ ...reportOf("host2", T0 + PERIOD_MS + PERIOD_MS / 4, SMALL_HEAVY), periodStart: new Date(T0 + PERIOD_MS).toISOString() });
+    const quarter = JSON.stringify({ ...reportOf("host2", T0 + PERIOD_MS + PERIOD_MS / 4, MATCHING), periodStart: new Date(T0 + PERIOD_MS).toISOString() });
     const stamp = Math.floor(clock.at / 1000);
     expect(loops.admit("vienna", Buffer.from(quarter), { [TIMESTAMP_HEADER]: String(stamp), [SIGNATURE_HEADER]: sign(quarter, KEYS.host2, stamp) }).outcome).toBe("accepted");
     clock.at = T0 + 2 * PERIOD_MS + 5000;
-    const next = JSON.stringify(reportOf("host1", T0 + 2 * PERIOD_MS, SMALL_HEAVY));
+    const next = JSON.stringify(reportOf("host1", T0 + 2 * PERIOD_MS, MATCHING));
     expect(loops.admit("vienna", Buffer.from(next), signed(next)).outcome).toBe("accepted");
     expect(loops.admit("vienna", Buffer.from(next), signed(next)).outcome).toBe("duplicate");
     loops.decide("vienna", T0 + 2 * PERIOD_MS);
     clock.at = T0 + 2 * PERIOD_MS + 60_000;
-    const lateHost3 = JSON.stringify(reportOf("host3", T0 + 2 * PERIOD_MS, SMALL_HEAVY));
+    const lateHost3 = JSON.stringify(reportOf("host3", T0 + 2 * PERIOD_MS, MATCHING));
     expect(loops.admit("vienna", Buffer.from(lateHost3), { [TIMESTAMP_HEADER]: String(Math.floor(clock.at / 1000)), [SIGNATURE_HEADER]: sign(lateHost3, KEYS.host3, Math.floor(clock.at / 1000)) })).toMatchObject({
       outcome: "refused",
       reason: "late",

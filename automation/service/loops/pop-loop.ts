@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from "node:util";
 import type { PopSpec } from "../../../domain/contracts/cdn-pop.ts";
-import { type Layout, type LayoutResult, ROLES, type Role, computeLayout, combineReports } from "../../../domain/wae/index.ts";
+import { type Layout, type LayoutResult, ROLES, type Role, type RoleCounts, computeLayout, combineReports } from "../../../domain/wae/index.ts";
 import type { MilpSolver } from "../../../domain/wae/milp.ts";
 import { nextPopConfig } from "../../../domain/wae/pop-config.ts";
 import type { InstanceManagerReport } from "../../../domain/wae/reports.ts";
@@ -248,7 +248,12 @@ export class PopLoops implements StackOwner {
       return held("no host of the PoP reported");
     }
     const gathered = performance.now();
-    const { hosts, requests } = combineReports(seen.reports);
+    const combined = combineReports(seen.reports);
+    const { hosts } = combined;
+    // Every role keeps at least one edge: requests of a role without one go to the mid-cache, which
+    // no instance manager counts by role, so a role that lost its last edge would never be seen to
+    // need one again. One request's worth of demand holds that edge and moves no share measurably.
+    const requests = Object.fromEntries(ROLES.map((role) => [role, Math.max(1, combined.requests[role])])) as RoleCounts;
     const available = new Set(hosts.map((host) => host.name));
     const current: Layout = Object.fromEntries(Object.entries(running.layout).filter(([host]) => available.has(host)));
     const runningEdges = Object.values(running.layout).reduce((sum, roles) => sum + roles.length, 0);
