@@ -6,7 +6,7 @@
 import "../../runtime/node-version.ts"; // first: refuses an unsupported Node before any other module runs
 import { SingleBar } from "cli-progress";
 import ipaddr from "ipaddr.js";
-import { type Conference, type ConferenceRequest, type Decision, ServiceError, SwitchClient, isServiceUrl } from "../client/client.ts";
+import { type Conference, type ConferenceRequest, type Decision, type PopDecision, type PopSummary, ServiceError, SwitchClient, isServiceUrl } from "../client/client.ts";
 import { ROLES, type Role, newToken, tokenEntry } from "../service/auth.ts";
 import { UsageError, alternatives, exitWithUsageError, parseCommandLine } from "./command-line.ts";
 
@@ -19,12 +19,17 @@ const USAGE = `usage: npm run switchctl -- <command> [options]
   place PARTICIPANT... [same options as create]   where a conference would go; changes nothing
   clusters
   token create SUBJECT [--role organizer|admin]    prints a token and the SWITCH_API_TOKENS entry for it
+  pop list                    the PoPs the service runs the loop for (admins, as are the pop commands)
+  pop show POP [--json]       a PoP's layout, each host's latest report, its newest decision
+  pop decisions POP [--limit N]   its decisions, newest first
+  pop rebalance POP           decide its layout now; prints the decision
 PARTICIPANT: lat,lon (e.g. 46.05,14.51) or an IPv4/IPv6 address.
 Environment: SWITCH_URL (default http://127.0.0.1:8080), SWITCH_TOKEN.`;
 
 const DEFAULT_URL = "http://127.0.0.1:8080";
 const COORDINATES = /^(-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?)$/;
-const COMMANDS = ["create", "list", "get", "watch", "stop", "place", "clusters", "token"] as const;
+const COMMANDS = ["create", "list", "get", "watch", "stop", "place", "clusters", "token", "pop"] as const;
+const POP_COMMANDS = ["list", "show", "decisions", "rebalance"] as const;
 
 const options = {
   expected: { type: "string" },
@@ -105,9 +110,16 @@ function printDecision(decision: Decision): void {
   }
 }
 
-/** Conferences as a table under a header row, each column as wide as its widest cell. */
+/** Rows as a table under their header row, each column as wide as its widest cell. */
+function printTable(rows: readonly (readonly string[])[]): void {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  for (const row of rows) {
+    console.log(row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd());
+  }
+}
+
 function printConferences(conferences: readonly Conference[]): void {
-  const rows = [
+  printTable([
     ["ID", "STATE", "CLUSTER", "URL", "ERROR"],
     ...conferences.map((conference) => [
       conference.id,
@@ -116,10 +128,83 @@ function printConferences(conferences: readonly Conference[]): void {
       conference.url ?? "",
       conference.error ?? "",
     ]),
-  ];
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  for (const row of rows) {
-    console.log(row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd());
+  ]);
+}
+
+/** A layout as "host1: small, vod; host2: large". */
+function layoutText(layout: PopSummary["layout"]): string {
+  return Object.entries(layout)
+    .map(([host, roles]) => `${host}: ${roles.join(", ")}`)
+    .join("; ");
+}
+
+function printPops(pops: readonly PopSummary[]): void {
+  printTable([
+    ["POP", "STACK", "HOSTS", "EDGES", "LAST DECISION", "UP"],
+    ...pops.map((pop) => [
+      pop.name,
+      pop.stack,
+      String(pop.hosts.length),
+      String(Object.values(pop.layout).reduce((sum, roles) => sum + roles.length, 0)),
+      pop.lastDecision === undefined ? "" : `${pop.lastDecision.id} ${pop.lastDecision.outcome} ${pop.lastDecision.decidedAt}`,
+      pop.pendingOperation === undefined ? "" : `operation ${pop.pendingOperation}`,
+    ]),
+  ]);
+}
+
+function printPopDecisions(decisions: readonly PopDecision[]): void {
+  printTable([["ID", "DECIDED", "OUTCOME", "STRATEGY", "REASON"], ...decisions.map((decision) => [String(decision.id), decision.decidedAt, decision.outcome, decision.strategy, decision.reason ?? ""])]);
+}
+
+function popName(command: string, rest: readonly string[]): string {
+  const [name, ...more] = rest;
+  if (name === undefined || more.length > 0) {
+    throw new UsageError(`pop ${command} takes one PoP name`);
+  }
+  return name;
+}
+
+async function pop(rest: readonly string[], values: ReturnType<typeof parseCommandLine<typeof options>>["values"]): Promise<void> {
+  const [sub, ...args] = rest;
+  switch (sub) {
+    case "list":
+      if (args.length > 0) {
+        throw new UsageError("pop list takes no arguments");
+      }
+      printPops(await client().pops());
+      return;
+    case "show": {
+      const shown = await client().pop(popName(sub, args));
+      if (values.json) {
+        console.log(JSON.stringify(shown, null, 2));
+        return;
+      }
+      console.log(`pop ${shown.name} (stack ${shown.stack})${shown.pendingOperation === undefined ? "" : `: up in flight, operation ${shown.pendingOperation}`}`);
+      printTable([
+        ["HOST", "EDGES", "LAST REPORT"],
+        ...shown.hosts.map((host) => [host, (shown.layout[host] ?? []).map((role) => `${role} ${shown.addresses[`${host}/${role}`] ?? ""}`.trim()).join(", "), shown.lastReports[host] ?? "never"]),
+      ]);
+      if (shown.lastDecision !== undefined) {
+        const { id, outcome, decidedAt, reason } = shown.lastDecision;
+        console.log(`last decision ${id}: ${outcome} at ${decidedAt}${reason === undefined ? "" : `; ${reason}`}`);
+      }
+      return;
+    }
+    case "decisions": {
+      const limit = whole("--limit", values.limit);
+      printPopDecisions((await client().popDecisions(popName(sub, args), limit === undefined ? {} : { limit })).decisions);
+      return;
+    }
+    case "rebalance": {
+      const decision = await client().rebalance(popName(sub, args));
+      console.log(`decision ${decision.id}: ${decision.outcome}${decision.reason === undefined ? "" : `; ${decision.reason}`}`);
+      if (decision.chosen !== undefined) {
+        console.log(`layout ${layoutText(decision.chosen.layout)}`);
+      }
+      return;
+    }
+    default:
+      throw new UsageError(sub === undefined ? `give a pop command: ${alternatives(POP_COMMANDS)}` : `${JSON.stringify(sub)} is not a pop command; use ${alternatives(POP_COMMANDS)}`);
   }
 }
 
@@ -235,6 +320,9 @@ async function main(): Promise<void> {
       console.log(`add to SWITCH_API_TOKENS (comma-separated): ${tokenEntry(subject, values.role as Role, token)}`);
       return;
     }
+    case "pop":
+      await pop(rest, values);
+      return;
     default:
       throw new UsageError(
         command === undefined ? `give a command: ${alternatives(COMMANDS)}` : `${JSON.stringify(command)} is not a command; use ${alternatives(COMMANDS)}`,

@@ -1,7 +1,20 @@
 import { EventSource } from "eventsource";
 import type { z } from "zod";
 import type { EventType } from "../store/records.ts";
-import type { clusterList, conferenceList, conferenceRequest, conferenceView, createdView, listQuery, problem } from "../service/schemas.ts";
+import type {
+  clusterList,
+  conferenceList,
+  conferenceRequest,
+  conferenceView,
+  createdView,
+  listQuery,
+  popDecisionList,
+  popDecisionView,
+  popDecisionsQuery,
+  popList,
+  popView,
+  problem,
+} from "../service/schemas.ts";
 import type { decisionRecord } from "../store/records.ts";
 
 /**
@@ -16,6 +29,11 @@ export type Decision = z.output<typeof decisionRecord>;
 export type Clusters = z.output<typeof clusterList>;
 export type Problem = z.output<typeof problem>;
 export type ListQuery = z.output<typeof listQuery>;
+export type PopSummary = z.output<typeof popList>["pops"][number];
+export type Pop = z.output<typeof popView>;
+export type PopDecision = z.output<typeof popDecisionView>;
+export type PopDecisionPage = z.output<typeof popDecisionList>;
+export type PopDecisionsQuery = z.output<typeof popDecisionsQuery>;
 
 /** One event of a conference's stream. */
 export interface ConferenceEvent {
@@ -106,6 +124,34 @@ export class SwitchClient {
 
   clusters(): Promise<Clusters> {
     return this.request("GET", "/v1/clusters");
+  }
+
+  /** The PoPs the service runs the loop for (admins). */
+  async pops(): Promise<PopSummary[]> {
+    const { pops } = await this.request<z.output<typeof popList>>("GET", "/v1/pops");
+    return pops;
+  }
+
+  /** A PoP as it runs (admins). */
+  pop(name: string): Promise<Pop> {
+    return this.request("GET", `/v1/pops/${encodeURIComponent(name)}`);
+  }
+
+  /** One page of a PoP's decisions, newest first (admins); `next` is the URL of the page after it. */
+  popDecisions(name: string, query: PopDecisionsQuery = {}): Promise<PopDecisionPage> {
+    const search = new URLSearchParams();
+    if (query.limit !== undefined) {
+      search.set("limit", String(query.limit));
+    }
+    if (query.before !== undefined) {
+      search.set("before", String(query.before));
+    }
+    return this.request("GET", `/v1/pops/${encodeURIComponent(name)}/decisions${search.size > 0 ? `?${search.toString()}` : ""}`);
+  }
+
+  /** Decides a PoP's layout now (admins); the decision says what became of it. */
+  rebalance(name: string): Promise<PopDecision> {
+    return this.request("POST", `/v1/pops/${encodeURIComponent(name)}/rebalance`);
   }
 
   /**

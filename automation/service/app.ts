@@ -21,6 +21,7 @@ import { conferenceRoutes } from "./routes/conferences.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { orphanStackRoutes } from "./routes/orphan-stacks.ts";
 import { placementRoutes } from "./routes/placements.ts";
+import { popRoutes } from "./routes/pops.ts";
 
 export { MAX_LISTED_ERRORS } from "./plugins/problems.ts";
 export { REDACTED_PATHS } from "./plugins/request-log.ts";
@@ -29,7 +30,8 @@ export { REDACTED_PATHS } from "./plugins/request-log.ts";
  * The automation service's HTTP API (STYLE.md 13–16): builds the app from its dependencies and
  * never listens; server.ts owns the process. The plugins/ are what every route shares (problems,
  * request hardening, authentication chosen per route, /openapi.json); routes/ has one module per
- * resource. Every route but the two probes needs a bearer token.
+ * resource. Every route but the two probes and the PoP hosts' reports (signed by their agents)
+ * needs a bearer token.
  */
 
 export interface AppDependencies {
@@ -73,5 +75,6 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(placementRoutes, { manager });
   await app.register(clusterRoutes, { registry, store, engine });
   await app.register(orphanStackRoutes, { orphans, onBackgroundError: deps.onBackgroundError ?? (() => undefined) });
+  await app.register(popRoutes, { pops: deps.pops });
   return app;
 }

@@ -2,9 +2,10 @@ import ipaddr from "ipaddr.js";
 import { z } from "zod";
 import { expectedParticipants, lastN } from "../../domain/contracts/conference.ts";
 import { clusterCapacity, clusterLocation } from "../../domain/contracts/testbed.ts";
-import { expected, latitude, longitude } from "../../domain/validation.ts";
+import { DNS_LABEL, expected, latitude, longitude } from "../../domain/validation.ts";
 import { CONFERENCE_STATES } from "../../domain/conference-lifecycle.ts";
-import { EVENT_TYPES, conferenceRecord, decisionRecord } from "../store/records.ts";
+import { ROLES } from "../../domain/wae/model.ts";
+import { EVENT_TYPES, POP_DECISION_OUTCOMES, conferenceRecord, decisionRecord, resourceChange } from "../store/records.ts";
 
 /**
  * One schema per route (STYLE.md 13): the single source of the route's validation, its types and
@@ -14,7 +15,7 @@ import { EVENT_TYPES, conferenceRecord, decisionRecord } from "../store/records.
 
 /** The most participants one request may list; a conference sized for more gives `expectedParticipants`. */
 export const MAX_LISTED_PARTICIPANTS = 10_000;
-/** The most conferences one list returns. */
+/** The most conferences (or PoP decisions) one list returns. */
 export const MAX_LIST_LIMIT = 500;
 export const DEFAULT_LIST_LIMIT = 100;
 
@@ -88,20 +89,23 @@ function queryParameter<T extends z.ZodType>(schema: T, fix: string) {
 
 const LIMIT_FIX = `give a whole number from 1 to ${MAX_LIST_LIMIT}, or leave limit out for ${DEFAULT_LIST_LIMIT}`;
 
+/** A list's `limit`, the same for every list. */
+const listLimit = queryParameter(
+  z.coerce
+    .number({ error: expected("a number", LIMIT_FIX) })
+    .int({ error: `is not a whole number; ${LIMIT_FIX}` })
+    .min(1, { error: `is below 1; ${LIMIT_FIX}` })
+    .max(MAX_LIST_LIMIT, { error: `is above ${MAX_LIST_LIMIT}; ${LIMIT_FIX}` }),
+  LIMIT_FIX,
+);
+
 export const listQuery = z.strictObject(
   {
     state: queryParameter(
       z.enum(CONFERENCE_STATES, { error: `is not a state; use one of ${CONFERENCE_STATES.join(", ")}` }),
       `use one of ${CONFERENCE_STATES.join(", ")}, or leave state out for every state`,
     ),
-    limit: queryParameter(
-      z.coerce
-        .number({ error: expected("a number", LIMIT_FIX) })
-        .int({ error: `is not a whole number; ${LIMIT_FIX}` })
-        .min(1, { error: `is below 1; ${LIMIT_FIX}` })
-        .max(MAX_LIST_LIMIT, { error: `is above ${MAX_LIST_LIMIT}; ${LIMIT_FIX}` }),
-      LIMIT_FIX,
-    ),
+    limit: listLimit,
     /** Where the page starts: the `next` of the page before. */
     cursor: queryParameter(
       z
@@ -201,3 +205,96 @@ export const orphanList = z.object({ stacks: z.array(orphanView) });
 export const orphanParams = z.object({
   name: z.string({ error: expected("a string") }).regex(/^conf-[a-z0-9]{1,40}$/, { error: "is not a conference stack's name; give conf-<id>, as GET /v1/orphan-stacks lists them" }),
 });
+
+/**
+ * The PoPs (routes/pops.ts). A decision's shape is the API's own: the store keeps what the loop
+ * chose as an untyped map (empty for a decision held before it chose), which is shown typed here,
+ * and left out when there is none.
+ */
+
+export const popParams = z.object({
+  pop: z.string({ error: expected("a string") }).regex(DNS_LABEL, { error: "is not a PoP's name; PoP names are DNS labels (lowercase letters, digits and '-'), as GET /v1/pops lists them" }),
+});
+
+/** Each host's edges, by role; a host without edges is left out. */
+const popLayout = z.record(z.string(), z.array(z.enum(ROLES)));
+/** Each container's address, by "<host>/<role>" (edges, "lb", "mid", "dns", "im"). */
+const popAddresses = z.record(z.string(), z.string());
+
+/** One decision of a PoP's loop. */
+export const popDecisionView = z.object({
+  id: z.number().int(),
+  pop: z.string(),
+  decidedAt: z.string(),
+  /** The start of the period decided. */
+  periodStart: z.string(),
+  /** How the layout was computed: "exact", "paper", "none" (held before computing), "configured" (the stack file's). */
+  strategy: z.string(),
+  /**
+   * unchanged: the running layout stands; held: a change not yet wanted long enough, or no
+   * decision possible yet (`reason` says which); applying: its `up` is queued or runs; applied;
+   * failed: the last good layout stays; superseded: a newer decision came before its `up` began.
+   */
+  outcome: z.enum(POP_DECISION_OUTCOMES),
+  /** What it saw: hosts, requests, the running layout, silent and unavailable hosts. */
+  inputs: z.record(z.string(), z.unknown()),
+  /** The layout it chose and its addresses; absent when it chose none. */
+  chosen: z.object({ layout: popLayout, addresses: popAddresses }).optional(),
+  /** Milliseconds each step took. */
+  timings: z.record(z.string(), z.number()),
+  reason: z.string().optional(),
+  /** The `up` that applies it. */
+  operationId: z.number().int().optional(),
+  /** What its `up` did to each resource of the stack (an unchanged edge is "same"), once the `up` ended. */
+  changes: z.array(resourceChange).optional(),
+});
+
+/** A PoP as it runs. */
+export const popView = z.object({
+  name: z.string(),
+  /** Its stack, pop-<name>. */
+  stack: z.string(),
+  hosts: z.array(z.string()),
+  /** The last good layout (the newest applied decision's, else the stack file's) and its addresses. */
+  layout: popLayout,
+  addresses: popAddresses,
+  /** The newest decision, whatever became of it. */
+  lastDecision: popDecisionView.optional(),
+  /** Per host, the end of its latest accepted report; a host that never reported is absent. */
+  lastReports: z.record(z.string(), z.string()),
+  /** The id of the `up` that runs or waits on the PoP's stack, while one does. */
+  pendingOperation: z.number().int().optional(),
+});
+
+/** A PoP in the list: what it runs, and the newest decision in brief. */
+export const popSummary = popView.pick({ name: true, stack: true, hosts: true, layout: true, pendingOperation: true }).extend({
+  lastDecision: popDecisionView.pick({ id: true, decidedAt: true, outcome: true, reason: true }).optional(),
+});
+export const popList = z.object({ pops: z.array(popSummary) });
+
+export const popDecisionsQuery = z.strictObject(
+  {
+    limit: listLimit,
+    /** Where the page starts: decisions older than this id. */
+    before: queryParameter(
+      z.coerce
+        .number({ error: expected("a number", "follow the `next` link of the page before") })
+        .int({ error: "is not a decision's id; follow the `next` link of the page before" })
+        .min(1, { error: "is not a decision's id; follow the `next` link of the page before" })
+        .max(Number.MAX_SAFE_INTEGER, { error: "is not a decision's id; follow the `next` link of the page before" }),
+      "follow the `next` link of the page before, or leave before out for the newest decisions",
+    ),
+  },
+  { error: expected("query parameters limit and before") },
+);
+
+/** A PoP's decisions, newest first. */
+export const popDecisionList = z.object({
+  decisions: z.array(popDecisionView),
+  /** The next page's URL, while there is one. */
+  next: z.string().optional(),
+});
+
+/** A report taken (202), or the same report taken before (200): either way delivered. */
+export const reportAccepted = z.object({ status: z.literal("accepted") });
+export const reportDuplicate = z.object({ status: z.literal("duplicate") });

@@ -1,10 +1,11 @@
-import { randomInt } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SECRET_MASK } from "../../automation/engine/engine.ts";
 import type { RecordedResource } from "../../automation/engine/offline-worker.ts";
-import { newToken, tokenDigest } from "../../automation/service/auth.ts";
+import Fastify, { type FastifyInstance } from "fastify";
+import { TokenRegistry, newToken, tokenDigest, tokenEntry } from "../../automation/service/auth.ts";
+import { auth } from "../../automation/service/plugins/auth.ts";
 import { conferenceList, conferenceView } from "../../automation/service/schemas.ts";
 import { type TestService, problemOf, startTestService } from "../support/service.ts";
 import { everyFile } from "../support/files.ts";
@@ -42,13 +43,19 @@ describe("authentication and ownership", () => {
   }, 60_000);
   afterAll(() => service?.close());
 
-  /** Every route of the app: the documented ones from /openapi.json, and the two it leaves out. */
+  /**
+   * Every route of the app that takes a bearer token: the documented ones from /openapi.json, and
+   * the two it leaves out. A documented route without one (its `security` empty) is in `tokenless`.
+   */
   async function routes(): Promise<{ method: string; path: string }[]> {
-    const document = (await (await service.call("/openapi.json")).json()) as { paths: Record<string, Record<string, unknown>> };
+    return (await documentedRoutes()).filter((route) => !route.tokenless).map(({ method, path }) => ({ method, path }));
+  }
+  async function documentedRoutes(): Promise<{ method: string; path: string; tokenless: boolean }[]> {
+    const document = (await (await service.call("/openapi.json")).json()) as { paths: Record<string, Record<string, { security?: unknown[] }>> };
     const documented = Object.entries(document.paths).flatMap(([path, operations]) =>
-      Object.keys(operations).map((method) => ({ method: method.toUpperCase(), path: path.replace("{id}", alices) })),
+      Object.entries(operations).map(([method, operation]) => ({ method: method.toUpperCase(), path: path.replace("{id}", alices), tokenless: operation.security?.length === 0 })),
     );
-    return [...documented, { method: "GET", path: "/metrics" }, { method: "GET", path: "/openapi.json" }];
+    return [...documented, { method: "GET", path: "/metrics", tokenless: false }, { method: "GET", path: "/openapi.json", tokenless: false }];
   }
 
   it("enumerates the contract's routes from the app", async () => {
@@ -61,10 +68,24 @@ describe("authentication and ownership", () => {
         "GET /v1/conferences/:id/events",
         "POST /v1/placements",
         "GET /v1/clusters",
+        "GET /v1/pops",
+        "GET /v1/pops/{pop}",
+        "GET /v1/pops/{pop}/decisions",
+        "POST /v1/pops/{pop}/rebalance",
         "GET /metrics",
         "GET /openapi.json",
       ]),
     );
+  });
+
+  it("documents one route without a bearer token: the PoP hosts' reports, which their signatures authenticate", async () => {
+    expect((await documentedRoutes()).filter((route) => route.tokenless).map((route) => `${route.method} ${route.path}`)).toEqual(["POST /v1/pops/{pop}/reports"]);
+    // No PoP is served here: the route answers so, with no bearer challenge, a token or none.
+    for (const token of [null, service.tokens.admin]) {
+      const response = await service.call("/v1/pops/vienna/reports", { method: "POST", token, body: "{}" });
+      expect(response.headers.get("www-authenticate")).toBeNull();
+      expect((await problemOf(response, 404)).detail).toMatch(/^the service runs no PoP: SWITCH_POPS names none; /);
+    }
   });
 
   it("refuses a missing, malformed or wrong token on every route with 401 problem+json and a Bearer challenge", async () => {
@@ -162,6 +183,41 @@ describe("authentication and ownership", () => {
   });
 });
 
+describe("the auth plugin's schemes", () => {
+  const admin = newToken();
+  async function appWith(register: (app: FastifyInstance) => void): Promise<FastifyInstance> {
+    const app = Fastify();
+    await app.register(auth, { tokens: TokenRegistry.parse(tokenEntry("root", "admin", admin), "test") });
+    register(app);
+    await app.ready();
+    return app;
+  }
+
+  it("lets a request through to an agent route without reading its Authorization, and asks a bearer route for a token", async () => {
+    const app = await appWith((routes) => {
+      routes.post("/signed", { config: { auth: "agent" } }, (request) => ({ principal: request.principal ?? null }));
+      routes.post("/tokened", (request) => ({ principal: request.principal ?? null }));
+    });
+    try {
+      expect((await app.inject({ method: "POST", url: "/signed" })).json()).toEqual({ principal: null });
+      // An admin's token is no proof for an agent route: the handler sees no principal, and checks the signature alone.
+      expect((await app.inject({ method: "POST", url: "/signed", headers: { authorization: `Bearer ${admin}` } })).json()).toEqual({ principal: null });
+      expect((await app.inject({ method: "POST", url: "/tokened" })).statusCode).toBe(401);
+      expect((await app.inject({ method: "POST", url: "/tokened", headers: { authorization: `Bearer ${admin}` } })).json()).toEqual({ principal: { subject: "root", role: "admin" } });
+    } finally {
+      await app.close();
+    }
+  });
+
+  it.each([
+    ["an agent route that is not a POST", (app: FastifyInstance) => app.get("/signed", { config: { auth: "agent" } }, () => "open"), 'GET /signed: config.auth is "agent" on GET; an agent is let through to be checked by the signature over its body, which only a POST has: use POST, or auth "bearer"'],
+    ["an agent route for admins", (app: FastifyInstance) => app.post("/signed", { config: { auth: "agent", admin: true } }, () => "open"), 'POST /signed: config.admin is true but config.auth is "agent"; only bearer tokens have roles: use auth "bearer", or drop admin'],
+    ["a scheme that is none", (app: FastifyInstance) => app.post("/signed", { config: { auth: "hmac" as "agent" } }, () => "open"), 'POST /signed: config.auth is "hmac", not a scheme; use one of bearer, agent, public'],
+  ])("refuses to register %s", async (_what, register, message) => {
+    await expect(appWith(register)).rejects.toThrow(message);
+  });
+});
+
 /**
  * What a Jitsi password looks like wherever it could surface: a run of 20 or more letters and
  * digits mixing upper case, lower case and digits (the 32-character passwords, or their base64).
@@ -173,8 +229,8 @@ function randomLooking(text: string): string[] {
 
 describe("secrets", () => {
   it("are what the scan finds: a password drawn as the conference component draws them, or its base64, and not a digest, an id or a name", () => {
-    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    const password = Array.from({ length: 32 }, () => alphabet[randomInt(alphabet.length)]).join("");
+    // One such password, fixed: a drawn one's base64 is split by "+" or "/" into runs too short now and then.
+    const password = "q7Zk2LmP9xVb4RtN8cWy1HsJ6dFg3QeA";
     expect(randomLooking(`{"JVB_AUTH_PASSWORD":"${password}"}`)).toEqual([password]);
     expect(randomLooking(`data: ${Buffer.from(password).toString("base64")}`)).not.toEqual([]);
     expect(randomLooking(`${tokenDigest(password)} conf-2t90pjnpg2ml jitsi-auth-2t90pjnpg2ml S6_YES_I_WANT_A_WORLD_WRITABLE_RUN_BECAUSE_KUBERNETES`)).toEqual([]);

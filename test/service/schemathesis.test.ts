@@ -277,7 +277,8 @@ function readReport(path: string, capacity: Capacity) {
  */
 const RUNS = [
   { name: "every operation", args: ["--max-examples", "1200"] },
-  { name: "request bodies", args: ["--max-examples", "3000", "--phases", "fuzzing", "--include-method", "POST"] },
+  // The POSTs whose bodies are JSON documents: a rebalance has none, and a report's body is bytes the signature covers (pops.test.ts refuses every kind of bad one).
+  { name: "request bodies", args: ["--max-examples", "3000", "--phases", "fuzzing", "--include-method", "POST", "--include-path-regex", "^/v1/(conferences|placements)$"] },
 ];
 
 /** One run against `target`, whose nodes are `capacity`'s: its exit code, what it printed from its first finding on, and its report. */

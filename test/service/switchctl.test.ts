@@ -58,7 +58,7 @@ describe("switchctl", () => {
     [["create", "somewhere"], 2, 'switchctl: participant "somewhere" is neither lat,lon nor an IP address; give e.g. 46.05,14.51 or 193.2.1.66'],
     [["create", "95,14"], 1, "the service refused (400 Bad Request): body.participants.0.lat 95 is out of range; use decimal degrees between -90 and 90"],
     [["get", "nosuchconference"], 1, "the service refused (404 Not Found): conference nosuchconference does not exist"],
-    [["launch"], 2, 'switchctl: "launch" is not a command; use create, list, get, watch, stop, place, clusters or token'],
+    [["launch"], 2, 'switchctl: "launch" is not a command; use create, list, get, watch, stop, place, clusters, token or pop'],
   ])("refuses %j with exit %i and says why", async (args, code, message) => {
     const result = await switchctl(args);
     expect(result.code).toBe(code);

@@ -7,6 +7,8 @@ import type { z } from "zod";
 import type { Engine, OperationKind, OperationOptions, StackConfigMap, StackSpec } from "../../automation/engine/engine.ts";
 import { OfflineEngine } from "../../automation/engine/offline-engine.ts";
 import { newToken, tokenEntry } from "../../automation/service/auth.ts";
+import { POPS_VARIABLE, POP_KEYS_FILE_VARIABLE } from "../../automation/service/loops/pop-config.ts";
+import type { LoopClock } from "../../automation/service/loops/pop-loop.ts";
 import { MAX_LIST_LIMIT, type Problem, clusterList, conferenceList, conferenceView, createdView, problem } from "../../automation/service/schemas.ts";
 import { type RunningService, type ServiceOverrides, startService } from "../../automation/service/server.ts";
 import type { ConferenceState } from "../../domain/conference-lifecycle.ts";
@@ -81,9 +83,28 @@ export interface TestService extends RunningService {
   readStore: <T>(read: (store: Store) => T) => T;
 }
 
+/** The PoPs a test service runs the loop for. */
+export interface TestPops {
+  /** cdn-pop stack files, e.g. stacks/Pulumi.pop-vienna.yaml: SWITCH_POPS. */
+  stackFiles: readonly string[];
+  /** Each host's report key, `{ "<pop>": { "<host>": "<key>" } }`: written to a 0600 file that SWITCH_POP_KEYS_FILE names. */
+  keys: Readonly<Record<string, Readonly<Record<string, string>>>>;
+}
+
+/**
+ * A PoP loop's clock that never ticks on its own: the service's time, and sleeps that end only
+ * when the loop stops. The loop decides only when a test asks (a rebalance).
+ */
+export const STILL_CLOCK: LoopClock = {
+  now: () => Date.now(),
+  sleepUntil: (_at, signal) => new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true }))),
+};
+
 export interface TestServiceOptions extends ServiceOverrides {
   /** Extra or replacing environment variables, or (undefined) removed ones; SWITCH_ENGINE defaults to offline (or "local", for the e2e tests). */
   env?: Record<string, string | undefined>;
+  /** PoPs to serve (SWITCH_POPS and SWITCH_POP_KEYS_FILE); none unless given. */
+  pops?: TestPops;
   /** Reuse a data directory (a restart). */
   dataDir?: string;
   tokens?: TestService["tokens"];
@@ -102,6 +123,7 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
     HOST: "127.0.0.1",
     PORT: "0",
     SWITCH_LOG_LEVEL: "silent",
+    ...(options.pops === undefined ? {} : { [POPS_VARIABLE]: options.pops.stackFiles.join(","), [POP_KEYS_FILE_VARIABLE]: popKeysFile(options.pops.keys) }),
     ...options.env,
   };
   const service = await startService(Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined)), {
@@ -219,6 +241,13 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
       return offline;
     },
   }) as TestService;
+}
+
+/** Writes a report keys' file (what SWITCH_POP_KEYS_FILE names), readable by its owner alone, and returns its path. */
+export function popKeysFile(keys: TestPops["keys"]): string {
+  const file = join(mkdtempSync(join(tmpdir(), "switch-pop-keys-")), "pop-keys.json");
+  writeFileSync(file, JSON.stringify(keys), { mode: 0o600 });
+  return file;
 }
 
 /** Writes a clusters file (what SWITCH_TESTBED may name instead of a stack) and returns its path. */

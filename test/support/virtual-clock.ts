@@ -46,6 +46,20 @@ export class VirtualClock implements LoopClock {
   /** The instance manager's `sleep`. */
   sleep = (ms: number, signal: AbortSignal): Promise<void> => this.sleepUntil(this.at + ms, signal);
 
+  /**
+   * Resolves once `count` tasks sleep on this clock: what a caller waits for before `advanceTo`, so
+   * that no task still busy with I/O reads the time after the jump and skips its turn.
+   */
+  async asleep(count: number, timeoutMs = 60_000): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.sleepers.length < count) {
+      if (performance.now() > deadline) {
+        throw new Error(`${count} tasks asleep on the virtual clock within ${timeoutMs} ms; ${this.sleepers.length} are`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  }
+
   /** Moves the clock to `to`, waking each sleeper due by then at its own time, in order. */
   async advanceTo(to: number): Promise<void> {
     for (;;) {

@@ -5,7 +5,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { conferenceName } from "../../domain/contracts/conference.ts";
 import { DEFAULT_SITES, parseSites, siteCapacity } from "../../domain/contracts/testbed.ts";
-import { type EngineEvent, EngineError } from "../../automation/engine/engine.ts";
+import { EngineError } from "../../automation/engine/engine.ts";
 import { OperationQueue } from "../../automation/engine/queue.ts";
 import { OperationRunner } from "../../automation/operations/runner.ts";
 import { ConferenceManager } from "../../automation/service/conferences.ts";

@@ -38,6 +38,8 @@ const RUNNING: Layout = { host1: ["small", "vod"], host2: ["small", "large"], ho
 const MATCHING: RoleCounts = { small: 5000, large: 1700, vod: 1650, live: 1650 };
 /** A mix several periods' changes away from RUNNING. */
 const LIVE_HEAVY: RoleCounts = { small: 2500, large: 600, vod: 600, live: 6300 };
+/** A mix five edges match (one of each role, two small): RUNNING has a small edge too many. */
+const FEWER_SMALL: RoleCounts = { small: 4000, large: 2000, vod: 2000, live: 2000 };
 /** MATCHING without live demand this period. */
 const NO_LIVE: RoleCounts = { ...MATCHING, live: 0 };
 
@@ -155,19 +157,19 @@ describe("the PoP loop", () => {
     expect(engine.calls).toHaveLength(1);
   });
 
-  it("acts on a change only once it was wanted in two periods in a row, and records the layout the up applied", async () => {
+  it("removes an edge only once that was wanted in two periods in a row, and records the layout the up applied", async () => {
     const { loops, report, started, nextUp, converged, engine } = await world();
     await started();
-    report(T0 + PERIOD_MS, LIVE_HEAVY);
+    report(T0 + PERIOD_MS, FEWER_SMALL);
     const first = loops.decide("vienna", T0 + PERIOD_MS);
     expect(first).toMatchObject({ outcome: "held", reason: expect.stringMatching(/^a change wanted in 1 of the 2 periods/) as unknown });
     // A period back to the running mix resets the count.
     report(T0 + 2 * PERIOD_MS, MATCHING);
     expect(loops.decide("vienna", T0 + 2 * PERIOD_MS).outcome).toBe("unchanged");
-    report(T0 + 3 * PERIOD_MS, LIVE_HEAVY);
+    report(T0 + 3 * PERIOD_MS, FEWER_SMALL);
     expect(loops.decide("vienna", T0 + 3 * PERIOD_MS).outcome).toBe("held");
     expect(engine.calls).toHaveLength(1);
-    report(T0 + 4 * PERIOD_MS, LIVE_HEAVY);
+    report(T0 + 4 * PERIOD_MS, FEWER_SMALL);
     const acted = loops.decide("vienna", T0 + 4 * PERIOD_MS);
     expect(acted.outcome).toBe("applying");
 
@@ -175,10 +177,20 @@ describe("the PoP loop", () => {
     const decided = acted.layout as { layout: Layout; addresses: Record<string, string> };
     expect(pop.layout).toEqual(decided.layout);
     expect(pop.addresses).toEqual(decided.addresses);
-    expect(Object.values(pop.layout).some((roles) => roles.includes("live"))).toBe(true);
+    expect(edges(pop.layout)).toBe(5);
     call.finish({ outputs: {} });
     await converged();
     expect(loops.view("vienna")).toMatchObject({ layout: decided.layout, addresses: decided.addresses, lastDecision: { id: acted.id, outcome: "applied" } });
+  });
+
+  it("adds an edge at once: a role the running layout leaves short is not made to wait", async () => {
+    const { loops, report, started, nextUp } = await world();
+    await started();
+    report(T0 + PERIOD_MS, LIVE_HEAVY);
+    const decision = loops.decide("vienna", T0 + PERIOD_MS);
+    expect(decision.outcome).toBe("applying");
+    const { pop } = await nextUp();
+    expect(Object.values(pop.layout).filter((roles) => roles.includes("live")).length).toBeGreaterThan(1);
   });
 
   it("moves at most a quarter of the running edges (at least one) per period", async () => {

@@ -150,9 +150,9 @@ describe("admitReport", () => {
       "a signed report that fails its schema, with a secret in a field",
       "malformed",
       { body: JSON.stringify(report({ cpu: { capacityCores: 4, usedCores: PLANTED }, network: { linkMbps: 1000, txMbps: -1 } })) },
-      "the report's report.cpu.usedCores, report.network.txMbps are not valid; see its schema, domain/wae/reports.ts",
+      "report.cpu.usedCores, report.network.txMbps are not valid; see its schema, domain/wae/reports.ts",
     ],
-    ["a signed report with a secret for a field name", "malformed", { body: JSON.stringify(report({ [PLANTED]: 1 })) }, "the report's report (an unknown key) is not valid; see its schema, domain/wae/reports.ts"],
+    ["a signed report with a secret for a field name", "malformed", { body: JSON.stringify(report({ [PLANTED]: 1 })) }, "report (an unknown key) is not valid; see its schema, domain/wae/reports.ts"],
     ["a signed report of another PoP", "malformed", { body: JSON.stringify(report({ pop: "graz" })) }, 'report.pop is not "vienna", the PoP of this route; send each PoP\'s reports to its own /v1/pops/<pop>/reports'],
     [
       "a signed report whose period ends after it was sent",

@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from "node:util";
 import type { PopSpec } from "../../../domain/contracts/cdn-pop.ts";
+import { NotFoundError } from "../../../domain/errors.ts";
 import { type Layout, type LayoutResult, ROLES, type Role, type RoleCounts, computeLayout, combineReports } from "../../../domain/wae/index.ts";
 import type { MilpSolver } from "../../../domain/wae/milp.ts";
 import { nextPopConfig } from "../../../domain/wae/pop-config.ts";
@@ -9,7 +10,7 @@ import type { OperationRunner, StackOwner } from "../../operations/runner.ts";
 import type { OperationRecord, PopDecision, ResourceChange } from "../../store/records.ts";
 import type { Store } from "../../store/store.ts";
 import { type ServedPop, stackConfigOf } from "./pop-config.ts";
-import { type ReportAdmission, type ReportHeaders, type ReportRefusal, admitReport } from "./report-admission.ts";
+import { type RefusalReason, type ReportAdmission, type ReportHeaders, type ReportRefusal, admitReport } from "./report-admission.ts";
 
 /**
  * The PoP loop (ARCHITECTURE.md "PoP loop"): every period, each PoP's reports → a layout
@@ -19,9 +20,12 @@ import { type ReportAdmission, type ReportHeaders, type ReportRefusal, admitRepo
  * as its attempt begins, so pending `up`s coalesce into one.
  *
  * Stability, learnt from the autoscalers that work (issue 17's anchors):
- * - a change must be wanted in `persistPeriods` consecutive periods before it is acted on
- *   (jitsi-autoscaler's 2 up / 4 down; HPA's stabilization window) — a host that went silent for
- *   good is the exception: its edges move at once, since nothing serves from it;
+ * - a change that only removes edges must be wanted in `persistPeriods` consecutive periods before
+ *   it is made (jitsi-autoscaler's 4 periods down; HPA's 300 s scale-down stabilization); one that
+ *   adds an edge is made at once, as HPA scales up at once, and so are the moves off a host gone
+ *   silent for good, since nothing serves from it;
+ * - the loop acts once a share is `actingTolerance` (0.09) from its demand, ahead of the paper's
+ *   ±0.1, so that the period a report takes to arrive and the `up` to apply is spent within it;
  * - no decision while the last `up` has not converged (jitsi-autoscaler skips such a group);
  * - at most `maxMoveShare` of the running edges (at least one) change per period (Karpenter's 10 %
  *   disruption budget), through computeLayout's `maxMoves`;
@@ -41,7 +45,7 @@ export interface PopLoopSettings {
   periodMs: number;
   /** The loop decides a period this long after it ended, so that its reports have arrived. */
   graceMs: number;
-  /** Consecutive periods a change must be wanted in before it is acted on. */
+  /** Consecutive periods a change that only removes edges must be wanted in before it is made. */
   persistPeriods: number;
   /** The share of the running edges one period may change (at least one change). */
   maxMoveShare: number;
@@ -51,6 +55,11 @@ export interface PopLoopSettings {
   maxBackoffPeriods: number;
   /** How long reports and decisions are kept. */
   retentionMs: number;
+  /**
+   * The loop changes the layout once a role's share is this far from its demand: ahead of the
+   * paper's ±0.1, so that the periods a change takes to persist and apply are spent within it.
+   */
+  actingTolerance: number;
 }
 
 export const DEFAULT_POP_LOOP_SETTINGS: Readonly<PopLoopSettings> = {
@@ -61,6 +70,7 @@ export const DEFAULT_POP_LOOP_SETTINGS: Readonly<PopLoopSettings> = {
   silentPeriods: 3,
   maxBackoffPeriods: 8,
   retentionMs: 7 * 24 * 3600_000,
+  actingTolerance: 0.09,
 };
 
 /** The loop's clock: the service's, or a test's or a benchmark's accelerated one. */
@@ -258,7 +268,7 @@ export class PopLoops implements StackOwner {
     const current: Layout = Object.fromEntries(Object.entries(running.layout).filter(([host]) => available.has(host)));
     const runningEdges = Object.values(running.layout).reduce((sum, roles) => sum + roles.length, 0);
     const maxMoves = Math.max(1, Math.floor(runningEdges * this.settings.maxMoveShare));
-    const result = computeLayout({ hosts, requests, current, maxMoves }, this.solver);
+    const result = computeLayout({ hosts, requests, current, maxMoves, tolerance: this.settings.actingTolerance }, this.solver);
     const computed = performance.now();
     const inputs = { hosts, requests, current, silent: seen.silent, unavailable: seen.unavailable, reports: seen.reports.length, maxMoves };
     const layout = orderedLayout(running, result.layout);
@@ -274,7 +284,10 @@ export class PopLoops implements StackOwner {
     }
     state.wanted++;
     const lostEdges = seen.unavailable.some((host) => (running.layout[host]?.length ?? 0) > 0);
-    if (state.wanted < this.settings.persistPeriods && !lostEdges && options.force !== true) {
+    // As Kubernetes' HPA does (no stabilization up, 300 s down): a change that adds an edge serves
+    // demand the running layout leaves short, and is made at once; one that only removes waits.
+    const adds = result.moves.some((move) => move.action === "add");
+    if (state.wanted < this.settings.persistPeriods && !adds && !lostEdges && options.force !== true) {
       return this.record(state, {
         ...decision,
         outcome: "held",
@@ -361,7 +374,7 @@ export class PopLoops implements StackOwner {
   private stateOf(pop: string): PopState {
     const state = this.states.get(pop);
     if (state === undefined) {
-      throw new Error(`no PoP ${pop} is served`);
+      throw new NotFoundError(`no PoP ${pop} is served here; GET /v1/pops lists the PoPs of SWITCH_POPS`);
     }
     return state;
   }
@@ -396,6 +409,12 @@ export class PopLoops implements StackOwner {
     }
     this.options.observer?.report(pop, kept, kept === "accepted" ? { host: admission.report.host, lagSeconds: lag } : undefined);
     return kept === "accepted" ? admission : { outcome: "duplicate" };
+  }
+
+  /** Counts a refusal made before `admit` could see the report (the HTTP layer stopped reading an oversized body). */
+  countRefusal(pop: string, reason: RefusalReason): void {
+    this.stateOf(pop);
+    this.options.observer?.report(pop, reason);
   }
 
   // What the API shows.
@@ -517,7 +536,14 @@ export class PopLoops implements StackOwner {
 
 /** The layout in the PoP's order of hosts and the order of ROLES, hosts without edges left out, as the stack files write it. */
 function orderedLayout(running: PopSpec, layout: Layout): Layout {
-  return Object.fromEntries(running.hosts.map((host) => [host.name, [...(layout[host.name] ?? [])].sort((a, b) => ROLES.indexOf(a) - ROLES.indexOf(b))]).filter(([, roles]) => roles!.length > 0));
+  const ordered: Layout = {};
+  for (const { name } of running.hosts) {
+    const roles = ROLES.filter((role) => layout[name]?.includes(role));
+    if (roles.length > 0) {
+      ordered[name] = roles;
+    }
+  }
+  return ordered;
 }
 
 function layoutOf(pop: PopSpec): { layout: Layout; addresses: Record<string, string> } {

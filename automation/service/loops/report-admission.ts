@@ -203,7 +203,7 @@ export function admitReport(input: ReportAdmissionInput, options: ReportAdmissio
   } catch (error) {
     if (error instanceof InvalidArgumentsError) {
       const fields = fieldsOf(error.problems);
-      return refuse("malformed", `the report's ${fields.join(", ")} ${fields.length === 1 ? "is" : "are"} not valid; see its schema, domain/wae/reports.ts`);
+      return refuse("malformed", `${fields.join(", ")} ${fields.length === 1 ? "is" : "are"} not valid; see its schema, domain/wae/reports.ts`);
     }
     throw error;
   }

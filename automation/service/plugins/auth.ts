@@ -11,9 +11,10 @@ import { appWide } from "./app-wide.ts";
 
 /**
  * How a route's caller proves who it is. bearer: a token of SWITCH_API_TOKENS (people and
- * programs, ./auth.ts); agent: a PoP agent's HMAC-signed report (not wired yet: a route that
- * chooses it is refused when it is registered); public: nothing — the probes, which a kubelet or a
- * load balancer calls without a token.
+ * programs, ./auth.ts); agent: a PoP host's instance manager, by the HMAC signature over the
+ * body of its POST, which the route's handler verifies (loops/report-admission.ts) as it needs the
+ * body's exact bytes, which no onRequest hook has; public: nothing — the probes, which a kubelet
+ * or a load balancer calls without a token.
  */
 export const AUTH_SCHEMES = ["bearer", "agent", "public"] as const;
 export type AuthScheme = (typeof AUTH_SCHEMES)[number];
@@ -42,10 +43,15 @@ export interface AuthOptions {
 
 /** Checks each request by its route's scheme; app-wide, so registered before every route (an unknown route's 404 needs a token too). */
 export const auth: FastifyPluginAsync<AuthOptions> = appWide(async (app, { tokens }) => {
-  // The schemes wired now; "agent" is not one of them until the PoP reports route brings its keys.
-  const schemes: Readonly<Partial<Record<AuthScheme, Authenticate>>> = { bearer: bearer(tokens), public: () => undefined };
+  const schemes: Readonly<Record<AuthScheme, Authenticate>> = {
+    bearer: bearer(tokens),
+    // Nothing to check before the body: the handler verifies the signature, and refuses what does not
+    // verify. An Authorization header is not read, so no bearer token, an admin's included, opens such a route.
+    agent: () => undefined,
+    public: () => undefined,
+  };
   app.addHook("onRoute", (route) => {
-    const refusal = misconfiguration(route, schemes);
+    const refusal = misconfiguration(route);
     if (refusal !== undefined) {
       throw new Error(`${[route.method].flat().join(", ")} ${route.url}: ${refusal}`);
     }
@@ -53,7 +59,7 @@ export const auth: FastifyPluginAsync<AuthOptions> = appWide(async (app, { token
   app.addHook("onRequest", async (request, reply) => {
     const { auth: scheme = DEFAULT_AUTH_SCHEME, admin } = request.routeOptions.config;
     // onRoute refused such a route; should one get past it, it is refused here rather than let through.
-    const authenticate = schemes[scheme];
+    const authenticate = Object.hasOwn(schemes, scheme) ? schemes[scheme] : undefined;
     if (authenticate === undefined) {
       request.log.error(`auth scheme "${scheme}" is not configured`);
       return sendProblem(reply, 500);
@@ -68,17 +74,22 @@ export const auth: FastifyPluginAsync<AuthOptions> = appWide(async (app, { token
   });
 });
 
-/** Why a route's auth config cannot be served, or undefined when it can. */
-function misconfiguration(route: RouteOptions, schemes: Partial<Record<AuthScheme, Authenticate>>): string | undefined {
+/**
+ * Why a route's auth config cannot be served, or undefined when it can. An agent route is a POST
+ * alone: the signature it is let through on is over a body, and a route without one would be
+ * public under another name.
+ */
+function misconfiguration(route: RouteOptions): string | undefined {
   const { auth: scheme = DEFAULT_AUTH_SCHEME, admin } = route.config ?? {};
   if (!(AUTH_SCHEMES as readonly string[]).includes(scheme)) {
     return `config.auth is ${JSON.stringify(scheme)}, not a scheme; use one of ${AUTH_SCHEMES.join(", ")}`;
   }
-  if (schemes[scheme] === undefined) {
-    return `config.auth is "${scheme}", which is not configured: agent signatures are not wired into plugins/auth.ts yet; wire them there before a route chooses "${scheme}"`;
-  }
   if (admin === true && scheme !== "bearer") {
     return `config.admin is true but config.auth is "${scheme}"; only bearer tokens have roles: use auth "bearer", or drop admin`;
+  }
+  const methods = [route.method].flat();
+  if (scheme === "agent" && methods.some((method) => method !== "POST")) {
+    return `config.auth is "agent" on ${methods.join(", ")}; an agent is let through to be checked by the signature over its body, which only a POST has: use POST, or auth "bearer"`;
   }
   return undefined;
 }
