@@ -244,6 +244,41 @@ describe("rebalance and decisions", () => {
     expect(decision.chosen?.layout).toEqual(expect.any(Object));
   });
 
+  it("re-ups vienna to the decided layout: the stack's recorded state is that layout, and its change record leaves the edges that stayed untouched", async () => {
+    // Vienna runs no live edge and no host reported live requests: the loop keeps one edge of every role, so it adds one.
+    const decided = await poll(
+      "the decision with all three hosts to be applied",
+      () => view(),
+      (pop) => pop.pendingOperation === undefined && pop.lastDecision?.outcome !== "applying",
+      WAIT_TIMEOUT_MS,
+    );
+    const decision = decided.lastDecision!;
+    expect(decision.outcome).toBe("applied");
+    const { layout, addresses } = decision.chosen!;
+    expect(decided.layout).toEqual(layout);
+    expect(decided.addresses).toEqual(addresses);
+    const configured = CONFIGURED.layout as Record<string, string[]>;
+    const containers = (byHost: Record<string, string[]>) => new Set(Object.entries(byHost).flatMap(([host, roles]) => roles.map((role) => `pop-${host}-${role}`)));
+    const before = containers(configured);
+    const after = containers(layout);
+    expect([...after].some((name) => name.endsWith("-live"))).toBe(true);
+
+    // The offline engine's state of the stack: a container per edge of the decided layout, at its address.
+    const state = service.offline.state("pop-vienna")!;
+    const edgeContainers = state.resources.filter((resource) => resource.type === "docker:index/container:Container" && /-(small|large|vod|live)$/.test(resource.name));
+    expect(new Set(edgeContainers.map((resource) => resource.name))).toEqual(after);
+    for (const container of edgeContainers) {
+      const [, host, role] = /^pop-(host\d)-(\w+)$/.exec(container.name)!;
+      expect(JSON.stringify(container.inputs), container.name).toContain(`"${addresses[`${host}/${role}`]}"`);
+    }
+
+    // What the re-up did to each edge: the ones that stayed are "same", new ones created, dropped ones deleted.
+    const changes = Object.fromEntries((await decisions()).decisions.find((candidate) => candidate.id === decision.id)!.changes!.map((change) => [change.resource, change.action]));
+    for (const name of new Set([...before, ...after])) {
+      expect(changes[name], name).toBe(before.has(name) && after.has(name) ? "same" : after.has(name) ? "create" : "delete");
+    }
+  });
+
   it("pages the decisions newest first, each page linking the next, and refuses a bad limit or before by field", async () => {
     const all = (await decisions("?limit=500")).decisions;
     expect(all.length).toBeGreaterThanOrEqual(3);
