@@ -1,7 +1,7 @@
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, RouteOptions } from "fastify";
+import type { FastifyReply, FastifyRequest, RouteOptions } from "fastify";
 import type { Principal, TokenRegistry } from "../auth.ts";
 import { sendProblem } from "./problems.ts";
-import { appWide } from "./app-wide.ts";
+import fastifyPlugin from "fastify-plugin";
 
 /**
  * Authentication, chosen per route by its config (`config: { auth, admin }`): who may call a route
@@ -42,7 +42,7 @@ export interface AuthOptions {
 }
 
 /** Checks each request by its route's scheme; app-wide, so registered before every route (an unknown route's 404 needs a token too). */
-export const auth: FastifyPluginAsync<AuthOptions> = appWide(async (app, { tokens }) => {
+export const auth = fastifyPlugin<AuthOptions>(async (app, { tokens }) => {
   const schemes: Readonly<Record<AuthScheme, Authenticate>> = {
     bearer: bearer(tokens),
     // Nothing to check before the body: the handler verifies the signature, and refuses what does not

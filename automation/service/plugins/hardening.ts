@@ -3,7 +3,7 @@ import { type Server, type ServerResponse, maxHeaderSize } from "node:http";
 import type { Socket } from "node:net";
 import type { ServiceLimits } from "../environment.ts";
 import { TITLE_OF, problemOf, sendProblem } from "./problems.ts";
-import { appWide } from "./app-wide.ts";
+import fastifyPlugin from "fastify-plugin";
 
 /**
  * Request hardening (STYLE.md 21): how long a request may take to arrive and how large it may be,
@@ -72,7 +72,7 @@ export function requestHardening(limits: ServiceLimits): RequestHardening {
           ]));
     },
   };
-  const plugin = appWide(async (app) => {
+  const plugin = fastifyPlugin(async (app) => {
     // Node answers an Expect header other than 100-continue with an empty 417 of its own unless this event is listened to.
     app.server.on("checkExpectation", (_request, response: ServerResponse) => {
       const { headers, body } = closingProblem(417, "the service meets no expectation but 100-continue; send no Expect header, or Expect: 100-continue");

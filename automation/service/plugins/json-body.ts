@@ -1,5 +1,5 @@
 import { BODY_MEDIA_TYPE, BodyRefusal } from "./problems.ts";
-import { appWide } from "./app-wide.ts";
+import fastifyPlugin from "fastify-plugin";
 
 /**
  * The one body parser: JSON, as Fastify's own reads it, but a body it refuses is a field's problem
@@ -13,7 +13,7 @@ const MAX_NAMED_DEPTH = 8;
 /** A key a field's name shows as it is: the request's own keys and indexes are such. */
 const NAMEABLE_KEY = /^[A-Za-z0-9_]{1,40}$/;
 
-export const jsonBody = appWide(async (app) => {
+export const jsonBody = fastifyPlugin(async (app) => {
   // Fastify's own JSON parser refuses a key that can replace a prototype (secure-json-parse) as "not
   // valid JSON", its reason dropped; this one refuses it too, and says so.
   app.removeContentTypeParser(BODY_MEDIA_TYPE);

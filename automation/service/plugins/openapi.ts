@@ -1,12 +1,12 @@
 import fastifySwagger from "@fastify/swagger";
 import { jsonSchemaTransform } from "fastify-type-provider-zod";
-import { appWide } from "./app-wide.ts";
+import fastifyPlugin from "fastify-plugin";
 
 /**
  * /openapi.json, made from the routes' own schemas (STYLE.md 13); app-wide, so registered before
  * every route it documents.
  */
-export const openapi = appWide(async (app) => {
+export const openapi = fastifyPlugin(async (app) => {
   await app.register(fastifySwagger, {
     openapi: {
       openapi: "3.1.0",

@@ -3,7 +3,7 @@ import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } fro
 import { type DomainErrorCode, InvalidArgumentsError, isDomainError } from "../../../domain/errors.ts";
 import { isStoreUnavailable } from "../../store/store.ts";
 import { type Problem, problem } from "../schemas.ts";
-import { appWide } from "./app-wide.ts";
+import fastifyPlugin from "fastify-plugin";
 
 /**
  * Problems (STYLE.md 14): every refusal the service answers is RFC 9457 problem details, mapped at
@@ -79,7 +79,7 @@ export function sendProblem(reply: FastifyReply, status: number, detail?: string
 }
 
 /** The error handler, and 404 or 405 for a request no route answers; app-wide, so registered before every route. */
-export const problems: FastifyPluginAsync = appWide(async (app) => {
+export const problems: FastifyPluginAsync = fastifyPlugin(async (app) => {
   // A path that exists under other methods answers 405 with the methods it has (RFC 9110 §15.5.6).
   const routeMethods: { path: RegExp; method: string }[] = [];
   app.addHook("onRoute", (route) => {
