@@ -1,6 +1,6 @@
 import { EventSource } from "eventsource";
 import type { z } from "zod";
-import type { EventType } from "../store/records.ts";
+import type { EventType } from "../../domain/records.ts";
 import type {
   clusterList,
   conferenceList,
@@ -15,7 +15,7 @@ import type {
   popView,
   problem,
 } from "../service/schemas.ts";
-import type { decisionRecord } from "../store/records.ts";
+import type { decisionRecord } from "../../domain/records.ts";
 
 /**
  * A typed client of the automation service for programs, and what switchctl is built on. Its

@@ -1,7 +1,8 @@
 import pRetry from "p-retry";
 import { type Engine, type EngineEvent, type OperationKind, type StackConfigMap, isEngineError } from "../engine/engine.ts";
 import type { OperationQueue } from "../engine/queue.ts";
-import type { OperationRecord, ResourceChange } from "../store/records.ts";
+import type { OperationRecord } from "../store/records.ts";
+import type { ResourceChange } from "../../domain/records.ts";
 import { type Store, isStoreUnavailable } from "../store/store.ts";
 
 /**

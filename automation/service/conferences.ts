@@ -10,7 +10,8 @@ import { ConflictError, InvalidArgumentsError, NotFoundError } from "../../domai
 import type { StackConfigMap } from "../engine/engine.ts";
 import type { IpLocator } from "../geolocation/ip-locator.ts";
 import type { OperationRunner, StackOwner } from "../operations/runner.ts";
-import type { Decision, OperationRecord } from "../store/records.ts";
+import type { OperationRecord } from "../store/records.ts";
+import type { Decision } from "../../domain/records.ts";
 import type { ConferenceRecord, ListCursor, Store } from "../store/store.ts";
 import type { ClusterRegistry } from "./registry.ts";
 import type { conferenceRequest } from "./schemas.ts";

@@ -5,7 +5,7 @@ import { clusterCapacity, clusterLocation } from "../../domain/contracts/testbed
 import { DNS_LABEL, expected, latitude, longitude } from "../../domain/validation.ts";
 import { CONFERENCE_STATES } from "../../domain/conference-lifecycle.ts";
 import { ROLES } from "../../domain/wae/model.ts";
-import { EVENT_TYPES, POP_DECISION_OUTCOMES, conferenceRecord, decisionRecord, resourceChange } from "../store/records.ts";
+import { EVENT_TYPES, POP_DECISION_OUTCOMES, conferenceRecord, decisionRecord, resourceChange } from "../../domain/records.ts";
 
 /**
  * One schema per route (STYLE.md 13): the single source of the route's validation, its types and

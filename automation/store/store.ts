@@ -8,18 +8,8 @@ import type { RunningConference } from "../../domain/decision/candidates.ts";
 import type { OperationKind } from "../engine/engine.ts";
 import { MIGRATIONS } from "./migrations.ts";
 import type { InstanceManagerReport } from "../../domain/wae/reports.ts";
-import {
-  type Decision,
-  type EventRecord,
-  type EventType,
-  type OperationRecord,
-  type OperationState,
-  POP_DECISION_OUTCOMES,
-  type PopDecision,
-  type PopDecisionOutcome,
-  type ResourceChange,
-  type conferenceRecord,
-} from "./records.ts";
+import { type EventRecord, type OperationRecord, type OperationState, type PopDecision } from "./records.ts";
+import { type Decision, type EventType, POP_DECISION_OUTCOMES, type PopDecisionOutcome, type ResourceChange, type conferenceRecord } from "../../domain/records.ts";
 
 /**
  * The service's durable records (ARCHITECTURE.md "Conference lifecycle"): conferences, the

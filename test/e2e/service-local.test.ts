@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LocalEngine, LocalEngineOptions } from "../../automation/engine/local.ts";
-import type { Decision } from "../../automation/store/records.ts";
+import type { Decision } from "../../domain/records.ts";
 import { conferenceName } from "../../domain/contracts/conference.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 import { EngineRecorder, type TestService, startTestService } from "../support/service.ts";

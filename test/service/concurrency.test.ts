@@ -4,7 +4,7 @@ import { qualifiedKey } from "../../domain/contracts/project.ts";
 import { CONFERENCE_CONFIG, type ConferenceSpec } from "../../domain/contracts/conference.ts";
 import { DEFAULT_SITES, parseSites } from "../../domain/contracts/testbed.ts";
 import { createdView } from "../../automation/service/schemas.ts";
-import { decisionRecord } from "../../automation/store/records.ts";
+import { decisionRecord } from "../../domain/records.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 import { type Capacity, EngineRecorder, type TestService, problemOf, startTestService, testbedOf } from "../support/service.ts";
 import { poll } from "../support/poll.ts";

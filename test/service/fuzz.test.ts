@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ConferenceRequest, withDefaults } from "../../automation/service/conferences.ts";
 import { clusterList, conferenceList, conferenceRequest, conferenceView, createdView, health } from "../../automation/service/schemas.ts";
 import { CONFERENCE_STATES } from "../../domain/conference-lifecycle.ts";
-import { decisionRecord } from "../../automation/store/records.ts";
+import { decisionRecord } from "../../domain/records.ts";
 import { DEFAULT_SITES, parseSites } from "../../domain/contracts/testbed.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 import { type Capacity, ROOMY, type StreamedEvent, type TestService, problemOf, startTestService, testbedOf } from "../support/service.ts";

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Engine, EngineEvent } from "../../automation/engine/engine.ts";
 import type { RecordedResource, WorkerMessage } from "../../automation/engine/offline-worker.ts";
 import { conferenceList, conferenceView, createdView } from "../../automation/service/schemas.ts";
-import { decisionRecord } from "../../automation/store/records.ts";
+import { decisionRecord } from "../../domain/records.ts";
 import { DEFAULT_TESTBED_STACK } from "../../domain/contracts/conference.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 import { EngineRecorder, type TestService, clustersFile, problemOf, startTestService } from "../support/service.ts";

@@ -11,7 +11,7 @@ import { candidateClusters, conferenceSpecFor, placeConference } from "../../dom
 import { ExhaustedError } from "../../domain/errors.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 import { MIGRATIONS } from "../../automation/store/migrations.ts";
-import type { Decision } from "../../automation/store/records.ts";
+import type { Decision } from "../../domain/records.ts";
 import { type NewConference, Store, StoreUnavailableError } from "../../automation/store/store.ts";
 import { holdWriteLock } from "../support/faults.ts";
 

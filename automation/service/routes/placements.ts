@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
-import { decisionRecord } from "../../store/records.ts";
+import { decisionRecord } from "../../../domain/records.ts";
 import type { ConferenceManager } from "../conferences.ts";
 import { problemResponses } from "../plugins/problems.ts";
 import { conferenceRequest } from "../schemas.ts";
