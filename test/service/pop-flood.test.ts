@@ -91,4 +91,29 @@ describe("a flood of forged reports on loopback", () => {
     expect(result["4xx"]).toBe(FLOOD);
     expect((await forgedCount()) - before).toBe(FLOOD);
   }, 120_000);
+
+  it("refuses a report of a period the loop has decided as late (422), and counts it", async () => {
+    const end = T0 + 2 * periodMs;
+    await clock.asleep(1);
+    await clock.advanceTo(end + 1000);
+    const stamp = () => Math.floor(clock.now() / 1000);
+    const send = (host: keyof typeof KEYS) => {
+      const body = report(host, end);
+      return service.call("/v1/pops/vienna/reports", { method: "POST", token: null, body, headers: { [TIMESTAMP_HEADER]: String(stamp()), [SIGNATURE_HEADER]: sign(body, KEYS[host], stamp()) } });
+    };
+    expect((await send("host1")).status).toBe(202);
+    expect((await send("host2")).status).toBe(202);
+    await clock.advanceTo(end + graceMs);
+    const decided = await poll("the period's decision", () => view(), (pop) => pop.lastDecision?.periodStart === new Date(end - periodMs).toISOString(), WAIT_TIMEOUT_MS, 5);
+    expect(decided.lastDecision!.inputs).toMatchObject({ silent: ["host3"] });
+
+    const metrics = async () => Number(/^switch_pop_reports_total\{pop="vienna",outcome="late"\} (\d+)$/m.exec(await (await service.call("/metrics", { token: service.tokens.admin })).text())?.[1] ?? 0);
+    const lateBefore = await metrics();
+    const late = await send("host3");
+    expect(late.status).toBe(422);
+    expect(((await late.json()) as { detail: string }).detail).toBe(
+      `the period ended by ${new Date(end).toISOString()}, when the last period the loop decided ended; a report reaches the service within its period's grace`,
+    );
+    expect((await metrics()) - lateBefore).toBe(1);
+  }, 60_000);
 });

@@ -89,6 +89,12 @@ include-path-regex = "^/v1/(conferences|placements)$"
 include-method = "POST"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 
+# The PoPs' routes: this service runs none, so every one answers 404 or a refusal whatever the
+# input; a few cases each check that, and their real answers are pops.test.ts's.
+[[operations]]
+include-path-regex = "^/v1/pops"
+generation.max-examples = 60
+
 [[operations]]
 include-path = "/v1/conferences/{id}/events"
 request-timeout = 1.0

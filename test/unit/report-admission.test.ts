@@ -41,7 +41,7 @@ interface Request {
   timestamp?: number;
   headers?: ReportAdmissionInput["headers"];
   last?: AcceptedPeriod;
-  currentPeriodStart?: string | number;
+  decidedUntil?: string | number;
   keys?: ReportAdmissionInput["keys"];
   pop?: ReportAdmissionInput["pop"];
 }
@@ -65,7 +65,7 @@ function admit(overrides: Request = {}, options = {}) {
         asked.push(host);
         return overrides.last;
       },
-      currentPeriodStart: overrides.currentPeriodStart,
+      decidedUntil: overrides.decidedUntil,
     },
     options,
   );
@@ -92,8 +92,8 @@ describe("admitReport", () => {
 
   it.each<[string, Request, object?]>([
     ["the host's next period, starting where the last ended", { last: { periodStart: iso(NOW - 1205), periodEnd: iso(NOW - 605), digest: "x" } }],
-    ["a period that ends as the current period begins", { currentPeriodStart: iso(NOW - 5) }],
-    ["a period after the current one began, given in milliseconds", { currentPeriodStart: (NOW - 600) * 1000 }],
+    ["a period that ends after the last one decided", { decidedUntil: iso(NOW - 6) }],
+    ["a period that ends after the last one decided, given in milliseconds", { decidedUntil: (NOW - 600) * 1000 }],
     ["a timestamp at the window's edge, behind", { body: JSON.stringify(report({ periodStart: iso(NOW - 1000), periodEnd: iso(NOW - 400) })), timestamp: NOW - DEFAULT_WINDOW_SECONDS }],
     ["a timestamp at the window's edge, ahead", { timestamp: NOW + DEFAULT_WINDOW_SECONDS }],
     ["a body of exactly the largest size", { body: padded(DEFAULT_MAX_BYTES) }],
@@ -182,10 +182,16 @@ describe("admitReport", () => {
     ],
 
     [
-      "a period that ended before the current one began",
+      "a period that ended before the last one decided",
       "late",
-      { currentPeriodStart: iso(NOW - 4) },
-      `the period ended before the current period began (${iso(NOW - 4)}); the loop has decided that period already`,
+      { decidedUntil: iso(NOW - 4) },
+      `the period ended by ${iso(NOW - 4)}, when the last period the loop decided ended; a report reaches the service within its period's grace`,
+    ],
+    [
+      "a period that ended as the last one decided did",
+      "late",
+      { decidedUntil: iso(NOW - 5) },
+      `the period ended by ${iso(NOW - 5)}, when the last period the loop decided ended; a report reaches the service within its period's grace`,
     ],
     [
       "a period that starts before the last accepted one ended",
@@ -230,7 +236,7 @@ describe("admitReport", () => {
     const body = JSON.stringify(report());
     const last = { periodStart: iso(NOW - 605), periodEnd: iso(NOW - 5), digest: reportDigest(body) };
     expect(admit({ body, last, timestamp: NOW + 20 }).outcome).toEqual({ outcome: "duplicate" });
-    expect(admit({ body, last, currentPeriodStart: iso(NOW) }).outcome).toEqual({ outcome: "duplicate" });
+    expect(admit({ body, last, decidedUntil: iso(NOW) }).outcome).toEqual({ outcome: "duplicate" });
   });
 
   it("counts any valid report once: accepted, then every signed retry a duplicate", () => {
@@ -305,7 +311,7 @@ describe("admitReport", () => {
     ["a negative window", {}, { windowSeconds: -1 }, "windowSeconds -1 is not a number of seconds; give e.g. 300"],
     ["a bound of no bytes", {}, { maxBytes: 0 }, "maxBytes 0 is not a number of bytes; give e.g. 16384"],
     ["a store period that is not a time", { last: () => ({ periodStart: "yesterday", periodEnd: iso(NOW), digest: "x" }) }, {}, "last(host).periodStart is not a time; give ISO 8601 text or milliseconds since 1970"],
-    ["a current period that is not a time", { currentPeriodStart: Number.NaN }, {}, "currentPeriodStart is not a time; give ISO 8601 text or milliseconds since 1970"],
+    ["a last decided period that is not a time", { decidedUntil: Number.NaN }, {}, "decidedUntil is not a time; give ISO 8601 text or milliseconds since 1970"],
   ])("throws for %s rather than admit by it", (_case, input, options, message) => {
     const body = JSON.stringify(report());
     const base: ReportAdmissionInput = { pop: POP, keys: KEYS, body, headers: signed(body), nowSeconds: NOW, last: () => undefined };

@@ -394,7 +394,7 @@ export class PopLoops implements StackOwner {
       nowSeconds: now / 1000,
       last: (host) => this.store.lastReport(pop, host),
       // A period decided is closed: a report ending in it or before arrives too late to count.
-      ...(state.decidedUntil === undefined ? {} : { currentPeriodStart: state.decidedUntil + 1 }),
+      ...(state.decidedUntil === undefined ? {} : { decidedUntil: state.decidedUntil }),
     });
     if (admission.outcome !== "accepted") {
       this.options.observer?.report(pop, admission.outcome === "duplicate" ? "duplicate" : admission.reason);

@@ -99,8 +99,8 @@ export interface ReportAdmissionInput {
   nowSeconds: number;
   /** The host's latest accepted period, or undefined when it has none. */
   last: (host: string) => AcceptedPeriod | undefined;
-  /** The start of the loop's current period: a report ending before it is late. Without it no report is late. */
-  currentPeriodStart?: Instant;
+  /** The end of the last period the loop decided: a report ending by then is late. Without it no report is late. */
+  decidedUntil?: Instant;
 }
 
 export interface ReportAdmissionOptions {
@@ -231,10 +231,10 @@ export function admitReport(input: ReportAdmissionInput, options: ReportAdmissio
       return refuse("out-of-order", `the period starts before ${new Date(lastEnd).toISOString()}, the end of the host's last accepted period; periods follow each other`);
     }
   }
-  if (input.currentPeriodStart !== undefined) {
-    const current = milliseconds(input.currentPeriodStart, "currentPeriodStart");
-    if (end < current) {
-      return refuse("late", `the period ended before the current period began (${new Date(current).toISOString()}); the loop has decided that period already`);
+  if (input.decidedUntil !== undefined) {
+    const decided = milliseconds(input.decidedUntil, "decidedUntil");
+    if (end <= decided) {
+      return refuse("late", `the period ended by ${new Date(decided).toISOString()}, when the last period the loop decided ended; a report reaches the service within its period's grace`);
     }
   }
   return { outcome: "accepted", report, digest };
