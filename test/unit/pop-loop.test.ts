@@ -38,8 +38,11 @@ const RUNNING: Layout = { host1: ["small", "vod"], host2: ["small", "large"], ho
 const MATCHING: RoleCounts = { small: 5000, large: 1700, vod: 1650, live: 1650 };
 /** A mix several periods' changes away from RUNNING. */
 const LIVE_HEAVY: RoleCounts = { small: 2500, large: 600, vod: 600, live: 6300 };
-/** A mix five edges match (one of each role, two small): RUNNING has a small edge too many. */
-const FEWER_SMALL: RoleCounts = { small: 4000, large: 2000, vod: 2000, live: 2000 };
+/**
+ * A mix five edges match (one of each role, two small): RUNNING has a small edge too many, its small
+ * share 0.095 from the demand — past the loop's 0.09, within the paper's 0.1.
+ */
+const FEWER_SMALL: RoleCounts = { small: 4050, large: 1983, vod: 1983, live: 1983 };
 /** MATCHING without live demand this period. */
 const NO_LIVE: RoleCounts = { ...MATCHING, live: 0 };
 
@@ -181,6 +184,14 @@ describe("the PoP loop", () => {
     call.finish({ outputs: {} });
     await converged();
     expect(loops.view("vienna")).toMatchObject({ layout: decided.layout, addresses: decided.addresses, lastDecision: { id: acted.id, outcome: "applied" } });
+  });
+
+  it("removes an edge at once when the running layout is outside the paper's tolerance", async () => {
+    const { loops, report, started } = await world();
+    await started();
+    // Small 0.5 of the capacity against 0.35 of the requests.
+    report(T0 + PERIOD_MS, { small: 3500, large: 2200, vod: 2150, live: 2150 });
+    expect(loops.decide("vienna", T0 + PERIOD_MS).outcome).toBe("applying");
   });
 
   it("adds an edge at once: a role the running layout leaves short is not made to wait", async () => {

@@ -1,7 +1,20 @@
 import { isDeepStrictEqual } from "node:util";
 import type { PopSpec } from "../../../domain/contracts/cdn-pop.ts";
 import { NotFoundError } from "../../../domain/errors.ts";
-import { type Layout, type LayoutResult, ROLES, type Role, type RoleCounts, computeLayout, combineReports } from "../../../domain/wae/index.ts";
+import {
+  DEFAULT_TOLERANCE,
+  type Layout,
+  type LayoutResult,
+  ROLES,
+  type Role,
+  type RoleCounts,
+  combineReports,
+  computeLayout,
+  demandShares,
+  hostWeight,
+  resourceShares,
+  worstError,
+} from "../../../domain/wae/index.ts";
 import type { MilpSolver } from "../../../domain/wae/milp.ts";
 import { nextPopConfig } from "../../../domain/wae/pop-config.ts";
 import type { InstanceManagerReport } from "../../../domain/wae/reports.ts";
@@ -285,10 +298,14 @@ export class PopLoops implements StackOwner {
     }
     state.wanted++;
     const lostEdges = seen.unavailable.some((host) => (running.layout[host]?.length ?? 0) > 0);
-    // As Kubernetes' HPA does (no stabilization up, 300 s down): a change that adds an edge serves
-    // demand the running layout leaves short, and is made at once; one that only removes waits.
+    // Made at once, as Kubernetes' HPA scales up at once: a change that adds an edge (a role the
+    // running layout leaves short), and any change once the running layout is outside the paper's
+    // tolerance, where every period it waits serves the demand worse. What waits is a change made
+    // early, while the running layout still holds: that is where noise would make it flap.
     const adds = result.moves.some((move) => move.action === "add");
-    if (state.wanted < this.settings.persistPeriods && !adds && !lostEdges && options.force !== true) {
+    const weights = new Map(hosts.map((host) => [host.name, hostWeight(host)]));
+    const outside = worstError(resourceShares(current, weights), demandShares(requests)) > DEFAULT_TOLERANCE;
+    if (state.wanted < this.settings.persistPeriods && !adds && !outside && !lostEdges && options.force !== true) {
       return this.record(state, {
         ...decision,
         outcome: "held",
