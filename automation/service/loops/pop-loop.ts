@@ -20,8 +20,8 @@ import { nextPopConfig } from "../../../domain/wae/pop-config.ts";
 import type { InstanceManagerReport } from "../../../domain/wae/reports.ts";
 import type { StackConfigMap } from "../../engine/engine.ts";
 import type { OperationRunner, StackOwner } from "../../operations/runner.ts";
-import type { OperationRecord, PopDecision } from "../../store/records.ts";
 import type { ResourceChange } from "../../../domain/records.ts";
+import type { OperationRecord, PopDecision } from "../../store/records.ts";
 import type { Store } from "../../store/store.ts";
 import { type ServedPop, stackConfigOf } from "./pop-config.ts";
 import { type RefusalReason, type ReportAdmission, type ReportHeaders, type ReportRefusal, admitReport } from "./report-admission.ts";
@@ -34,10 +34,11 @@ import { type RefusalReason, type ReportAdmission, type ReportHeaders, type Repo
  * as its attempt begins, so pending `up`s coalesce into one.
  *
  * Stability, learnt from the autoscalers that work (issue 17's anchors):
- * - a change that only removes edges must be wanted in `persistPeriods` consecutive periods before
- *   it is made (jitsi-autoscaler's 4 periods down; HPA's 300 s scale-down stabilization); one that
- *   adds an edge is made at once, as HPA scales up at once, and so are the moves off a host gone
- *   silent for good, since nothing serves from it;
+ * - a change that only removes edges while the running layout is still within the paper's ±0.1
+ *   must be wanted in `persistPeriods` consecutive periods before it is made (jitsi-autoscaler's 4
+ *   periods down; HPA's 300 s scale-down stabilization); one that adds an edge, any change once the
+ *   running layout is outside ±0.1, and the moves off a host gone silent for good are made at once,
+ *   as HPA scales up at once;
  * - the loop acts once a share is `actingTolerance` (0.09) from its demand, ahead of the paper's
  *   ±0.1, so that the period a report takes to arrive and the `up` to apply is spent within it;
  * - no decision while the last `up` has not converged (jitsi-autoscaler skips such a group);
