@@ -78,8 +78,8 @@ it("knows the benchmarks", () => {
 
 describe("a usage error says what is wrong, on a line of its own after the command's name, then the usage, with exit 2", () => {
   it.each([
-    ["switchctl", ["launch"], '"launch" is not a command; use create, list, get, watch, stop, place, clusters or token'],
-    ["switchctl", [], "give a command: create, list, get, watch, stop, place, clusters or token"],
+    ["switchctl", ["launch"], '"launch" is not a command; use create, list, get, watch, stop, place, clusters, token or pop'],
+    ["switchctl", [], "give a command: create, list, get, watch, stop, place, clusters, token or pop"],
     ["switchctl", ["list", "--colour"], '--colour is not an option (an argument that starts with "-" goes after --)'],
     ["switchctl", ["token", "revoke", "alice"], '"revoke" is not a token command; use create'],
     ["switchctl", ["token", "create"], "token create needs a SUBJECT, who the token is for"],
