@@ -33,6 +33,7 @@ import { type RunningService, startService } from "../../automation/service/serv
 import type { PopView } from "../../automation/service/loops/pop-loop.ts";
 import type { PopDecision } from "../../automation/store/records.ts";
 import { highsSolver } from "../../automation/solver/highs.ts";
+import { poll } from "../support/poll.ts";
 import { VirtualClock } from "../support/virtual-clock.ts";
 
 const PERIOD_MS = 600_000;
@@ -47,7 +48,9 @@ const RPS_PER_HOST = 400;
 /** Core-seconds and bytes one request of each role costs its edge's host. */
 const CPU_SECONDS: RoleCounts = { small: 0.0015, large: 0.006, vod: 0.004, live: 0.003 };
 const BYTES: RoleCounts = { small: 20_000, large: 2_000_000, vod: 600_000, live: 250_000 };
+/** How long each wait on the service may take; a 5 ms poll keeps the day quick. */
 const WAIT_MS = 60_000;
+const POLL_MS = 5;
 /** POP_DAY_TRACE=1 prints each period's demand, layout and decision. */
 const trace: string[] = [];
 
@@ -149,19 +152,6 @@ async function json<T>(url: string, token: string, init: RequestInit = {}): Prom
   return (await response.json()) as T;
 }
 
-async function until<T>(what: string | (() => string), read: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
-  const deadline = performance.now() + WAIT_MS;
-  for (;;) {
-    const value = await read();
-    if (done(value)) {
-      return value;
-    }
-    if (performance.now() > deadline) {
-      throw new Error(`${typeof what === "string" ? what : what()} within ${WAIT_MS} ms; last seen ${JSON.stringify(value).slice(0, 400)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 /** On/off transitions of (host, role) slots along a sequence of layouts. */
 function transitions(layouts: readonly Layout[], hosts: readonly string[]): number {
@@ -247,7 +237,7 @@ async function simulateDay(size: number): Promise<DayFigures> {
     const base = `${service.url}/v1/pops/${popName}`;
     const view = () => json<PopView>(base, token);
     const newestDecision = async () => (await json<{ decisions: PopDecision[] }>(`${base}/decisions?limit=1`, token)).decisions[0];
-    let running = (await until("the static PoP's first up", view, (seen) => seen.pendingOperation === undefined && seen.lastDecision?.outcome === "applied")).layout;
+    let running = (await poll("the static PoP's first up", view, (seen) => seen.pendingOperation === undefined && seen.lastDecision?.outcome === "applied", WAIT_MS, POLL_MS)).layout;
 
     const startAgent = (host: SimHost, roles: Role[]) => {
       const controller = new AbortController();
@@ -348,18 +338,22 @@ async function simulateDay(size: number): Promise<DayFigures> {
 
       // The readings at the period's end reach the service; then the loop decides, and re-ups.
       await clock.advanceTo(end);
-      await until(() => `period ${period}'s reports (the agents said: ${agentComplaints.join(" | ") || "nothing"})`, view, (seen) =>
+      await poll(`period ${period}'s reports`, view, (seen) =>
         [...agents.entries()].every(([host, agent]) => {
           const due = agent.startedAt + Math.floor((end - agent.startedAt) / PERIOD_MS) * PERIOD_MS;
           const last = seen.lastReports[host];
           return due === agent.startedAt || (last !== undefined && Date.parse(last) >= due);
         }),
-      );
+        WAIT_MS,
+        POLL_MS,
+      ).catch((error: unknown) => {
+        throw new Error(`${(error as Error).message}; the agents said: ${agentComplaints.join(" | ") || "nothing"}`);
+      });
       await clock.asleep(agents.size + 1);
       const started = performance.now();
       await clock.advanceTo(end + GRACE_MS);
-      const decision = await until(`period ${period}'s decision`, newestDecision, (seen) => seen !== undefined && Date.parse(seen.periodStart) === end - PERIOD_MS);
-      const settled = await until(`period ${period}'s re-up`, view, (seen) => seen.pendingOperation === undefined);
+      const decision = await poll(`period ${period}'s decision`, newestDecision, (seen) => seen !== undefined && Date.parse(seen.periodStart) === end - PERIOD_MS, WAIT_MS, POLL_MS);
+      const settled = await poll(`period ${period}'s re-up`, view, (seen) => seen.pendingOperation === undefined, WAIT_MS, POLL_MS);
       figures.loopMs.push(performance.now() - started);
       figures.decisionMs.push(decision!.timings.totalMs ?? 0);
       if (process.env.POP_DAY_TRACE !== undefined) {
