@@ -1,64 +1,67 @@
 /**
- * `npm run preview -- [stack | path/Pulumi.<stack>.yaml] [--json]`: what a stack would create, evaluated
- * by the offline engine from its stack file (default: stacks/Pulumi.testbed.yaml). Needs no Pulumi
- * CLI, cloud or cluster; creates nothing.
+ * `npm run preview -- [stack | path/Pulumi.<stack>.yaml] [--json]`: what a stack would create,
+ * evaluated by the offline engine from its stack file (default: stacks/Pulumi.testbed.yaml).
+ *
+ * `npm run preview -- <stack>... --against <revision> [--json | --markdown]`: the plan diff, what
+ * the working tree's change does to each stack against a git revision's program and stack file,
+ * both evaluated offline (automation/engine/plan-diff.ts); --markdown renders the pull-request
+ * comment. Exits 1 when a stack fails to evaluate on either side (the rest is still printed).
+ *
+ * Needs no Pulumi CLI, cloud, cluster or secret; creates nothing.
  */
 import "../../runtime/node-version.ts"; // first: refuses an unsupported Node before any other module runs
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CDN_POP_CONFIG, parsePopSpec } from "../../domain/contracts/cdn-pop.ts";
-import { CONFIG_KEYS } from "../../domain/contracts/config-keys.ts";
-import { CONFERENCE_CONFIG } from "../../domain/contracts/conference.ts";
-import { CONFIG_NAMESPACE, PROGRAM_KEY, programOfStack, qualifiedKey } from "../../domain/contracts/project.ts";
-import { DEFAULT_SITES, TESTBED_CONFIG, parseSites } from "../../domain/contracts/testbed.ts";
 import { InvalidArgumentsError } from "../../domain/errors.ts";
-import { type Registration, displayInputs, displayOutputs, evaluateOffline, providerName } from "../engine/offline.ts";
-import { PLACEHOLDER_KUBECONFIG, PLACEHOLDER_PEM, PLACEHOLDER_REPORT_KEY } from "../engine/placeholders.ts";
-import { ENCRYPTED_PLACEHOLDER, type StackConfig, readStackConfig } from "../engine/stack-config.ts";
+import { providerName } from "../engine/offline.ts";
+import { type StackPlan, type StoodIn, planStack, stackFilesOf, stackOfFile } from "../engine/offline-plan.ts";
+import { diffPlans } from "../engine/plan-diff.ts";
 import { exitWithUsageError, parseCommandLine } from "./command-line.ts";
+import { type PlanDiffReport, type StackDiffReport, renderMarkdown, renderText } from "./plan-diff-report.ts";
+import { extractRevision } from "./revision-tree.ts";
 
 const REPOSITORY = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const STACKS_DIR = join(REPOSITORY, "stacks");
 const DEFAULT_STACK = "testbed";
-const STACK_FILE = /^Pulumi\.(.+)\.ya?ml$/;
 const COMMAND_LINE = {
   name: "preview",
-  usage: "usage: npm run preview -- [stack | path/to/Pulumi.<stack>.yaml] [--json]   (stack: a stacks/Pulumi.<stack>.yaml; default testbed)",
-  options: { json: { type: "boolean", default: false } },
+  usage: [
+    "usage: npm run preview -- [stack | path/to/Pulumi.<stack>.yaml] [--json]",
+    "       npm run preview -- <stack>... --against <git revision> [--json | --markdown]",
+    "  stack: a stacks/Pulumi.<stack>.yaml (default testbed), or the path of a stack file",
+    "  --against: the plan diff, what the working tree changes against the revision (a branch, tag or commit)",
+    "  --markdown: the plan diff as the pull-request comment",
+  ].join("\n"),
+  options: { json: { type: "boolean", default: false }, markdown: { type: "boolean", default: false }, against: { type: "string" } },
 } as const;
 const { values, positionals } = parseCommandLine(COMMAND_LINE);
-if (positionals.length > 1) {
-  exitWithUsageError(COMMAND_LINE, [`give one stack, not ${positionals.length} (${positionals.join(", ")})`]);
+if (values.against === undefined && positionals.length > 1) {
+  exitWithUsageError(COMMAND_LINE, [`give one stack, not ${positionals.length} (${positionals.join(", ")}), or several with --against`]);
 }
-
-/** Every key of the project's namespace that a stack program reads (Pulumi.yaml declares or documents each). */
-const KNOWN_KEYS: readonly string[] = CONFIG_KEYS.map((key) => qualifiedKey(key));
-
-/** Placeholders that stood in for secrets, by why: not in the stack file, or encrypted in it. */
-interface StoodIn {
-  missing: string[];
-  encrypted: string[];
+if (values.against === undefined && values.markdown) {
+  exitWithUsageError(COMMAND_LINE, ["--markdown renders a plan diff: give --against <revision> too"]);
+}
+if (values.json && values.markdown) {
+  exitWithUsageError(COMMAND_LINE, ["give --json or --markdown, not both"]);
 }
 
 try {
-  const { stack, path } = stackFile(positionals[0] ?? DEFAULT_STACK);
-  const { config, secretKeys } = readStackConfig(path);
-  refuseUnknownKeys(path, config);
-  const stoodIn = standInForSecrets(stack, config, secretKeys);
-
-  const { registrations, outputs } = await evaluateOffline(async () => (await import("../../stacks/index.ts")).default(), {
-    stack,
-    config,
-    secretKeys,
-  });
-  const shownOutputs = await displayOutputs(outputs);
-
-  if (values.json) {
-    const shown = registrations.map((registration) => ({ ...registration, inputs: displayInputs(registration.inputs) }));
-    console.log(JSON.stringify({ stack, placeholders: stoodIn, registrations: shown, outputs: shownOutputs }, null, 2));
+  const stacks = (positionals.length === 0 ? [DEFAULT_STACK] : positionals).map(stackFile);
+  if (values.against === undefined) {
+    const { stack, path } = stacks[0]!;
+    const plan = await planStack(REPOSITORY, stack, path);
+    if (values.json) {
+      const shown = plan.registrations.map(({ type, name, custom, provider, urn }, i) => ({ type, name, custom, urn, ...(provider === undefined ? {} : { provider }), inputs: plan.resources[i]!.inputs }));
+      console.log(JSON.stringify({ stack, placeholders: plan.placeholders, referenced: plan.referenced, registrations: shown, outputs: plan.outputs }, null, 2));
+    } else {
+      printPlan(shownPath(path), plan);
+    }
   } else {
-    printPlan(stack, shownPath(path), registrations, shownOutputs, stoodIn);
+    const report = await planDiff(values.against, stacks);
+    process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : values.markdown ? renderMarkdown(report) : renderText(report));
+    if (report.stacks.some((stack) => stack.failure !== undefined)) {
+      process.exitCode = 1;
+    }
   }
 } catch (error) {
   // Messages, not stack traces: every refusal here names what to fix. Anything else is a bug,
@@ -68,22 +71,48 @@ try {
 }
 
 /**
- * A misspelt key of the project's namespace is read by no program, so the stack would silently
- * run on defaults (a misspelt program key: the testbed's seven sites).
+ * Each stack evaluated at the revision and in the working tree. A stack file of this repository is
+ * read at each side (a change to it is part of the diff); one from elsewhere is the same file for both.
  */
-function refuseUnknownKeys(path: string, config: StackConfig["config"]): void {
-  const unknown = Object.keys(config).filter((key) => key.startsWith(`${CONFIG_NAMESPACE}:`) && !KNOWN_KEYS.includes(key));
-  if (unknown.length > 0) {
-    throw new InvalidArgumentsError(
-      unknown.map((key) => `${path}: ${key} is not a config key of this project; correct its spelling or remove it (the keys are ${KNOWN_KEYS.join(", ")})`),
-    );
+async function planDiff(revision: string, stacks: { stack: string; path: string }[]): Promise<PlanDiffReport> {
+  using tree = extractRevision(REPOSITORY, revision);
+  const reports: StackDiffReport[] = [];
+  for (const { stack, path } of stacks) {
+    const inRepository = relative(REPOSITORY, path);
+    const pathAtRevision = inRepository.startsWith("..") ? path : join(tree.root, inRepository);
+    const newAtRevision = !existsSync(pathAtRevision);
+    const base = { stack, file: shownPath(path), referenced: [] as string[], placeholders: { missing: [], encrypted: [] } as StoodIn };
+    let before: StackPlan | undefined;
+    try {
+      before = newAtRevision ? undefined : await planStack(tree.root, stack, pathAtRevision);
+    } catch (error) {
+      reports.push({ ...base, failure: { side: "revision", message: messageOf(error) } });
+      continue;
+    }
+    try {
+      const after = await planStack(REPOSITORY, stack, path);
+      reports.push({
+        ...base,
+        referenced: after.referenced,
+        placeholders: after.placeholders,
+        ...(newAtRevision ? { newAtRevision: true as const } : {}),
+        diff: diffPlans(before?.resources ?? [], after.resources),
+      });
+    } catch (error) {
+      reports.push({ ...base, failure: { side: "working tree", message: messageOf(error) } });
+    }
   }
+  return { against: { revision, commit: tree.commit }, notes: tree.notes, stacks: reports };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** The stack and its file: a name of stacks/, or a path to a file named as Pulumi names them. */
 function stackFile(given: string): { stack: string; path: string } {
-  if (given.includes("/") || STACK_FILE.test(given)) {
-    const name = STACK_FILE.exec(basename(given))?.[1];
+  if (given.includes("/") || stackOfFile(given) !== undefined) {
+    const name = stackOfFile(basename(given));
     if (name === undefined) {
       throw new InvalidArgumentsError([`${given} is not named Pulumi.<stack>.yaml; name the stack file after its stack, as Pulumi does`]);
     }
@@ -94,10 +123,10 @@ function stackFile(given: string): { stack: string; path: string } {
     }
     return { stack: name, path };
   }
-  const path = join(STACKS_DIR, `Pulumi.${given}.yaml`);
-  if (!existsSync(path)) {
-    const known = readdirSync(STACKS_DIR).flatMap((file) => STACK_FILE.exec(file)?.[1] ?? []);
-    throw new InvalidArgumentsError([`stack "${given}" has no stacks/Pulumi.${given}.yaml; use one of ${known.join(", ")}`]);
+  const files = stackFilesOf(REPOSITORY);
+  const path = files.get(given);
+  if (path === undefined) {
+    throw new InvalidArgumentsError([`stack "${given}" has no stacks/Pulumi.${given}.yaml; use one of ${[...files.keys()].join(", ")}`]);
   }
   return { stack: given, path };
 }
@@ -107,99 +136,8 @@ function shownPath(path: string): string {
   return inRepository.startsWith("..") ? path : inRepository;
 }
 
-/**
- * Kubeconfigs, report keys and TLS keys are secrets an operator sets per stack, so an example
- * stack file has none, and a real one has them encrypted, which nothing offline can read. A
- * placeholder stands in for each one the program needs, and the plan says which. Config the
- * program cannot read at all is left as it is, for the program to report by its key.
- */
-function standInForSecrets(stack: string, config: StackConfig["config"], secretKeys: string[]): StoodIn {
-  const stoodIn: StoodIn = { missing: [], encrypted: [] };
-  // The program the stack will run, or none where its config contradicts it (the program refuses that).
-  const program = config[qualifiedKey(PROGRAM_KEY)] ?? programOfStack(stack);
-  /** Fills in an entry of the map at `key` for each of `names` that is missing or encrypted. */
-  const fill = (key: string, names: readonly string[], placeholder: string) => {
-    const text = config[key];
-    const wholeEncrypted = text === ENCRYPTED_PLACEHOLDER;
-    const given = text === undefined || wholeEncrypted ? {} : valueOf(text);
-    if (!isMap(given)) {
-      return;
-    }
-    for (const name of names) {
-      if (wholeEncrypted || given[name] === ENCRYPTED_PLACEHOLDER) {
-        stoodIn.encrypted.push(`${key}.${name}`);
-      } else if (given[name] === undefined) {
-        stoodIn.missing.push(`${key}.${name}`);
-      } else {
-        continue;
-      }
-      given[name] = placeholder;
-    }
-    config[key] = JSON.stringify(given);
-    if (!secretKeys.includes(key)) {
-      secretKeys.push(key);
-    }
-  };
-  if (program === "testbed") {
-    const key = qualifiedKey(TESTBED_CONFIG.sites);
-    const sites = parsedOrUndefined(() => parseSites(config[key] === undefined ? DEFAULT_SITES : valueOf(config[key]), key));
-    fill(
-      qualifiedKey(TESTBED_CONFIG.kubeconfigs),
-      (sites ?? []).filter((site) => site.provider === "kubeconfig").map((site) => site.name),
-      PLACEHOLDER_KUBECONFIG,
-    );
-  } else if (program === "cdn-pop") {
-    const key = qualifiedKey(CDN_POP_CONFIG.pop);
-    const pop = parsedOrUndefined(() => parsePopSpec(config[key] === undefined ? undefined : valueOf(config[key]), key));
-    fill(qualifiedKey(CDN_POP_CONFIG.reportKeys), (pop?.hosts ?? []).map((host) => host.name), PLACEHOLDER_REPORT_KEY);
-  } else if (program === "conference") {
-    const key = qualifiedKey(CONFERENCE_CONFIG.tls);
-    if (config[key] === ENCRYPTED_PLACEHOLDER) {
-      // Its domain is unknown too: previewed without TLS.
-      delete config[key];
-      stoodIn.encrypted.push(key);
-      return stoodIn;
-    }
-    const tls = config[key] === undefined ? undefined : valueOf(config[key]);
-    if (isMap(tls)) {
-      for (const [field, label] of [["certificate", "CERTIFICATE"], ["key", "PRIVATE KEY"]] as const) {
-        if (tls[field] === ENCRYPTED_PLACEHOLDER) {
-          tls[field] = PLACEHOLDER_PEM(label);
-          stoodIn.encrypted.push(`${key}.${field}`);
-        }
-      }
-      config[key] = JSON.stringify(tls);
-    }
-  }
-  return stoodIn;
-}
-
-/** A config value as the stacks read it (stacks/config.ts): JSON, else the text itself. */
-function valueOf(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return text;
-  }
-}
-
-function isMap(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-/** What `parse` returns, or undefined when the config is invalid: the program reports that itself, by key. */
-function parsedOrUndefined<T>(parse: () => T): T | undefined {
-  try {
-    return parse();
-  } catch (error) {
-    if (error instanceof InvalidArgumentsError) {
-      return undefined;
-    }
-    throw error;
-  }
-}
-
-function printPlan(stackName: string, path: string, registrations: Registration[], outputs: unknown, stoodIn: StoodIn): void {
+function printPlan(path: string, plan: StackPlan): void {
+  const { stack: stackName, registrations, outputs, placeholders: stoodIn } = plan;
   console.log(`Offline preview of stack "${stackName}" (${path}).`);
   console.log("Nothing was created: this is what `pulumi up` would register. Values only a deployment knows read (known after up).");
   if (stoodIn.missing.length > 0) {
@@ -207,6 +145,9 @@ function printPlan(stackName: string, path: string, registrations: Registration[
   }
   if (stoodIn.encrypted.length > 0) {
     console.log(`Encrypted in the stack file, so a placeholder stood in (offline, nothing is decrypted; pulumi up uses the real ones): ${stoodIn.encrypted.join(", ")}.`);
+  }
+  if (plan.referenced.length > 0) {
+    console.log(`Reads ${plan.referenced.map((name) => `stack "${name}"`).join(", ")}: evaluated offline from its file in stacks/ to answer it.`);
   }
   console.log(`\nResources (${registrations.length}):`);
   const width = registrations.reduce((widest, registration) => Math.max(widest, registration.type.length), 0);

@@ -35,7 +35,7 @@ export interface ResourceChange {
 }
 
 /** A path into a resource's inputs: property names, and array indices as numbers. */
-type Path = readonly (string | number)[];
+export type Path = readonly (string | number)[];
 
 /**
  * Which changed inputs make the provider replace a resource rather than update it in place, by
@@ -157,19 +157,35 @@ export function changesOfDestroy(before: readonly RecordedResource[]): ResourceC
 }
 
 function actionOf(type: string, changed: readonly Path[]): ChangeAction {
-  if (changed.length === 0) {
-    return "same";
-  }
+  return judgeChange(type, changed).action;
+}
+
+/** How the provider of a type takes a change to a resource's inputs: see {@link REPLACED_BY}. */
+export interface Judgement {
+  action: "same" | "update" | "replace";
+  /** The changed paths that force the replacement. */
+  replacing: Path[];
+  /** False where the type's replacement rules are not written down here, so an update may yet be a replacement. */
+  rulesKnown: boolean;
+}
+
+/** Whether changes at `changed` update a resource of `type` in place or replace it. */
+export function judgeChange(type: string, changed: readonly Path[]): Judgement {
   const table = REPLACED_BY[type];
-  if (table === "every input") {
-    return "replace";
+  const rulesKnown = table !== undefined || type.startsWith("kubernetes:");
+  if (changed.length === 0) {
+    return { action: "same", replacing: [], rulesKnown };
   }
-  const replacing = [...(table ?? []), ...(type.startsWith("kubernetes:") ? KUBERNETES_REPLACED_BY : [])].map((path) => path.split("."));
+  if (table === "every input") {
+    return { action: "replace", replacing: [...changed], rulesKnown };
+  }
+  const rules = [...(table ?? []), ...(type.startsWith("kubernetes:") ? KUBERNETES_REPLACED_BY : [])].map((path) => path.split("."));
   const overlaps = (path: Path, rule: readonly string[]) => {
     const common = Math.min(path.length, rule.length);
     return path.slice(0, common).every((segment, i) => segment === rule[i]);
   };
-  return changed.some((path) => replacing.some((rule) => overlaps(path, rule))) ? "replace" : "update";
+  const replacing = changed.filter((path) => rules.some((rule) => overlaps(path, rule)));
+  return { action: replacing.length > 0 ? "replace" : "update", replacing, rulesKnown };
 }
 
 /**
@@ -177,7 +193,7 @@ function actionOf(type: string, changed: readonly Path[]): ChangeAction {
  * where a secret's digest differs (its masked value reads the same). Records without digests
  * compare their masked inputs alone.
  */
-function changedPaths(before: RecordedResource, after: RecordedResource): Path[] {
+export function changedPaths(before: RecordedResource, after: RecordedResource): Path[] {
   const paths = differences(before.inputs, after.inputs, []);
   if (before.secretDigests !== undefined && after.secretDigests !== undefined) {
     for (const key of new Set([...Object.keys(before.secretDigests), ...Object.keys(after.secretDigests)])) {

@@ -13,7 +13,7 @@ import type * as pulumi from "@pulumi/pulumi";
 import { NODE_PORT_RANGE } from "../../domain/jitsi.ts";
 import type { StackConfigMap } from "./engine.ts";
 import { type RecordedResource, stateFile } from "./offline-state.ts";
-import { type OnRegistration, RecordingMocks, displayInputs, displayOutputs, evaluateOffline, secretDigests } from "./offline.ts";
+import { type OnRegistration, RecordingMocks, STACK_REFERENCE, displayInputs, displayOutputs, evaluateOffline, secretDigests } from "./offline.ts";
 
 export type { RecordedResource } from "./offline-state.ts";
 
@@ -121,15 +121,8 @@ function simulated(stateDir: string, stack: string) {
         });
         return { networkDatas, hostname: containerIdOf(stack, args.name).slice(0, 12) };
       }
-      case "pulumi:pulumi:StackReference": {
-        const file = stateFile(stateDir, String(inputs.name));
-        try {
-          return { outputs: (JSON.parse(readFileSync(file, "utf8")) as { outputs: unknown }).outputs };
-        } catch {
-          // RecordingMocks refuses the reference, naming the stack.
-          return {};
-        }
-      }
+      case STACK_REFERENCE:
+        return referencedOutputs(stateDir, inputs);
       case "kubernetes:core/v1:Service": {
         const spec = inputs.spec as { type?: string; ports?: { name?: string; nodePort?: number }[] };
         const ports = (spec.ports ?? []).map((port) => ({ ...port, nodePort: port.nodePort ?? nodePortOf(`${stack}/${args.name}/${port.name ?? ""}`) }));
@@ -142,6 +135,17 @@ function simulated(stateDir: string, stack: string) {
         return {};
     }
   };
+}
+
+/** A stack reference's answer: the referenced stack's outputs from its state file in `stateDir`, or none. */
+export function referencedOutputs(stateDir: string, inputs: unknown): Record<string, unknown> {
+  const file = stateFile(stateDir, String((inputs as { name?: unknown }).name));
+  try {
+    return { outputs: (JSON.parse(readFileSync(file, "utf8")) as { outputs: unknown }).outputs };
+  } catch {
+    // RecordingMocks refuses the reference, naming the stack.
+    return {};
+  }
 }
 
 function containerIdOf(stack: string, name: string): string {

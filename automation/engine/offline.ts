@@ -22,6 +22,19 @@ export interface Registration {
   provider?: string;
   /** Inputs as the engine would receive them; secret values keep Pulumi's secret envelope. */
   inputs: Record<string, unknown>;
+  /**
+   * Its URN as the Pulumi engine makes it (the parent's whole type chain, which the mock monitor's
+   * own URNs shorten to the last link): the identity `pulumi up` matches against the last state.
+   */
+  urn: string;
+  /** Its parent's URN, as {@link urn} is made; none for a resource at the top. */
+  parent?: string;
+  /** The URNs its `aliases` option names, each completed from the resource's own name, type and parent as the engine does. */
+  aliases: string[];
+  /** Its `ignoreChanges` option: property paths ("data", "spec.replicas") whose changes the engine ignores. */
+  ignoreChanges: string[];
+  /** Its `replaceOnChanges` option: property paths whose changes replace it. */
+  replaceOnChanges: string[];
 }
 
 /** The Pulumi name of the provider a registration was created through (its URN ends in "::<name>"). */
@@ -35,7 +48,7 @@ export type ComputedOutputs = (resource: pulumi.runtime.MockResourceArgs) => Rec
 /** The id a real provider would give a new resource, or undefined for the mocks' own ("<name>-id"). */
 export type ComputedId = (resource: pulumi.runtime.MockResourceArgs) => string | undefined;
 
-const STACK_REFERENCE = "pulumi:pulumi:StackReference";
+export const STACK_REFERENCE = "pulumi:pulumi:StackReference";
 
 /** Something the offline engine cannot answer. */
 export class OfflineEngineError extends Error {
@@ -50,6 +63,10 @@ export type OnRegistration = (registration: Registration, count: number) => void
 /** Mocks that record registrations and refuse invokes and stack references nobody has answered. */
 export class RecordingMocks implements pulumi.runtime.Mocks {
   readonly registrations: Registration[] = [];
+  /** The stacks whose references the program made and nobody answered, by the name it gave. */
+  readonly unansweredReferences: string[] = [];
+  /** Who the registration being made is (see {@link identifyRegistrations}); the mocks' interface carries no parent or aliases. */
+  identity: Identity | undefined;
 
   constructor(
     private readonly computed: ComputedOutputs = () => ({}),
@@ -60,16 +77,20 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
   newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
     const computed = this.computed(args);
     if (args.type === STACK_REFERENCE && computed.outputs === undefined) {
+      this.unansweredReferences.push(String((args.inputs as { name?: unknown }).name));
       throw new OfflineEngineError(
         `offline engine: stack "${String((args.inputs as { name?: unknown }).name)}" cannot be read offline; this program needs the referenced stack's real outputs`,
       );
     }
+    const identity = this.identity ?? { urn: urnOf(args.type, args.name, undefined), aliases: [], ignoreChanges: [], replaceOnChanges: [] };
+    this.identity = undefined;
     const registration: Registration = {
       type: args.type,
       name: args.name,
       custom: args.custom ?? true,
       ...(args.provider ? { provider: args.provider } : {}),
       inputs: args.inputs as Record<string, unknown>,
+      ...identity,
     };
     this.registrations.push(registration);
     this.onRegistration(registration, this.registrations.length);
@@ -119,6 +140,7 @@ export async function evaluateOffline<T>(program: () => Promise<T>, options: Off
   process.on("unhandledRejection", collect);
   pulumi.runtime.setAllConfig(options.config ?? {}, options.secretKeys ?? []);
   await pulumi.runtime.setMocks(mocks, PROJECT, options.stack ?? DEFAULT_STACK, options.preview ?? true);
+  identifyRegistrations(mocks);
   try {
     let outputs: T;
     try {
@@ -137,6 +159,91 @@ export async function evaluateOffline<T>(program: () => Promise<T>, options: Off
   } finally {
     process.off("unhandledRejection", collect);
   }
+}
+
+/** A registration's place in the stack: see {@link Registration}. */
+type Identity = Pick<Registration, "urn" | "parent" | "aliases" | "ignoreChanges" | "replaceOnChanges">;
+
+/** The part of a registration request read here (proto/resource_pb.d.ts RegisterResourceRequest). */
+interface RegisterRequest {
+  getType(): string;
+  getName(): string;
+  getParent(): string;
+  getAliasesList(): { hasUrn(): boolean; getUrn(): string; getSpec(): AliasSpec | undefined }[];
+  getIgnorechangesList(): string[];
+  getReplaceonchangesList(): string[];
+}
+/** proto/alias_pb.d.ts Alias.Spec. */
+interface AliasSpec {
+  getName(): string;
+  getType(): string;
+  getStack(): string;
+  getProject(): string;
+  getParenturn(): string;
+  getNoparent(): boolean;
+}
+type Callback = (error: unknown, response?: { getUrn(): string }) => void;
+interface MonitorWithRegistrations {
+  registerResource(request: RegisterRequest, callback: Callback): Promise<void>;
+}
+
+/** The type a URN names: a child's is its parent's chain and its own, joined by "$". */
+function qualifiedTypeOf(urn: string): string {
+  return urn.split("::")[2] ?? "";
+}
+
+/**
+ * A URN as the engine makes it (sdk/go/common/resource/urn.go NewURN). Stack and project are the
+ * evaluation's own; an alias may name others.
+ */
+function urnOf(type: string, name: string, parent: string | undefined, stack = pulumi.getStack(), project = pulumi.getProject()): string {
+  const qualified = parent === undefined ? type : `${qualifiedTypeOf(parent)}$${type}`;
+  return `urn:pulumi:${stack}::${project}::${qualified}::${name}`;
+}
+
+/**
+ * Tells the mocks who each registration is: its engine URN, parent, declared aliases and the
+ * options that change how it is diffed (ignoreChanges, replaceOnChanges), which the
+ * mock monitor's request has and its `newResource` arguments do not. The mock monitor calls
+ * `newResource` before it first awaits (runtime/mocks.js registerResource), so the identity set
+ * just before is the one it reads; that is checked, so an SDK that changes it fails here by name.
+ */
+function identifyRegistrations(mocks: RecordingMocks): void {
+  const monitor = pulumi.runtime.getMonitor() as unknown as MonitorWithRegistrations;
+  const register = monitor.registerResource.bind(monitor);
+  // The mock monitor's URN of each resource (what a child's request names as its parent) -> the engine's.
+  const engineUrns = new Map<string, string>();
+  monitor.registerResource = (request, callback) => {
+    const parentGiven = request.getParent();
+    const parent = parentGiven === "" ? undefined : (engineUrns.get(parentGiven) ?? parentGiven);
+    const urn = urnOf(request.getType(), request.getName(), parent);
+    const aliases = request.getAliasesList().map((alias) => {
+      const spec = alias.getSpec();
+      if (alias.hasUrn() || spec === undefined) {
+        return alias.getUrn();
+      }
+      const aliasParent = spec.getNoparent() ? undefined : spec.getParenturn() === "" ? parent : (engineUrns.get(spec.getParenturn()) ?? spec.getParenturn());
+      return urnOf(spec.getType() || request.getType(), spec.getName() || request.getName(), aliasParent, spec.getStack() || undefined, spec.getProject() || undefined);
+    });
+    mocks.identity = {
+      urn,
+      ...(parent === undefined ? {} : { parent }),
+      aliases,
+      ignoreChanges: request.getIgnorechangesList(),
+      replaceOnChanges: request.getReplaceonchangesList(),
+    };
+    const registered = register(request, (error, response) => {
+      if (response !== undefined) {
+        engineUrns.set(response.getUrn(), urn);
+      }
+      callback(error, response);
+    });
+    if (mocks.identity !== undefined) {
+      mocks.identity = undefined;
+      throw new OfflineEngineError("offline engine: this @pulumi/pulumi's mock monitor no longer calls newResource at once, so resources cannot be told apart by URN; update automation/engine/offline.ts identifyRegistrations");
+    }
+    return registered;
+  };
 }
 
 /** Pulumi's envelope for secret values on the wire (sdk/nodejs/runtime/rpc.ts: specialSigKey, specialSecretSig). */

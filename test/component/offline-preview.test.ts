@@ -1,4 +1,4 @@
-import { copyFileSync, mkdtempSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -54,10 +54,21 @@ describe("offline preview (npm run preview)", () => {
     expect(plan.registrations.filter((r) => r.type === "pulumi:providers:docker")).toHaveLength(3);
   });
 
-  it("says plainly that a conference stack cannot be previewed without its testbed's real outputs", async () => {
-    const { stderr, code } = await preview("conf-demo");
+  it("previews a conference against its testbed, which it evaluates offline from stacks/", async () => {
+    const { stdout, code } = await preview("conf-demo", "--json");
+    expect(code).toBe(0);
+    const plan = JSON.parse(stdout) as Plan & { referenced: string[] };
+    expect(plan.referenced).toEqual(["testbed"]);
+    expect(plan.registrations.filter((r) => r.type === "kubernetes:apps/v1:Deployment")).toHaveLength(1);
+    expect(plan.registrations.find((r) => r.type === "pulumi:providers:kubernetes")?.inputs.kubeconfig).toBe("[secret]");
+  });
+
+  it("says plainly when the testbed a conference reads has no stack file to evaluate", async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "offline-preview-")), "Pulumi.conf-elsewhere.yaml");
+    writeFileSync(path, readFileSync(join(import.meta.dirname, "..", "..", "stacks", "Pulumi.conf-demo.yaml"), "utf8").replace("organization/switch-vaas/testbed", "organization/switch-vaas/elsewhere"));
+    const { stderr, code } = await preview(path);
     expect(code).toBe(1);
-    expect(stderr).toContain('offline engine: stack "organization/switch-vaas/testbed" cannot be read offline');
+    expect(stderr.trim()).toBe('conf-elsewhere: the stack "organization/switch-vaas/elsewhere" it reads cannot be evaluated offline: stacks/ has no Pulumi.elsewhere.yaml to evaluate in its place');
   });
 
   it("previews a stack file given by its path, named after its stack", async () => {
@@ -72,7 +83,7 @@ describe("offline preview (npm run preview)", () => {
   it("takes one stack, with exit 2 and the usage for more", async () => {
     const { stderr, code } = await preview("testbed", "local");
     expect(code).toBe(2);
-    expect(stderr.split("\n")[0]).toBe("preview: give one stack, not 2 (testbed, local)");
+    expect(stderr.split("\n")[0]).toBe("preview: give one stack, not 2 (testbed, local), or several with --against");
     expect(stderr).toContain("usage: npm run preview --");
   });
 

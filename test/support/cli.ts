@@ -17,6 +17,8 @@ export interface CommandOptions {
   env?: Record<string, string>;
   /** The Node.js binary to run it with. Defaults to this process's own. */
   node?: string;
+  /** The repository to run it in (a throwaway copy of this one). Defaults to this repository. */
+  cwd?: string;
 }
 
 /**
@@ -26,7 +28,7 @@ export interface CommandOptions {
 export async function runScript(script: string, args: readonly string[], options: CommandOptions = {}): Promise<CommandResult> {
   try {
     const { stdout, stderr } = await run(options.node ?? process.execPath, ["--import", "tsx", script, ...args], {
-      cwd: root,
+      cwd: options.cwd ?? root,
       maxBuffer: Number.POSITIVE_INFINITY,
       ...(options.env === undefined ? {} : { env: { PATH: process.env.PATH ?? "", ...options.env } }),
     });
