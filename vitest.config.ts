@@ -9,7 +9,7 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: "unit", include: ["test/{unit,component,nginx,service}/**/*.test.ts"], testTimeout: 30_000 },
+        test: { name: "unit", include: ["test/{unit,component,nginx,service,workflows}/**/*.test.ts"], testTimeout: 30_000 },
       },
       {
         extends: true,

@@ -96,19 +96,7 @@ export async function planStack(root: string, stack: string, path: string, optio
         return {
           stack,
           registrations,
-          resources: registrations.map((registration) => ({
-            type: registration.type,
-            name: registration.name,
-            custom: registration.custom,
-            urn: registration.urn,
-            ...(registration.parent === undefined ? {} : { parent: registration.parent }),
-            aliases: registration.aliases,
-            ignoreChanges: registration.ignoreChanges,
-            replaceOnChanges: registration.replaceOnChanges,
-            ...(registration.provider === undefined ? {} : { provider: registration.provider }),
-            inputs: displayInputs(registration.inputs),
-            secretDigests: secretDigests(registration.inputs, digest),
-          })),
+          resources: plannedResources(registrations),
           outputs: await displayOutputs(outputs),
           placeholders,
           referenced,
@@ -133,6 +121,23 @@ export async function planStack(root: string, stack: string, path: string, optio
   } finally {
     rmSync(stateDir, { recursive: true, force: true });
   }
+}
+
+/** Registrations as a plan diff compares them: secrets masked, each secret's digest kept. */
+export function plannedResources(registrations: readonly Registration[]): PlannedResource[] {
+  return registrations.map((registration) => ({
+    type: registration.type,
+    name: registration.name,
+    custom: registration.custom,
+    urn: registration.urn,
+    ...(registration.parent === undefined ? {} : { parent: registration.parent }),
+    aliases: registration.aliases,
+    ignoreChanges: registration.ignoreChanges,
+    replaceOnChanges: registration.replaceOnChanges,
+    ...(registration.provider === undefined ? {} : { provider: registration.provider }),
+    inputs: displayInputs(registration.inputs),
+    secretDigests: secretDigests(registration.inputs, digest),
+  }));
 }
 
 /** Stack references answered from the state files in `stateDir`, and nothing else simulated. */

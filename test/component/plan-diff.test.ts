@@ -88,7 +88,8 @@ afterAll(() => {
   rmSync(clone, { recursive: true, force: true });
 });
 
-describe("plan diff (npm run preview -- <stack> --against <revision>)", () => {
+// Each test runs the command two or three times, each evaluating up to ten programs.
+describe("plan diff (npm run preview -- <stack> --against <revision>)", { timeout: 120_000 }, () => {
   it("finds no change between a revision and itself, for every example stack", async () => {
     const { report, code } = await planDiff("HEAD", ...EXAMPLE_STACKS);
     expect(code).toBe(0);

@@ -1,9 +1,7 @@
-import { execFile, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { withDefaults } from "../../automation/service/conferences.ts";
 import { conferenceRequest } from "../../automation/service/schemas.ts";
@@ -11,6 +9,7 @@ import { DEFAULT_SITES, parseSites } from "../../domain/contracts/testbed.ts";
 import { sizeConference } from "../../domain/decision/sizing.ts";
 import { parseCpuMillicores, parseMemoryBytes } from "../../domain/quantity.ts";
 import { type Capacity, ROOMY, type TestService, startTestService, testbedOf } from "../support/service.ts";
+import { pinnedPythonTool } from "../support/venv.ts";
 
 /**
  * Schemathesis against the running service, from its own /openapi.json: every documented
@@ -21,11 +20,6 @@ import { type Capacity, ROOMY, type TestService, startTestService, testbedOf } f
  * nowhere, a 409 for a conference no node holds), the test holds each to its reason.
  * fuzz.test.ts fuzzes the same routes from the other side, without the document.
  */
-
-const REQUIREMENTS = fileURLToPath(new URL("requirements.txt", import.meta.url));
-const VENV = join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "switch-vaas", "venv");
-const SCHEMATHESIS = join(VENV, "bin", "schemathesis");
-const INSTALL = `python3 -m venv ${VENV} && ${VENV}/bin/pip install -r test/service/requirements.txt`;
 
 const MIN_REQUESTS = 10_000;
 /**
@@ -112,20 +106,6 @@ beforeAll(async () => {
   service = await startTestService({ env: { SWITCH_TESTBED: testbedOf(ROOMY) } });
 }, 60_000);
 afterAll(() => service?.close());
-
-/** The schemathesis of requirements.txt, or a failure naming the tool and how to install it. */
-async function schemathesis(): Promise<string> {
-  const pinned = /^schemathesis==(\S+)$/m.exec(readFileSync(REQUIREMENTS, "utf8"))?.[1];
-  if (!existsSync(SCHEMATHESIS)) {
-    throw new Error(`schemathesis ${pinned} is not installed at ${SCHEMATHESIS}; install it with:\n  ${INSTALL}`);
-  }
-  const { stdout } = await promisify(execFile)(SCHEMATHESIS, ["--version"]);
-  const found = /version (\S+)/.exec(stdout)?.[1];
-  if (found !== pinned) {
-    throw new Error(`schemathesis ${found} is installed at ${SCHEMATHESIS}, requirements.txt pins ${pinned}; install the pins with:\n  ${INSTALL}`);
-  }
-  return SCHEMATHESIS;
-}
 
 function run(command: string, args: string[], options: { cwd: string; env: NodeJS.ProcessEnv }): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
@@ -332,7 +312,7 @@ async function runSchemathesis(command: string, dir: string, name: string, args:
 it(
   "finds no failure in the service's OpenAPI document and its answers, over ten thousand requests",
   async () => {
-    const command = await schemathesis();
+    const command = await pinnedPythonTool("schemathesis");
     const dir = mkdtempSync(join(tmpdir(), "switch-schemathesis-"));
     writeFileSync(join(dir, "schemathesis.toml"), CONFIG);
     // The reports take tens of megabytes; what a failure needs is kept in the messages below.
@@ -360,7 +340,7 @@ it(
 it(
   "sees conferences refused that a node would hold, from a service whose testbed is full",
   async () => {
-    const command = await schemathesis();
+    const command = await pinnedPythonTool("schemathesis");
     // Room for one small conference per cluster, taken at once: a service that refuses what fits.
     const small: Capacity = { nodes: 1, vcpuPerNode: 0.75, memoryGiBPerNode: 2 };
     const full = await startTestService({ env: { SWITCH_TESTBED: testbedOf(small) } });
