@@ -83,7 +83,7 @@ describe("a usage error says what is wrong, on a line of its own after the comma
     ["switchctl", ["list", "--colour"], '--colour is not an option (an argument that starts with "-" goes after --)'],
     ["switchctl", ["token", "revoke", "alice"], '"revoke" is not a token command; use create'],
     ["switchctl", ["token", "create"], "token create needs a SUBJECT, who the token is for"],
-    ["preview", ["testbed", "local"], "give one stack, not 2 (testbed, local)"],
+    ["preview", ["testbed", "local"], "give one stack, not 2 (testbed, local), or several with --against"],
     ["preview", ["--jsn"], '--jsn is not an option (an argument that starts with "-" goes after --)'],
     ["place", [], 'give at least one participant, "lat,lon" or an IP address, or a file of them with --participants'],
     ["place", ["46,14", "--expected"], "Option '--expected <value>' argument missing"],

@@ -16,6 +16,12 @@ class Box extends pulumi.ComponentResource {
   }
 }
 
+class Provider extends pulumi.ProviderResource {
+  constructor(name: string) {
+    super("kubernetes", name, {});
+  }
+}
+
 class Thing extends pulumi.CustomResource {
   constructor(type: string, name: string, args: Record<string, pulumi.Input<unknown>>, opts?: pulumi.CustomResourceOptions) {
     super(type, name, args, opts);
@@ -115,12 +121,12 @@ describe("plan diff rules", () => {
   it("replaces a resource whose provider changed, and says when a type's rules are unknown offline", async () => {
     const found = await diff(
       () => {
-        const provider = new pulumi.ProviderResource("kubernetes", "east", {});
+        const provider = new Provider("east");
         new Thing(DEPLOYMENT, "app", {}, { provider });
         new Thing("gcp:container/cluster:Cluster", "cluster", { nodeConfig: { machineType: "n1-standard-1" } });
       },
       () => {
-        const provider = new pulumi.ProviderResource("kubernetes", "west", {});
+        const provider = new Provider("west");
         new Thing(DEPLOYMENT, "app", {}, { provider });
         new Thing("gcp:container/cluster:Cluster", "cluster", { nodeConfig: { machineType: "n1-standard-2" } });
       },
