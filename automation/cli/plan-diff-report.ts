@@ -114,10 +114,10 @@ function contextOf(stack: StackDiffReport): string[] {
 function detailsOf(resource: ResourceDiff): string[] {
   const lines: string[] = [];
   if (resource.was !== undefined) {
-    lines.push(`  (was ${resource.was}: an alias keeps it)`);
+    lines.push(`  (kept by an alias: it was ${shortUrn(resource.was)})`);
   }
   if (resource.movedFrom !== undefined) {
-    lines.push(`  (its URN changed from ${resource.movedFrom}; Pulumi deletes and creates it: an alias naming the old URN keeps it)`);
+    lines.push(`  (it was ${shortUrn(resource.movedFrom)}, most likely: Pulumi deletes that and creates this, unless an alias names the old URN)`);
   }
   if (resource.replacedBecause !== undefined) {
     lines.push(`  (replaced: ${resource.replacedBecause.join(", ")} ${resource.replacedBecause.length === 1 && !resource.replacedBecause[0]!.startsWith("its ") ? "forces" : "force"} a replacement)`);
@@ -148,6 +148,11 @@ function inputLines(input: InputChange): string[] {
     ...("before" in input ? [`- ${input.path}: ${shown(input.before)}`] : []),
     ...("after" in input ? [`+ ${input.path}: ${shown(input.after)}`] : []),
   ];
+}
+
+/** A URN without its stack and project, the same on both sides: "<parent types>$<type>::<name>". */
+function shortUrn(urn: string): string {
+  return urn.split("::").slice(2).join("::");
 }
 
 function capped(lines: string[]): string[] {

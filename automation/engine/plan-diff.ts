@@ -18,7 +18,7 @@ export type PlanAction = (typeof PLAN_ACTIONS)[number];
 
 /** One changed input of a resource. */
 export interface InputChange {
-  /** Where, in the resource's inputs: `spec.template.spec.containers[3].resources`, `data["nginx.conf"]`. */
+  /** Where, in the resource's inputs: `spec.template.spec.containers[3]{jvb}.resources`, `data["nginx.conf"]` (see {@link pathText}). */
   path: string;
   /** A secret's change: its values are never shown, only that it changed. */
   secret?: true;
@@ -127,7 +127,7 @@ function compared(previous: PlannedResource, resource: PlannedResource, matched:
   const judgement = judgeChange(resource.type, paths);
   const forced = resource.replaceOnChanges.map(parsePropertyPath);
   const replacing = [...judgement.replacing, ...paths.filter((path) => forced.some((rule) => covers(rule, path) || covers(path, rule)) && !judgement.replacing.includes(path))];
-  const replacedBecause = replacing.map(pathText);
+  const replacedBecause = replacing.map((path) => pathText(path, resource.inputs, previous.inputs));
   const previousProvider = providerUrn(previous.provider);
   const provider = providerUrn(resource.provider);
   // The provider is the same one if it is, or if it is the old one under an alias.
@@ -183,7 +183,7 @@ function providerUrn(reference: string | undefined): string | undefined {
 }
 
 function inputChange(before: unknown, after: unknown, path: Path, secret: boolean): InputChange {
-  const where = pathText(path);
+  const where = pathText(path, after, before);
   if (secret) {
     return { path: where, secret: true };
   }
@@ -208,12 +208,17 @@ function valueAt(value: unknown, path: Path): unknown {
   return path.reduce<unknown>((inner, segment) => (typeof inner === "object" && inner !== null ? (inner as Record<string | number, unknown>)[segment] : undefined), value);
 }
 
-/** `spec.containers[3].resources`, and `data["nginx.conf"]` for a key that is not a plain name. */
-export function pathText(path: Path): string {
+/**
+ * `spec.containers[3]{jvb}.resources`, and `data["nginx.conf"]` for a key that is not a plain name.
+ * An item of a list that has a `name` (a container, an env var, a port) is followed by it in braces
+ * when `within` (the inputs the path is into, either side's) says it: indices alone mean little to a reader.
+ */
+export function pathText(path: Path, ...within: unknown[]): string {
   return path
     .map((segment, i) => {
       if (typeof segment === "number") {
-        return `[${segment}]`;
+        const named = within.map((inputs) => valueAt(inputs, path.slice(0, i + 1))).find((item) => typeof (item as { name?: unknown } | undefined)?.name === "string");
+        return named === undefined ? `[${segment}]` : `[${segment}]{${(named as { name: string }).name}}`;
       }
       if (/^[A-Za-z_$][\w$-]*$/.test(segment)) {
         return i === 0 ? segment : `.${segment}`;

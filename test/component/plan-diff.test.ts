@@ -112,14 +112,18 @@ describe("plan diff (npm run preview -- <stack> --against <revision>)", { timeou
     expect(changes(conference)).toEqual(["update kubernetes:apps/v1:Deployment conf-demo"]);
     const deployment = resource(conference, "kubernetes:apps/v1:Deployment", "conf-demo");
     expect(deployment.rulesKnown).toBe(true);
-    const paths = deployment.inputs.map((input) => input.path);
-    // jicofo's and the bridge's memory limits and requests, and both JVMs' heaps.
-    expect(paths.filter((path) => /^spec\.template\.spec\.containers\[\d\]\.resources\.(limits|requests)\.memory$/.test(path))).toHaveLength(4);
-    expect(paths.some((path) => /containers\[\d\]\.env\[\d+\]\.value$/.test(path))).toBe(true);
+    // jicofo's and the bridge's memory (limit and request, Guaranteed QoS) and both JVMs' heaps.
+    expect(deployment.inputs.map((input) => input.path)).toEqual([
+      expect.stringMatching(/^spec\.template\.spec\.containers\[2\]\{jicofo\}\.env\[\d+\]\{JICOFO_MAX_MEMORY\}\.value$/),
+      "spec.template.spec.containers[2]{jicofo}.resources.limits.memory",
+      "spec.template.spec.containers[2]{jicofo}.resources.requests.memory",
+      expect.stringMatching(/^spec\.template\.spec\.containers\[3\]\{jvb\}\.env\[\d+\]\{VIDEOBRIDGE_MAX_MEMORY\}\.value$/),
+      "spec.template.spec.containers[3]{jvb}.resources.limits.memory",
+      "spec.template.spec.containers[3]{jvb}.resources.requests.memory",
+    ]);
     const limits = deployment.inputs.filter((input) => input.path.endsWith("limits.memory"));
-    const [grown, shrunk] = [limits.find((input) => parseMiB(input.after) > parseMiB(input.before)), limits.find((input) => parseMiB(input.after) < parseMiB(input.before))];
-    expect(grown?.path, "the JVB's limit grows").toBe("spec.template.spec.containers[3].resources.limits.memory");
-    expect(shrunk?.path, "jicofo's limit shrinks").toBe("spec.template.spec.containers[2].resources.limits.memory");
+    expect(parseMiB(limits[0]!.after)).toBeLessThan(parseMiB(limits[0]!.before));
+    expect(parseMiB(limits[1]!.after)).toBeGreaterThan(parseMiB(limits[1]!.before));
     expect(stdout).not.toContain("[secret] changed");
   });
 
