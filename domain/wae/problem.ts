@@ -19,6 +19,22 @@ export interface Problem {
   /** R^N by role, ROLES order. */
   demand: Float64Array;
   tolerance: number;
+  /** The demand's volume and what the hosts can carry (capacity.ts); without it, the paper's model: the mix alone. */
+  capacity?: Capacity;
+}
+
+/** The capacity model as the MILP reads it (capacity.ts makes it from reports). */
+export interface Capacity {
+  /** Requests/s each role's edges must be able to serve, headroom included, ROLES order. */
+  needRps: Float64Array;
+  /** Cores each host gives its edges, host order. */
+  cores: Float64Array;
+  /** Mbit/s each host gives its edges, host order. */
+  mbps: Float64Array;
+  /** Core-seconds one request of each role costs, ROLES order. */
+  cpuCost: Float64Array;
+  /** Megabits one request of each role sends, ROLES order. */
+  mbitCost: Float64Array;
 }
 
 export interface Evaluation {
