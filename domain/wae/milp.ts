@@ -35,8 +35,8 @@ export interface ExactResult {
   /**
    * "optimal": the fewest containers that match the mix within the tolerance and carry the demand.
    * "time-limit": the best such layout found in the time, `gap` from the optimum at most.
-   * "infeasible": no layout carries the demand, or matches the mix, within the tolerance; this is
-   * the closest: the mix as close as it gets, then the most demand carried, then the fewest containers.
+   * "infeasible": no layout carries the demand and matches the mix within the tolerance; this is
+   * the closest: the most demand carried, then the mix as close as it gets, then the fewest containers.
    */
   status: "optimal" | "time-limit" | "infeasible";
   /** Relative optimality gap of the containers' count (0: proved optimal). */
@@ -67,10 +67,11 @@ export const EXACT_TIME_LIMIT_SECONDS = 5;
  * containers, and among layouts with that many the changes from `current` (so an optimal layout
  * equal in size to the running one is kept). The running layout is the solver's start.
  *
- * When no layout meets every constraint, the closest is found in steps: the least demand left
- * uncarried (shortfall s[r] ≥ 0 added to each role's need, Σ s[r]/need[r] minimised) within the
- * tolerance; if the mix itself cannot be kept, the smallest worst share error e first
- * (|D_r − R_r·S| ≤ e·S, e·x[h,r] linearised as z[h,r]); then the fewest containers at those.
+ * When no layout meets every constraint, the closest is found in steps, demand first (issue 19: an
+ * edge short of capacity fails requests, a mix a little off only balances worse): the least demand
+ * any layout leaves uncarried (Σ s[r]/need[r], shortfall s[r] ≥ 0 added to each role's need:
+ * what every role on every host leaves); then the smallest worst share error e that carries that
+ * much (|D_r − R_r·S| ≤ e·S, e·x[h,r] linearised as z[h,r]); then the fewest containers at both.
  */
 export function solveExact(solver: MilpSolver, given: Problem, current: Uint8Array, options: ExactOptions = {}): ExactResult {
   if (!given.weights.some((weight) => weight > 0)) {
@@ -100,24 +101,34 @@ export function solveExact(solver: MilpSolver, given: Problem, current: Uint8Arr
   if (first.status !== "infeasible") {
     throw new SolverError(`HiGHS did not solve the fewest-containers layout: ${first.detail}`);
   }
-  // The mix alone, with whatever capacity: if it cannot be kept, the closest error is the tolerance from here on.
-  const mixAlone = solver.solve(closestModel(problem), solverOptions);
-  if (mixAlone.status !== "optimal" || mixAlone.objective === undefined) {
-    throw new SolverError(`HiGHS did not solve the closest layout: ${mixAlone.detail}`);
+  // Demand first: the least any layout leaves uncarried is what every role on every host leaves.
+  const capacity = problem.capacity;
+  const everywhere = new Uint8Array(current.length).fill(1);
+  const leastShortfall = capacity === undefined ? undefined : shortfallShare(capacity, carried(solver, { ...problem, capacity }, everywhere));
+  // Solver tolerances: a hair above each bound, which evaluate() and carried() then report exactly.
+  const shortfallCap = leastShortfall === undefined ? undefined : leastShortfall + 1e-7;
+  // Then the mix, as close as it gets while carrying that much.
+  const closest = solver.solve(closestModel(problem, shortfallCap), solverOptions);
+  if (closest.status !== "optimal" || closest.objective === undefined) {
+    throw new SolverError(`HiGHS did not solve the closest layout: ${closest.detail}`);
   }
-  // Solver tolerances: allow the closest error plus a hair, which evaluate() then reports exactly.
-  const closestError = mixAlone.objective > problem.tolerance ? mixAlone.objective : undefined;
+  const closestError = closest.objective > problem.tolerance ? closest.objective : undefined;
   const tolerance = closestError === undefined ? problem.tolerance : closestError + 1e-7;
-  if (problem.capacity === undefined) {
-    const fewest = solved("the fewest containers at the closest error", fewestContainersModel(problem, current, { tolerance }));
-    return layoutOf(fewest, { status: "infeasible", ...(closestError === undefined ? {} : { closestError }) });
-  }
-  const least = solved("the least demand left uncarried", shortfallModel(problem, tolerance));
-  const shortfall = least.objective ?? 0;
-  const fewest = solved("the fewest containers at the least shortfall", fewestContainersModel(problem, current, { tolerance, shortfall: shortfall + 1e-7 }));
-  const need = problem.capacity.needRps.reduce((sum, value) => sum + value, 0);
-  const uncarried = ROLES.reduce((sum, _, r) => sum + (fewest.values[`s${r}`] ?? 0), 0);
-  return layoutOf(fewest, { status: "infeasible", ...(closestError === undefined ? {} : { closestError }), shortfall: need === 0 ? 0 : uncarried / need });
+  const fewest = solved("the fewest containers of the closest layouts", fewestContainersModel(problem, current, { tolerance, ...(shortfallCap === undefined ? {} : { shortfall: shortfallCap }) }));
+  const shortfall = capacity === undefined ? undefined : uncarriedShare(capacity, fewest.values);
+  return layoutOf(fewest, { status: "infeasible", ...(closestError === undefined ? {} : { closestError }), ...(shortfall === undefined ? {} : { shortfall }) });
+}
+
+/** Σ_r (need − carried) / need: what solveExact minimises first when the demand is not all carried. */
+function shortfallShare(capacity: Capacity, carriedRps: Float64Array): number {
+  return ROLES.reduce((sum, _, r) => sum + (capacity.needRps[r]! === 0 ? 0 : (capacity.needRps[r]! - carriedRps[r]!) / capacity.needRps[r]!), 0);
+}
+
+/** The share of the whole need a solution's shortfall columns leave uncarried, solver noise (under 1e-6 of it) read as none. */
+function uncarriedShare(capacity: Capacity, values: Readonly<Record<string, number>>): number {
+  const need = capacity.needRps.reduce((sum, value) => sum + value, 0);
+  const share = need === 0 ? 0 : ROLES.reduce((sum, _, r) => sum + (values[`s${r}`] ?? 0), 0) / need;
+  return share < 1e-6 ? 0 : share;
 }
 
 const variable = (h: number, r: number) => `x${h}_${r}`;
@@ -226,14 +237,11 @@ function fewestContainersModel(problem: Problem, current: Uint8Array, at: { tole
   return ["Minimize", ` containers:${objective}`, "Subject To", ...rows, "Binary", ` ${binaries(hosts)}`, "End"].join("\n");
 }
 
-function shortfallModel(problem: Problem, tolerance: number): string {
-  const capacity = problem.capacity!;
-  const hosts = problem.weights.length;
-  const rows = [...shareRows(problem, tolerance), ...coverageRows(problem), ...capacityRows(capacity, hosts, true)];
-  return ["Minimize", ` shortfall:${shortfallTerms(capacity)}`, "Subject To", ...rows, "Binary", ` ${binaries(hosts)}`, "End"].join("\n");
-}
-
-function closestModel(problem: Problem): string {
+/**
+ * The smallest worst share error e; with a capacity model, among layouts that leave at most
+ * `shortfallCap` of the need uncarried.
+ */
+function closestModel(problem: Problem, shortfallCap?: number): string {
   const hosts = problem.weights.length;
   const weightedZ = () => {
     let row = "";
@@ -256,6 +264,14 @@ function closestModel(problem: Problem): string {
       const z = `z${h}_${k}`;
       const x = variable(h, k);
       rows.push(` zE${h}_${k}: ${z} - e <= 0`, ` zX${h}_${k}: ${z} - ${x} <= 0`, ` zL${h}_${k}: ${z} - e - ${x} >= -1`);
+    }
+  }
+  const capacity = problem.capacity;
+  if (capacity !== undefined && shortfallCap !== undefined) {
+    rows.push(...capacityRows(capacity, hosts, true));
+    const terms = shortfallTerms(capacity);
+    if (terms !== "") {
+      rows.push(` shortfall:${terms} <= ${shortfallCap}`);
     }
   }
   const bounds = [" 0 <= e <= 1", ...Array.from({ length: hosts }, (_, h) => ROLES.map((_, k) => ` 0 <= z${h}_${k} <= 1`).join("\n"))];
