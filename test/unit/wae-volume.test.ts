@@ -39,7 +39,6 @@ function problemOf(weights: number[], requestsPerSecond: number[], cores: number
   };
 }
 
-const need = (problem: VolumeProblem) => problem.capacity.needRps.reduce((sum, value) => sum + value, 0);
 
 /** The share of the need a layout leaves uncarried, as solveExact minimises it: Σ_r shortfall_r / need_r. */
 function shortfallOf(problem: VolumeProblem, x: Uint8Array): number {
