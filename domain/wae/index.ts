@@ -5,6 +5,7 @@
  */
 export { type Host, type Layout, ROLES, type Role, type RoleCounts, demandShares, hostWeight, resourceShares, worstError } from "./model.ts";
 export { type InstanceManagerReport, combineReports, parseReport } from "./reports.ts";
-export { DEFAULT_MAX_MOVES, DEFAULT_TOLERANCE, EXACT_MAX_HOSTS, HYSTERESIS, type LayoutInput, type LayoutResult, type Move, type Strategy, computeLayout, parseLayoutInput } from "./layout.ts";
+export { DEFAULT_HEADROOM, DEFAULT_MAX_MOVES, DEFAULT_TOLERANCE, HYSTERESIS, type LayoutInput, type LayoutResult, type Move, type Strategy, type Volume, computeLayout, parseLayoutInput } from "./layout.ts";
+export { CALIBRATION_PERIODS, DEFAULT_REQUEST_COSTS, type HostSample, type RequestCosts, calibrate } from "./capacity.ts";
 export { type AddressAssignment, type AddressPool, type EdgeKey, assignAddresses, edgeKey } from "./network.ts";
 export { type Assignment, type Discovery, serviceDiscovery } from "./discovery.ts";

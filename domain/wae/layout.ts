@@ -1,16 +1,21 @@
 import { z } from "zod";
 import { SolverError } from "../errors.ts";
 import { expected, parseOrThrow } from "../validation.ts";
+import { DEFAULT_REQUEST_COSTS, type RequestCosts, hostCapacity } from "./capacity.ts";
 import { solvePaper } from "./heuristic.ts";
-import { type MilpSolver, solveExact } from "./milp.ts";
-import { type Host, type Layout, ROLES, type Role, type RoleCounts, demandShares, hostWeight } from "./model.ts";
-import { type Problem, evaluate, rolesOf, toMatrix } from "./problem.ts";
+import { type MilpSolver, carried, solveExact } from "./milp.ts";
+import { type Host, type Layout, ROLES, type Role, type RoleCounts, demandShares, hostWeight, mapRoles } from "./model.ts";
+import { type Capacity, type Problem, evaluate, rolesOf, toMatrix } from "./problem.ts";
 import { MAX_LINK_MBPS, edgeRole, nonNegative, requestCounts } from "./schema.ts";
 
 /** The paper's threshold: every role's capacity share within ±0.1 of its request share. */
 export const DEFAULT_TOLERANCE = 0.1;
-/** Up to this many hosts the exact MILP stays well under 200 ms; beyond it, the heuristic. */
-export const EXACT_MAX_HOSTS = 50;
+/**
+ * Capacity kept beyond the period's demand: a quarter, the slack Google's Autopilot runs its fleet
+ * at (23 %, ../shared/reference/loops-and-scale.md), which also absorbs a period's growth before
+ * the next decision.
+ */
+export const DEFAULT_HEADROOM = 0.25;
 /** Container changes per period once a PoP runs: each change restarts an edge. */
 export const DEFAULT_MAX_MOVES = 8;
 /**
@@ -22,6 +27,18 @@ export const HYSTERESIS = 0.75;
 
 export type Strategy = "exact" | "paper";
 
+/** The demand's volume and what serves it (issue 19); without it a layout matches the mix alone, as the paper's model does. */
+export interface Volume {
+  /** Length of the period the requests were counted over, seconds. */
+  periodSeconds: number;
+  /** Requests each host's edges served in the period, by host: what tells its background load from its edges'. */
+  served: Record<string, RoleCounts>;
+  /** What a request of each role costs (capacity.ts calibrate). Defaults to DEFAULT_REQUEST_COSTS. */
+  costs?: RequestCosts;
+  /** Capacity kept beyond the demand, as a fraction of it. Defaults to DEFAULT_HEADROOM. */
+  headroom?: number;
+}
+
 export interface LayoutInput {
   hosts: Host[];
   /** Requests per role in the period, summed over the PoP. */
@@ -30,8 +47,10 @@ export interface LayoutInput {
   current: Layout;
   /** Defaults to DEFAULT_TOLERANCE. */
   tolerance?: number;
-  /** "auto" (default): exact up to EXACT_MAX_HOSTS hosts, the heuristic beyond. */
+  /** "auto" (default): exact, at every size (its time limit bounds it); "paper": the paper's Algorithm 1, for comparison. */
   strategy?: Strategy | "auto";
+  /** The demand's volume; with it, every role's edges must carry their requests (exact only). */
+  volume?: Volume;
   /** Defaults to DEFAULT_MAX_MOVES; an empty PoP is laid out in one go. */
   maxMoves?: number;
 }
@@ -44,7 +63,7 @@ export interface Move {
 
 export interface LayoutResult {
   layout: Layout;
-  /** Every role's share within the tolerance of its demand, every role with demand served. */
+  /** Every role's share within the tolerance of its demand, every role with demand served, and with a volume every role's need carried. */
   feasible: boolean;
   /** D^N of the layout. */
   shares: RoleCounts;
@@ -63,10 +82,19 @@ export interface LayoutResult {
   outcome: string;
   /** Why the result is what it is, when that is not the plain case. */
   note?: string;
+  /** Exact: the relative optimality gap of the containers' count (0: proved; above 0: the time limit stopped it). */
+  gap?: number;
+  /** With a volume: each role's need (requests/s, headroom included), what the layout carries of it, and the share of the need left uncarried. */
+  volume?: { needRps: RoleCounts; carriedRps: RoleCounts; headroom: number; shortfall: number };
 }
 
 const positive = (what: string) =>
   z.number({ error: expected("a number", `give the ${what}`) }).positive({ error: (issue) => `${String(issue.input)} is not positive; give the ${what}` });
+
+const requestCost = z.strictObject(
+  { cpuSeconds: positive("core-seconds one request costs"), bytes: nonNegative("bytes one request sends") },
+  { error: expected("a map", "give { cpuSeconds, bytes }") },
+);
 
 const layoutInput = z
   .strictObject(
@@ -105,6 +133,26 @@ const layoutInput = z
         .int({ error: (issue) => `${String(issue.input)} is not a whole number; give the most changes one period may make` })
         .min(1, { error: "must be at least 1" })
         .optional(),
+      volume: z
+        .strictObject(
+          {
+            periodSeconds: positive("length of the period in seconds"),
+            served: z.record(z.string(), requestCounts, { error: expected("a map from host name to the requests its edges served") }),
+            costs: z
+              .strictObject(
+                Object.fromEntries(ROLES.map((role) => [role, requestCost])) as Record<Role, typeof requestCost>,
+                { error: expected("a map", "give each role's { cpuSeconds, bytes } per request") },
+              )
+              .optional(),
+            headroom: z
+              .number({ error: expected("a number", "give the capacity kept beyond the demand as a fraction, e.g. 0.25") })
+              .min(0, { error: "is negative; give 0 or more" })
+              .max(4, { error: "is more than 4 (five times the demand); give the capacity kept beyond the demand as a fraction, e.g. 0.25" })
+              .optional(),
+          },
+          { error: expected("a map", "give { periodSeconds, served, costs?, headroom? }") },
+        )
+        .optional(),
     },
     { error: expected("a map", "give { hosts, requests, current }") },
   )
@@ -116,6 +164,11 @@ const layoutInput = z
       }
       names.add(host.name);
     });
+    for (const host of Object.keys(input.volume?.served ?? {})) {
+      if (!names.has(host)) {
+        ctx.addIssue({ code: "custom", path: ["volume", "served", host], message: "names no host; remove it or add the host to hosts" });
+      }
+    }
     for (const [host, roles] of Object.entries(input.current)) {
       if (!names.has(host)) {
         ctx.addIssue({ code: "custom", path: ["current", host], message: "names no host; remove it or add the host to hosts" });
@@ -145,11 +198,22 @@ export function computeLayout(raw: LayoutInput, solver: MilpSolver): LayoutResul
   const weights = Float64Array.from(input.hosts, hostWeight);
   const demand = demandShares(input.requests);
   const tolerance = input.tolerance ?? DEFAULT_TOLERANCE;
-  const problem: Problem = { weights, demand: Float64Array.from(ROLES, (r) => demand[r]), tolerance };
+  const strategy: Strategy = input.strategy === "paper" ? "paper" : "exact";
+  const headroom = input.volume?.headroom ?? DEFAULT_HEADROOM;
+  // The paper's heuristic knows no volume: it lays out the mix alone, and the result says so.
+  const volume = strategy === "exact" ? input.volume : undefined;
+  /** The problem with the volume's need at `margin` above the demand, where there is a volume. */
+  const at = (problemTolerance: number, margin: number): Problem => ({
+    weights,
+    demand: Float64Array.from(ROLES, (r) => demand[r]),
+    tolerance: problemTolerance,
+    ...(volume === undefined ? {} : { capacity: capacityOf(input, volume, margin) }),
+  });
+  const problem = at(tolerance, headroom);
   const current = toMatrix(names, input.current);
-  const strategy: Strategy = input.strategy === undefined || input.strategy === "auto" ? (names.length <= EXACT_MAX_HOSTS ? "exact" : "paper") : input.strategy;
+  const volumeNote = input.volume !== undefined && strategy === "paper" ? { note: "the paper's heuristic lays out the mix alone: the volume was not considered" } : {};
   const result = (x: Uint8Array, outcome: string, extra: Partial<LayoutResult> = {}): LayoutResult =>
-    describe(names, problem, demand, current, x, { strategy, outcome, kept: false, ...extra });
+    describe(names, problem, demand, current, x, solver, headroom, { strategy, outcome, kept: false, ...volumeNote, ...extra });
 
   const totalRequests = ROLES.reduce((sum, r) => sum + input.requests[r], 0);
   const anySpare = weights.some((weight) => weight > 0);
@@ -166,15 +230,18 @@ export function computeLayout(raw: LayoutInput, solver: MilpSolver): LayoutResul
     return result(x, "kept", { kept: true, note });
   }
 
-  if (evaluate(problem, current).feasible) {
+  // The running layout stands while it is within the tolerance and carries the demand with half
+  // the headroom; a new one aims at HYSTERESIS × the tolerance and the whole headroom.
+  const runningFits = current.some((bit) => bit === 1) && fits(solver, at(tolerance, headroom / 2), current);
+  if (runningFits && volume === undefined) {
     return result(current, "kept", { kept: true });
   }
 
-  let target: { x: Uint8Array; outcome: string; note?: string };
+  let target: { x: Uint8Array; outcome: string; gap?: number; note?: string };
   try {
-    const tight: Problem = { ...problem, tolerance: tolerance * HYSTERESIS };
+    const tight = at(tolerance * HYSTERESIS, headroom);
     target = solve(solver, strategy, tight, current);
-    if (!evaluate(tight, target.x).feasible) {
+    if (!fits(solver, tight, target.x)) {
       // No layout with a margin: take what the full tolerance allows (or the closest).
       target = solve(solver, strategy, problem, current);
     }
@@ -185,24 +252,85 @@ export function computeLayout(raw: LayoutInput, solver: MilpSolver): LayoutResul
     const fallback = solvePaper(problem, current);
     target = { x: fallback.x, outcome: fallback.stop, note: `${error.message}; the heuristic's layout is used` };
   }
+  const gap = target.gap === undefined ? {} : { gap: target.gap };
+
+  // With a volume, the running layout also stands while it is at most a tenth larger than the
+  // target: a PoP follows demand down, but not every dip (and the PoP loop waits two periods
+  // before it removes an edge).
+  if (runningFits && count(current) <= count(target.x) + Math.floor(count(target.x) / 10)) {
+    return result(current, "kept", { kept: true, ...gap });
+  }
 
   const maxMoves = input.maxMoves ?? DEFAULT_MAX_MOVES;
   const wanted = differences(current, target.x);
-  const notes = target.note === undefined ? {} : { note: target.note };
+  const notes = { ...gap, ...(target.note === undefined ? {} : { note: target.note }) };
   if (current.some((bit) => bit === 1) && wanted.length > maxMoves) {
-    const stepped = stepTowards(problem, current, wanted, maxMoves);
+    let stepped: Uint8Array;
+    if (volume === undefined) {
+      stepped = stepTowards(problem, current, wanted, maxMoves);
+    } else {
+      // Capacity comes before the edges it replaces: additions first, so that a bounded step never
+      // carries less than the layout it started from.
+      const adds = wanted.filter((index) => target.x[index] === 1);
+      const added = stepTowards(problem, current, adds, maxMoves);
+      const budget = maxMoves - differences(current, added).length;
+      stepped = budget > 0 ? stepTowards(problem, added, wanted.filter((index) => target.x[index] === 0), budget) : added;
+    }
     return result(stepped, target.outcome, { ...notes, target: toLayout(names, target.x) });
   }
   return result(target.x, target.outcome, notes);
 }
 
-function solve(solver: MilpSolver, strategy: Strategy, problem: Problem, current: Uint8Array): { x: Uint8Array; outcome: string } {
+function count(x: Uint8Array): number {
+  return x.reduce((sum, bit) => sum + bit, 0);
+}
+
+/** Within the tolerance, every role with demand served, and — with a volume — every role's need carried. */
+function fits(solver: MilpSolver, problem: Problem, x: Uint8Array): boolean {
+  if (!evaluate(problem, x).feasible) {
+    return false;
+  }
+  const capacity = problem.capacity;
+  return capacity === undefined || carried(solver, { ...problem, capacity }, x).every((rps, r) => rps >= capacity.needRps[r]! * (1 - 1e-6));
+}
+
+/**
+ * The capacity model of a period: each role's need (its requests per second, `margin` above them),
+ * what each host gives its edges after its background load (capacity.ts hostCapacity, from what
+ * its edges served), and the request costs.
+ */
+function capacityOf(input: LayoutInput, volume: Volume, margin: number): Capacity {
+  const costs = volume.costs ?? DEFAULT_REQUEST_COSTS;
+  const hosts = input.hosts.map((host) =>
+    hostCapacity(
+      {
+        host: host.name,
+        seconds: volume.periodSeconds,
+        capacityCores: host.cpu.capacityCores,
+        usedCores: host.cpu.usedCores,
+        linkMbps: host.network.linkMbps,
+        txMbps: host.network.txMbps,
+        served: volume.served[host.name] ?? mapRoles(() => 0),
+      },
+      costs,
+    ),
+  );
+  return {
+    needRps: Float64Array.from(ROLES, (role) => (input.requests[role] / volume.periodSeconds) * (1 + margin)),
+    cores: Float64Array.from(hosts, (host) => host.cores),
+    mbps: Float64Array.from(hosts, (host) => host.mbps),
+    cpuCost: Float64Array.from(ROLES, (role) => costs[role].cpuSeconds),
+    mbitCost: Float64Array.from(ROLES, (role) => (costs[role].bytes * 8) / 1e6),
+  };
+}
+
+function solve(solver: MilpSolver, strategy: Strategy, problem: Problem, current: Uint8Array): { x: Uint8Array; outcome: string; gap?: number } {
   if (strategy === "paper") {
     const heuristic = solvePaper(problem, current);
     return { x: heuristic.x, outcome: heuristic.stop };
   }
   const exact = solveExact(solver, problem, current);
-  return { x: exact.x, outcome: exact.status };
+  return { x: exact.x, outcome: exact.status, gap: exact.gap };
 }
 
 /** Indices of the layout entries that differ. */
@@ -282,6 +410,8 @@ function describe(
   demand: RoleCounts,
   current: Uint8Array,
   x: Uint8Array,
+  solver: MilpSolver,
+  headroom: number,
   rest: Pick<LayoutResult, "strategy" | "outcome" | "kept"> & Partial<LayoutResult>,
 ): LayoutResult {
   const evaluation = evaluate(problem, x);
@@ -290,14 +420,33 @@ function describe(
     role: ROLES[index % ROLES.length]!,
     action: x[index] === 1 ? "add" : "remove",
   }));
+  const capacity = problem.capacity;
+  let volume: Pick<LayoutResult, "volume"> = {};
+  let carriesNeed = true;
+  if (capacity !== undefined) {
+    const carriedRps = carried(solver, { ...problem, capacity }, x);
+    const need = capacity.needRps.reduce((sum, value) => sum + value, 0);
+    const uncarried = ROLES.reduce((sum, _, r) => sum + Math.max(0, capacity.needRps[r]! - carriedRps[r]!), 0);
+    const shortfall = need === 0 || uncarried / need < 1e-6 ? 0 : uncarried / need;
+    carriesNeed = shortfall === 0;
+    volume = {
+      volume: {
+        needRps: Object.fromEntries(ROLES.map((r, i) => [r, capacity.needRps[i]!])) as RoleCounts,
+        carriedRps: Object.fromEntries(ROLES.map((r, i) => [r, carriedRps[i]!])) as RoleCounts,
+        headroom,
+        shortfall,
+      },
+    };
+  }
   return {
     layout: toLayout(names, x),
-    feasible: evaluation.feasible,
+    feasible: evaluation.feasible && carriesNeed,
     shares: Object.fromEntries(ROLES.map((r, i) => [r, evaluation.shares[i]!])) as RoleCounts,
     demand,
     worstError: evaluation.worstError,
     containers: evaluation.containers,
     moves,
+    ...volume,
     ...rest,
   };
 }

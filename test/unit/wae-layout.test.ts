@@ -83,9 +83,9 @@ describe("computeLayout", () => {
     expect(result.kept).toBe(false);
   });
 
-  it("uses the heuristic beyond 50 hosts", async () => {
+  it("is exact at any size, with the gap it proved (no 50-host limit any more)", async () => {
     const result = computeLayout({ ...balanced, hosts: equalHosts(60) });
-    expect(result.strategy).toBe("paper");
+    expect(result).toMatchObject({ strategy: "exact", outcome: "optimal", gap: 0, containers: 4 });
   });
 
   it("keeps what runs, and covers every role, when a period saw no requests", async () => {
@@ -119,5 +119,69 @@ describe("computeLayout input validation", () => {
     ["a tolerance as text", { ...valid, tolerance: "10%" }, "input.tolerance must be a number; give the tolerance as a fraction, e.g. 0.1"],
   ])("rejects %s", (_case, input, message) => {
     expect(invalidArgumentsMessage(() => computeLayout(input as LayoutInput))).toBe(message);
+  });
+});
+
+describe("computeLayout with the demand's volume", () => {
+  /** Four 4-core hosts with 1 core of background each (equalHosts), edges idle: 3 cores and 750 Mbit/s each for edges. */
+  const idle = { h0: { small: 0, large: 0, vod: 0, live: 0 }, h1: { small: 0, large: 0, vod: 0, live: 0 }, h2: { small: 0, large: 0, vod: 0, live: 0 }, h3: { small: 0, large: 0, vod: 0, live: 0 } };
+  /** Small files only, at `rps` requests/s for ten minutes: 0.8 ms of CPU each at the defaults, 3 cores carry 3,750/s. */
+  const smallAt = (rps: number): LayoutInput => ({
+    hosts: equalHosts(4),
+    requests: { small: rps * 600, large: 0, vod: 0, live: 0 },
+    current: {},
+    volume: { periodSeconds: 600, served: idle, headroom: 0.25 },
+  });
+
+  it("gives a role as many edges as its volume needs, and says what they carry", async () => {
+    const quiet = computeLayout(smallAt(1000));
+    expect(quiet).toMatchObject({ feasible: true, outcome: "optimal", containers: 1 });
+    expect(quiet.volume).toEqual({ needRps: { small: 1250, large: 0, vod: 0, live: 0 }, carriedRps: { small: 1250, large: 0, vod: 0, live: 0 }, headroom: 0.25, shortfall: 0 });
+    // 6,000/s with a quarter more: 7,500/s, two hosts' worth.
+    const busy = computeLayout(smallAt(6000));
+    expect(busy).toMatchObject({ feasible: true, outcome: "optimal", containers: 2 });
+    expect(busy.volume?.carriedRps.small).toBeCloseTo(7500, 6);
+  });
+
+  it("flags a PoP too small for its demand, carrying the most it can", async () => {
+    // 20,000/s need 25,000/s with headroom; four hosts carry 15,000/s.
+    const result = computeLayout(smallAt(20_000));
+    expect(result).toMatchObject({ feasible: false, outcome: "infeasible", containers: 4 });
+    expect(result.volume?.carriedRps.small).toBeCloseTo(15_000, 6);
+    expect(result.volume?.shortfall).toBeCloseTo(10_000 / 25_000, 6);
+  });
+
+  it("keeps a running layout that carries the demand, and lets go of edges the demand no longer needs", async () => {
+    const running = { h0: ["small" as const], h1: ["small" as const] };
+    expect(computeLayout({ ...smallAt(5000), current: running })).toMatchObject({ kept: true, containers: 2 });
+    // At night, a tenth of that: one edge is enough, and a second one is more than a tenth too many.
+    const night = computeLayout({ ...smallAt(500), current: running });
+    expect(night).toMatchObject({ kept: false, containers: 1, feasible: true });
+    expect(night.moves).toEqual([expect.objectContaining({ action: "remove", role: "small" })]);
+  });
+
+  it("adds before it removes when the moves are bounded", async () => {
+    // Running: two small edges; needed: large files at volume, which the small edges cannot serve.
+    const input: LayoutInput = {
+      hosts: equalHosts(4),
+      requests: { small: 0, large: 600 * 300, vod: 0, live: 0 },
+      current: { h0: ["small"], h1: ["small"] },
+      volume: { periodSeconds: 600, served: idle },
+      maxMoves: 1,
+    };
+    const result = computeLayout(input);
+    expect(result.moves).toEqual([expect.objectContaining({ action: "add", role: "large" })]);
+  });
+
+  it("says the paper's heuristic does not consider the volume", async () => {
+    const result = computeLayout({ ...smallAt(6000), strategy: "paper" });
+    expect(result.note).toBe("the paper's heuristic lays out the mix alone: the volume was not considered");
+    expect(result.volume).toBeUndefined();
+  });
+
+  it("refuses a volume that names a host the PoP does not have", async () => {
+    expect(() => computeLayout({ ...smallAt(1000), volume: { periodSeconds: 600, served: { elsewhere: { small: 1, large: 0, vod: 0, live: 0 } } } })).toThrow(
+      "input.volume.served.elsewhere names no host; remove it or add the host to hosts",
+    );
   });
 });

@@ -39,7 +39,6 @@ function problemOf(weights: number[], requestsPerSecond: number[], cores: number
   };
 }
 
-
 /** The share of the need a layout leaves uncarried, as solveExact minimises it: Σ_r shortfall_r / need_r. */
 function shortfallOf(problem: VolumeProblem, x: Uint8Array): number {
   const got = carried(highs, problem, x);
