@@ -3,7 +3,7 @@ import { SolverError } from "../errors.ts";
 import { expected, parseOrThrow } from "../validation.ts";
 import { DEFAULT_REQUEST_COSTS, type RequestCosts, hostCapacity } from "./capacity.ts";
 import { solvePaper } from "./heuristic.ts";
-import { type MilpSolver, carried, solveExact } from "./milp.ts";
+import { type MilpSolver, aloneRate, carried, solveExact } from "./milp.ts";
 import { type Host, type Layout, ROLES, type Role, type RoleCounts, demandShares, hostWeight, mapRoles } from "./model.ts";
 import { type Capacity, type Problem, evaluate, rolesOf, toMatrix } from "./problem.ts";
 import { MAX_LINK_MBPS, edgeRole, nonNegative, requestCounts } from "./schema.ts";
@@ -250,7 +250,11 @@ export function computeLayout(raw: LayoutInput, solver: MilpSolver): LayoutResul
       throw error;
     }
     const fallback = solvePaper(problem, current);
-    target = { x: fallback.x, outcome: fallback.stop, note: `${error.message}; the heuristic's layout is used` };
+    const capacity = problem.capacity;
+    target =
+      capacity === undefined
+        ? { x: fallback.x, outcome: fallback.stop, note: `${error.message}; the heuristic's layout is used` }
+        : { x: withCapacity(capacity, fallback.x), outcome: fallback.stop, note: `${error.message}; the heuristic's layout is used, with edges added where the volume needs them` };
   }
   const gap = target.gap === undefined ? {} : { gap: target.gap };
 
@@ -279,6 +283,58 @@ export function computeLayout(raw: LayoutInput, solver: MilpSolver): LayoutResul
     return result(stepped, target.outcome, { ...notes, target: toLayout(names, target.x) });
   }
   return result(target.x, target.outcome, notes);
+}
+
+/**
+ * `x` with edges added until every role's need is carried, as far as an estimate tells: a host's
+ * capacity split evenly among its edges (what the real split, an LP, can only better). Each step
+ * adds the role furthest short on the host that would give it the most. For when the solver found
+ * nothing in time: demand first, as the closest layout is.
+ */
+function withCapacity(capacity: Capacity, x: Uint8Array): Uint8Array {
+  const y = Uint8Array.from(x);
+  const hosts = capacity.cores.length;
+  const roles = ROLES.length;
+  const edgesOn = Int32Array.from({ length: hosts }, (_, h) => ROLES.reduce((sum, _, r) => sum + y[h * roles + r]!, 0));
+  const estimate = (r: number) => {
+    let rate = 0;
+    for (let h = 0; h < hosts; h++) {
+      if (y[h * roles + r] === 1) {
+        rate += aloneRate(capacity, h, r) / edgesOn[h]!;
+      }
+    }
+    return rate;
+  };
+  for (let step = 0; step < hosts * roles; step++) {
+    let neediest = -1;
+    let worst = 0;
+    ROLES.forEach((_, r) => {
+      const need = capacity.needRps[r]!;
+      const short = need === 0 ? 0 : (need - estimate(r)) / need;
+      if (short > worst) {
+        worst = short;
+        neediest = r;
+      }
+    });
+    if (neediest < 0) {
+      break;
+    }
+    let best = -1;
+    let bestRate = 0;
+    for (let h = 0; h < hosts; h++) {
+      const rate = y[h * roles + neediest] === 1 ? 0 : aloneRate(capacity, h, neediest) / (edgesOn[h]! + 1);
+      if (rate > bestRate) {
+        bestRate = rate;
+        best = h;
+      }
+    }
+    if (best < 0) {
+      break;
+    }
+    y[best * roles + neediest] = 1;
+    edgesOn[best]!++;
+  }
+  return y;
 }
 
 function count(x: Uint8Array): number {

@@ -173,6 +173,15 @@ describe("computeLayout with the demand's volume", () => {
     expect(result.moves).toEqual([expect.objectContaining({ action: "add", role: "large" })]);
   });
 
+  it("when the solver finds nothing in time, adds to the heuristic's layout the edges the volume needs", async () => {
+    // HiGHS for the linear programs (what a layout carries), nothing for the MILPs: as at 3,000 hosts within the time limit.
+    const noMilp = { solve: (model: string, options: Parameters<typeof solver.solve>[1]) => (model.includes("\nBinary\n") ? { status: "failed" as const, detail: "time limit reached before any layout was found" } : solver.solve(model, options)) };
+    const result = computeLayoutWith(smallAt(6000), noMilp);
+    expect(result.note).toBe("HiGHS did not solve the fewest-containers layout: time limit reached before any layout was found; the heuristic's layout is used, with edges added where the volume needs them");
+    expect(result.volume?.shortfall).toBe(0);
+    expect(result.layout).toEqual({ h0: ["small"], h1: ["small"], h2: [], h3: [] });
+  });
+
   it("says the paper's heuristic does not consider the volume", async () => {
     const result = computeLayout({ ...smallAt(6000), strategy: "paper" });
     expect(result.note).toBe("the paper's heuristic lays out the mix alone: the volume was not considered");
