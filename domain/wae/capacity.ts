@@ -130,7 +130,8 @@ export interface Calibration {
  * period whose measurement went wrong (a burst of background work, a counter reset) moves a
  * median, not a mean. A missing period is simply not a sample. A role whose requests were too few,
  * or too small a part of a measure, to tell its cost from noise keeps its default for that measure
- * (see identifiable), and every fitted cost stays within CALIBRATION_BOUND of its default.
+ * (see identifiable), as do all of them while there are fewer than two samples per unknown, and
+ * every fitted cost stays within CALIBRATION_BOUND of its default.
  */
 export function calibrate(samples: readonly HostSample[], solver: MilpSolver, defaults: RequestCosts = DEFAULT_REQUEST_COSTS): Calibration {
   const usable = samples.filter((sample) => sample.seconds > 0);
@@ -141,9 +142,12 @@ export function calibrate(samples: readonly HostSample[], solver: MilpSolver, de
     // Traffic in Mbit/s per request/s, i.e. megabits per request.
     { key: "bytes", measured: (sample: HostSample) => sample.txMbps, defaultOf: (role: Role) => mbps(1, defaults[role].bytes), set: (role: Role, value: number) => (costs[role].bytes = (value * 1e6) / 8) },
   ] as const;
+  const hosts = new Set(usable.map((sample) => sample.host)).size;
   for (const measure of measures) {
     const identified = identifiable(usable, measure.measured, measure.defaultOf);
-    if (identified.length === 0) {
+    // Each host's background and each role's cost are unknowns: fewer than twice as many samples
+    // as unknowns fit noise (a PoP's first period, its three hosts, four roles) — the defaults stand.
+    if (identified.length === 0 || usable.length < 2 * (hosts + identified.length)) {
       continue;
     }
     const fitted = fitCosts(usable, identified, measure.measured, measure.defaultOf, solver);

@@ -70,6 +70,8 @@ export interface LayoutResult {
   /** R^N of the period. */
   demand: RoleCounts;
   worstError: number;
+  /** The tolerance the shares were held to. */
+  tolerance: number;
   containers: number;
   strategy: Strategy;
   /** From the running layout to this one. */
@@ -500,6 +502,7 @@ function describe(
     shares: Object.fromEntries(ROLES.map((r, i) => [r, evaluation.shares[i]!])) as RoleCounts,
     demand,
     worstError: evaluation.worstError,
+    tolerance: problem.tolerance,
     containers: evaluation.containers,
     moves,
     ...volume,

@@ -64,9 +64,9 @@ export function parseReport(value: unknown, keyPrefix = "report"): InstanceManag
 /**
  * A period's reports as the orchestration's hosts and requests: per host, CPU and traffic averaged
  * over its reports weighted by their length; requests summed over hosts and reports (each edge
- * counts a request once, in the period it was served).
+ * counts a request once, in the period it was served), in all and per host.
  */
-export function combineReports(reports: readonly InstanceManagerReport[]): { hosts: Host[]; requests: RoleCounts } {
+export function combineReports(reports: readonly InstanceManagerReport[]): { hosts: Host[]; requests: RoleCounts; served: Record<string, RoleCounts> } {
   const byHost = new Map<string, InstanceManagerReport[]>();
   for (const report of reports) {
     byHost.set(report.host, [...(byHost.get(report.host) ?? []), report]);
@@ -85,5 +85,7 @@ export function combineReports(reports: readonly InstanceManagerReport[]): { hos
       };
     });
   const requests = mapRoles((role) => reports.reduce((sum, report) => sum + report.requests[role], 0));
-  return { hosts, requests };
+  // What each host's edges served: what tells its background load from theirs (capacity.ts).
+  const served = Object.fromEntries([...byHost].map(([name, own]) => [name, mapRoles((role) => own.reduce((sum, report) => sum + report.requests[role], 0))]));
+  return { hosts, requests, served };
 }

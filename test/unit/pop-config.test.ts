@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inspect } from "node:util";
 import { describe, expect, it } from "vitest";
-import { POPS_VARIABLE, POP_KEYS_FILE_VARIABLE, type ServedPop, loadPops, stackConfigOf } from "../../automation/service/loops/pop-config.ts";
+import { POPS_VARIABLE, POP_KEYS_FILE_VARIABLE, POP_MODELS_VARIABLE, type ServedPop, loadPops, stackConfigOf } from "../../automation/service/loops/pop-config.ts";
 import { readStackConfig } from "../../automation/engine/stack-config.ts";
 import { parsePopSpec } from "../../domain/contracts/cdn-pop.ts";
 import { invalidArgumentsMessage } from "../support/validation.ts";
@@ -171,6 +171,19 @@ describe("loadPops", () => {
 });
 
 describe("stackConfigOf", () => {
+  it("lays every PoP out by the volume model unless SWITCH_POP_MODELS names another", () => {
+    expect(loadPops(env(VIENNA)).map((pop) => pop.model)).toEqual(["volume"]);
+    expect(loadPops({ ...env(VIENNA), [POP_MODELS_VARIABLE]: "vienna=paper" }).map((pop) => pop.model)).toEqual(["paper"]);
+  });
+
+  it("refuses a model that is not one, a PoP it does not serve, and an entry that is not <pop>=<model>", () => {
+    expect(refusal({ ...env(VIENNA), [POP_MODELS_VARIABLE]: "vienna=fast, paris=paper, vienna" }).split("\n")).toEqual([
+      'SWITCH_POP_MODELS: "fast" is not a layout model; use volume or paper (for PoP vienna)',
+      "SWITCH_POP_MODELS: no PoP paris is in SWITCH_POPS; name one of vienna",
+      'SWITCH_POP_MODELS: "vienna" is not <pop>=<model>; give e.g. vienna=paper',
+    ]);
+  });
+
   it("gives the Engine the program, the PoP and its keys, the keys alone secret", () => {
     const [vienna] = loadPops(env(VIENNA));
     const config = stackConfigOf(vienna!.config, vienna!.keys);

@@ -5,13 +5,13 @@ import { afterEach, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
 import { CDN_POP_CONFIG, type PopSpec } from "../../domain/contracts/cdn-pop.ts";
 import { qualifiedKey } from "../../domain/contracts/project.ts";
-import type { Layout, RoleCounts } from "../../domain/wae/index.ts";
+import { DEFAULT_REQUEST_COSTS, type Layout, type RoleCounts } from "../../domain/wae/index.ts";
 import type { InstanceManagerReport } from "../../domain/wae/reports.ts";
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, sign } from "../../domain/wae/signature.ts";
 import { EngineError } from "../../automation/engine/engine.ts";
 import { OperationQueue } from "../../automation/engine/queue.ts";
 import { OperationRunner } from "../../automation/operations/runner.ts";
-import { POPS_VARIABLE, POP_KEYS_FILE_VARIABLE, loadPops } from "../../automation/service/loops/pop-config.ts";
+import { POPS_VARIABLE, POP_KEYS_FILE_VARIABLE, POP_MODELS_VARIABLE, loadPops } from "../../automation/service/loops/pop-config.ts";
 import { type LoopClock, PopLoops, movedEdges } from "../../automation/service/loops/pop-loop.ts";
 import { highsSolver } from "../../automation/solver/highs.ts";
 import { Store } from "../../automation/store/store.ts";
@@ -75,12 +75,12 @@ afterEach(async () => {
   cleanups = [];
 });
 
-async function world(settings: ConstructorParameters<typeof PopLoops>[0]["settings"] = {}) {
+async function world(settings: ConstructorParameters<typeof PopLoops>[0]["settings"] = {}, models?: string) {
   const dir = mkdtempSync(join(tmpdir(), "switch-pop-loop-"));
   const keysFile = join(dir, "pop-keys.json");
   writeFileSync(keysFile, JSON.stringify({ vienna: KEYS }));
   chmodSync(keysFile, 0o600);
-  const pops = loadPops({ [POPS_VARIABLE]: viennaWithLive(dir), [POP_KEYS_FILE_VARIABLE]: keysFile });
+  const pops = loadPops({ [POPS_VARIABLE]: viennaWithLive(dir), [POP_KEYS_FILE_VARIABLE]: keysFile, ...(models === undefined ? {} : { [POP_MODELS_VARIABLE]: models }) });
   const clock = testClock();
   const store = new Store({ path: join(dir, "switch.db"), now: () => new Date(clock.at) });
   const engine = new HeldEngine();
@@ -192,6 +192,44 @@ describe("the PoP loop", () => {
     // Small 0.5 of the capacity against 0.35 of the requests.
     report(T0 + PERIOD_MS, { small: 3500, large: 2200, vod: 2150, live: 2150 });
     expect(loops.decide("vienna", T0 + PERIOD_MS).outcome).toBe("applying");
+  });
+
+  /**
+   * MATCHING's mix at a volume whose large files fill a host's link: 60 large-file requests/s at
+   * the default 2.4 MB each are 1,152 Mbit/s, 1,440 with the headroom, more than the one 1 Gbit/s
+   * host the running layout gives them.
+   */
+  const BUSY: RoleCounts = { small: 600 * 200, large: 600 * 60, vod: 600 * 20, live: 600 * 20 };
+
+  it("with the volume model (the default), gives a role whose demand outgrows its edges more of them at once, and records why", async () => {
+    const { loops, report, started, nextUp } = await world();
+    await started();
+    report(T0 + PERIOD_MS, BUSY);
+    const decision = loops.decide("vienna", T0 + PERIOD_MS);
+    expect(decision.outcome).toBe("applying");
+    expect(decision.reason).toMatch(/carrying the demand with 25% headroom/);
+    const inputs = decision.inputs as { model: string; volume: { needRps: RoleCounts; carriedRps: RoleCounts; headroom: number; shortfall: number }; gap: number; costs: unknown };
+    expect(inputs.model).toBe("volume");
+    expect(inputs.volume.needRps.large).toBeCloseTo(60 * 1.25, 6);
+    expect(inputs.volume.carriedRps.large).toBeCloseTo(75, 6);
+    expect(inputs.volume).toMatchObject({ headroom: 0.25, shortfall: 0 });
+    expect(inputs.gap).toBe(0);
+    // One period of three hosts is too little to fit the costs: the defaults stand.
+    expect(inputs.costs).toEqual(DEFAULT_REQUEST_COSTS);
+    const { pop } = await nextUp();
+    expect(Object.values(pop.layout).filter((roles) => roles.includes("large")).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it("with the paper's model for the PoP (SWITCH_POP_MODELS), lays out the same demand by its mix alone", async () => {
+    const { loops, report, started } = await world({}, "vienna=paper");
+    await started();
+    report(T0 + PERIOD_MS, BUSY);
+    const decision = loops.decide("vienna", T0 + PERIOD_MS);
+    const inputs = decision.inputs as { model: string; volume?: unknown };
+    expect(inputs.model).toBe("paper");
+    expect(inputs.volume).toBeUndefined();
+    // One large-file edge matches a mix with 17 % large files: the link it fills does not count.
+    expect(Object.values((decision.layout as { layout: Layout }).layout).filter((roles) => roles.includes("large"))).toHaveLength(1);
   });
 
   it("adds an edge at once: a role the running layout leaves short is not made to wait", async () => {

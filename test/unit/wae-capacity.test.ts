@@ -106,6 +106,12 @@ describe("WAE capacity model", () => {
     expect(bounded.costs.small.cpuSeconds).toBe(DEFAULT_REQUEST_COSTS.small.cpuSeconds * CALIBRATION_BOUND);
   });
 
+  it("keeps the defaults while the samples are too few to fit (one period of three hosts)", () => {
+    const calibration = calibrate(samples(3, 1, 5), highs);
+    expect(calibration.costs).toEqual(DEFAULT_REQUEST_COSTS);
+    expect(calibration.samples).toBe(3);
+  });
+
   it("with no samples at all, is the defaults", () => {
     expect(calibrate([], highs)).toEqual({ costs: DEFAULT_REQUEST_COSTS, source: Object.fromEntries(ROLES.map((role) => [role, { cpu: "default", bytes: "default" }])), samples: 0 });
   });

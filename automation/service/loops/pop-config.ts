@@ -18,6 +18,10 @@ import { readStackConfig } from "../../engine/stack-config.ts";
  *   stack's secrets provider, and the store never holds them. This file is their one source; the
  *   service passes them on to the PoP's stack as secret config ({@link stackConfigOf}).
  *
+ * - `SWITCH_POP_MODELS`: the layout model of a PoP where it is not the default `volume` (issue 19:
+ *   the mix and the demand's volume), e.g. `vienna=paper` for the seed paper's mix alone;
+ *   comma-separated.
+ *
  * Every problem is refused at start, all at once, naming the file, the PoP and the host; no
  * message quotes a key. Unset `SWITCH_POPS` means no PoPs: no host can report.
  */
@@ -26,6 +30,11 @@ import { readStackConfig } from "../../engine/stack-config.ts";
 export const POPS_VARIABLE = "SWITCH_POPS";
 /** The variable that names the report keys' file. */
 export const POP_KEYS_FILE_VARIABLE = "SWITCH_POP_KEYS_FILE";
+/** The variable that picks a PoP's layout model. */
+export const POP_MODELS_VARIABLE = "SWITCH_POP_MODELS";
+/** How the loop lays out a PoP: `volume`, the mix and the demand's volume (the default); `paper`, the seed paper's mix alone. */
+export const POP_MODELS = ["volume", "paper"] as const;
+export type PopModel = (typeof POP_MODELS)[number];
 /** A stack file in a directory of them. */
 const POP_STACK_FILE = /^Pulumi\.pop-.+\.yaml$/;
 /** A keys file holds a few dozen keys; anything much larger is not one, and is not read whole. */
@@ -43,6 +52,8 @@ export interface ServedPop {
   file: string;
   /** The PoP as its stack file configures it. */
   config: PopSpec;
+  /** How the loop lays it out. */
+  model: PopModel;
   /**
    * Each host's report key. Not enumerable, so that logging or serializing the PoP (a log line,
    * JSON.stringify, util.inspect) never writes a key; read it by name.
@@ -61,7 +72,7 @@ export function loadPops(env: Readonly<Record<string, string | undefined>>): Ser
   }
   const files = stackFiles(entries);
   const problems: string[] = [];
-  const pops: Omit<ServedPop, "keys">[] = [];
+  const pops: Omit<ServedPop, "keys" | "model">[] = [];
   for (const file of files) {
     try {
       const pop = readPop(file);
@@ -85,10 +96,31 @@ export function loadPops(env: Readonly<Record<string, string | undefined>>): Ser
   }
   // A PoP whose stack file failed has no name to match: keys are judged unknown only when every file was read.
   const keys = readKeysFile(keysFile, pops, problems.length === 0, problems);
+  const models = readModels(env[POP_MODELS_VARIABLE] ?? "", pops, problems.length === 0, problems);
   if (problems.length > 0) {
     throw new InvalidArgumentsError(problems);
   }
-  return pops.map((pop) => Object.defineProperty({ ...pop }, "keys", { value: Object.freeze({ ...keys.get(pop.name) }), enumerable: false }) as ServedPop);
+  return pops.map(
+    (pop) => Object.defineProperty({ ...pop, model: models.get(pop.name) ?? "volume" }, "keys", { value: Object.freeze({ ...keys.get(pop.name) }), enumerable: false }) as ServedPop,
+  );
+}
+
+/** `SWITCH_POP_MODELS`'s `<pop>=<model>` entries; a PoP not served is refused only when every stack file was read. */
+function readModels(text: string, pops: readonly { name: string }[], judgeNames: boolean, problems: string[]): Map<string, PopModel> {
+  const models = new Map<string, PopModel>();
+  for (const entry of text.split(",").map((part) => part.trim()).filter((part) => part !== "")) {
+    const [pop, model, ...rest] = entry.split("=").map((part) => part.trim());
+    if (pop === undefined || pop === "" || model === undefined || rest.length > 0) {
+      problems.push(`${POP_MODELS_VARIABLE}: "${entry}" is not <pop>=<model>; give e.g. vienna=paper`);
+    } else if (!(POP_MODELS as readonly string[]).includes(model)) {
+      problems.push(`${POP_MODELS_VARIABLE}: "${model}" is not a layout model; use ${POP_MODELS.join(" or ")} (for PoP ${pop})`);
+    } else if (judgeNames && !pops.some((served) => served.name === pop)) {
+      problems.push(`${POP_MODELS_VARIABLE}: no PoP ${pop} is in ${POPS_VARIABLE}; name one of ${pops.map((served) => served.name).join(", ")}`);
+    } else {
+      models.set(pop, model as PopModel);
+    }
+  }
+  return models;
 }
 
 /**
@@ -138,7 +170,7 @@ function stackFiles(entries: readonly string[]): string[] {
 }
 
 /** One stack file's PoP. Messages name the file and the key, never the file's text. */
-function readPop(file: string): Omit<ServedPop, "keys"> {
+function readPop(file: string): Omit<ServedPop, "keys" | "model"> {
   const { config, secretKeys } = readStackConfig(file);
   const program = config[qualifiedKey(PROGRAM_KEY)];
   if (program !== undefined && program !== CDN_POP_PROGRAM) {
@@ -177,7 +209,7 @@ function readPop(file: string): Omit<ServedPop, "keys"> {
 }
 
 /** Each PoP's keys; adds to `problems` what is wrong, naming the PoP and the host, never a key. */
-function readKeysFile(file: string, pops: readonly Omit<ServedPop, "keys">[], allPops: boolean, problems: string[]): Map<string, Record<string, string>> {
+function readKeysFile(file: string, pops: readonly Omit<ServedPop, "keys" | "model">[], allPops: boolean, problems: string[]): Map<string, Record<string, string>> {
   const keys = new Map<string, Record<string, string>>();
   let text: string;
   let fd: number | undefined;

@@ -2,12 +2,16 @@ import { isDeepStrictEqual } from "node:util";
 import type { PopSpec } from "../../../domain/contracts/cdn-pop.ts";
 import { NotFoundError } from "../../../domain/errors.ts";
 import {
+  CALIBRATION_PERIODS,
+  DEFAULT_HEADROOM,
   DEFAULT_TOLERANCE,
+  type HostSample,
   type Layout,
   type LayoutResult,
   ROLES,
   type Role,
   type RoleCounts,
+  calibrate,
   combineReports,
   computeLayout,
   demandShares,
@@ -75,6 +79,8 @@ export interface PopLoopSettings {
    * paper's ±0.1, so that the periods a change takes to persist and apply are spent within it.
    */
   actingTolerance: number;
+  /** With the volume model: capacity kept beyond each role's demand (domain/wae DEFAULT_HEADROOM). */
+  headroom: number;
 }
 
 export const DEFAULT_POP_LOOP_SETTINGS: Readonly<PopLoopSettings> = {
@@ -86,6 +92,7 @@ export const DEFAULT_POP_LOOP_SETTINGS: Readonly<PopLoopSettings> = {
   maxBackoffPeriods: 8,
   retentionMs: 7 * 24 * 3600_000,
   actingTolerance: 0.09,
+  headroom: DEFAULT_HEADROOM,
 };
 
 /** The loop's clock: the service's, or a test's or a benchmark's accelerated one. */
@@ -283,9 +290,26 @@ export class PopLoops implements StackOwner {
     const current: Layout = Object.fromEntries(Object.entries(running.layout).filter(([host]) => available.has(host)));
     const runningEdges = Object.values(running.layout).reduce((sum, roles) => sum + roles.length, 0);
     const maxMoves = Math.max(1, Math.floor(runningEdges * this.settings.maxMoveShare));
-    const result = computeLayout({ hosts, requests, current, maxMoves, tolerance: this.settings.actingTolerance }, this.solver);
+    const model = state.served.model;
+    // The volume model: the requests' costs fitted to the last CALIBRATION_PERIODS of reports.
+    const calibration = model === "volume" ? calibrate(this.samples(state, periodEnd), this.solver) : undefined;
+    const volume =
+      calibration === undefined ? undefined : { periodSeconds: periodMs / 1000, served: combined.served, costs: calibration.costs, headroom: this.settings.headroom };
+    const result = computeLayout({ hosts, requests, current, maxMoves, tolerance: this.settings.actingTolerance, ...(volume === undefined ? {} : { volume }) }, this.solver);
     const computed = performance.now();
-    const inputs = { hosts, requests, current, silent: seen.silent, unavailable: seen.unavailable, reports: seen.reports.length, maxMoves };
+    const inputs = {
+      model,
+      hosts,
+      requests,
+      current,
+      silent: seen.silent,
+      unavailable: seen.unavailable,
+      reports: seen.reports.length,
+      maxMoves,
+      ...(calibration === undefined ? {} : { costs: calibration.costs, calibrated: calibration.source, calibrationSamples: calibration.samples }),
+      ...(result.volume === undefined ? {} : { volume: result.volume }),
+      ...(result.gap === undefined ? {} : { gap: result.gap }),
+    };
     const layout = orderedLayout(running, result.layout);
     const next = nextPopConfig(running, layout);
     const timings = { gatherMs: gathered - started, layoutMs: computed - gathered, configMs: performance.now() - computed };
@@ -348,6 +372,23 @@ export class PopLoops implements StackOwner {
    * silent longer is unavailable, and one that never reported is waiting until that long has
    * passed since the loop began watching.
    */
+  /**
+   * What the calibration fits: every host's reports of the last CALIBRATION_PERIODS periods, each
+   * a sample (a missing period is simply none).
+   */
+  private samples(state: PopState, periodEnd: number): HostSample[] {
+    const { periodMs } = this.settings;
+    return this.store.reportsEnding(state.served.name, new Date(periodEnd - CALIBRATION_PERIODS * periodMs), new Date(periodEnd)).map((report) => ({
+      host: report.host,
+      seconds: (Date.parse(report.periodEnd) - Date.parse(report.periodStart)) / 1000,
+      capacityCores: report.cpu.capacityCores,
+      usedCores: report.cpu.usedCores,
+      linkMbps: report.network.linkMbps,
+      txMbps: report.network.txMbps,
+      served: report.requests,
+    }));
+  }
+
   private hostsSeen(state: PopState, periodEnd: number): { reports: InstanceManagerReport[]; silent: string[]; unavailable: string[]; waiting: string[] } {
     const { periodMs, silentPeriods } = this.settings;
     const recent = this.store.reportsEnding(state.served.name, new Date(periodEnd - (silentPeriods + 1) * periodMs), new Date(periodEnd));
@@ -570,8 +611,16 @@ function layoutOf(pop: PopSpec): { layout: Layout; addresses: Record<string, str
 }
 
 function describeResult(result: LayoutResult): string {
-  const within = result.feasible ? "within" : "not within";
-  return `${result.kept ? "the running layout is kept" : `${result.moves.length} change${result.moves.length === 1 ? "" : "s"}`}, ${result.containers} edges, worst share error ${result.worstError.toFixed(3)} (${within} the tolerance)${result.note === undefined ? "" : `; ${result.note}`}`;
+  const within = result.worstError <= result.tolerance + 1e-9 ? "within" : "not within";
+  const volume = result.volume;
+  const carried =
+    volume === undefined
+      ? ""
+      : volume.shortfall === 0
+        ? `, carrying the demand with ${Math.round(volume.headroom * 100)}% headroom`
+        : `, SHORT of capacity: ${(volume.shortfall * 100).toFixed(1)}% of the demand (headroom included) cannot be carried by any layout of these hosts`;
+  const gap = result.gap !== undefined && result.gap > 0 ? `, within ${(result.gap * 100).toFixed(2)}% of the fewest edges (the time limit stopped the solver)` : "";
+  return `${result.kept ? "the running layout is kept" : `${result.moves.length} change${result.moves.length === 1 ? "" : "s"}`}, ${result.containers} edges, worst share error ${result.worstError.toFixed(3)} (${within} the tolerance)${carried}${gap}${result.note === undefined ? "" : `; ${result.note}`}`;
 }
 
 export function edgesPerRole(layout: Layout): Record<Role, number> {
