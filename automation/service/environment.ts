@@ -69,7 +69,7 @@ const environment = z.object({
     .min(1, { error: "is below 1; give the days ended conferences are kept, e.g. 30" })
     .max(3650, { error: "is above 3650; give the days ended conferences are kept, e.g. 30" })
     .default(30),
-  /** The PoP loop's period (the paper's ten minutes); SWITCH_POPS and SWITCH_POP_KEYS_FILE name the PoPs (loops/pop-config.ts). */
+  /** The PoP loop's period (the paper's ten minutes); SWITCH_POPS, SWITCH_POP_KEYS_FILE and SWITCH_POP_MODELS name the PoPs and how each is laid out (loops/pop-config.ts). */
   SWITCH_POP_PERIOD_SECONDS: z.coerce
     .number({ error: expected("a number") })
     .int({ error: "is not a whole number of seconds" })
