@@ -260,10 +260,14 @@ export function computeLayout(raw: LayoutInput, solver: MilpSolver): LayoutResul
   }
   const gap = target.gap === undefined ? {} : { gap: target.gap };
 
-  // With a volume, the running layout also stands while it is at most a tenth larger than the
-  // target: a PoP follows demand down, but not every dip (and the PoP loop waits two periods
-  // before it removes an edge).
-  if (runningFits && count(current) <= count(target.x) + Math.floor(count(target.x) / 10)) {
+  // With a volume, the running layout stands while it is nearly as good as the target: it carries
+  // the demand with half the headroom wherever the target carries it all (and leaves no more of it
+  // uncarried where no layout can), its mix is no further off than the target's by more than the
+  // hysteresis margin, and it is at most a tenth larger. Where no layout meets the mix and the
+  // volume at once, the closest one moves with every period's noise; the running one is kept
+  // unless the new one is better by these margins. The PoP follows demand down, but not every dip
+  // (and the PoP loop waits two periods before it removes an edge).
+  if (volume !== undefined && current.some((bit) => bit === 1) && nearlyAsGood(solver, at(tolerance, headroom / 2), current, target.x, tolerance * (1 - HYSTERESIS))) {
     return result(current, "kept", { kept: true, ...gap });
   }
 
@@ -337,6 +341,24 @@ function withCapacity(capacity: Capacity, x: Uint8Array): Uint8Array {
     edgesOn[best]!++;
   }
   return y;
+}
+
+/** The keep rule with a volume: see computeLayout. `problem` holds the need at half the headroom. */
+function nearlyAsGood(solver: MilpSolver, problem: Problem, running: Uint8Array, target: Uint8Array, margin: number): boolean {
+  const capacity = problem.capacity!;
+  const runningEvaluation = evaluate(problem, running);
+  if (!runningEvaluation.covered || count(running) > count(target) + Math.floor(count(target) / 10)) {
+    return false;
+  }
+  const uncarried = (x: Uint8Array) => {
+    const got = carried(solver, { ...problem, capacity }, x);
+    return ROLES.reduce((sum, _, r) => sum + Math.max(0, capacity.needRps[r]! - got[r]!), 0) / Math.max(1e-9, capacity.needRps.reduce((a, b) => a + b, 0));
+  };
+  const runningShort = uncarried(running);
+  const targetShort = uncarried(target);
+  const carriesAsMuch = runningShort < 1e-6 || runningShort <= targetShort + 1e-6;
+  const mixAsClose = runningEvaluation.worstError <= Math.max(problem.tolerance, evaluate(problem, target).worstError + margin);
+  return carriesAsMuch && mixAsClose;
 }
 
 function count(x: Uint8Array): number {

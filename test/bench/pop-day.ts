@@ -31,8 +31,11 @@ import { InstanceManager } from "../../automation/instance-manager/agent.ts";
 import { newToken, tokenEntry } from "../../automation/service/auth.ts";
 import { type RunningService, startService } from "../../automation/service/server.ts";
 import type { PopView } from "../../automation/service/loops/pop-loop.ts";
+import type { PopModel } from "../../automation/service/loops/pop-config.ts";
 import type { PopDecision } from "../../automation/store/records.ts";
 import { highsSolver } from "../../automation/solver/highs.ts";
+import { carried } from "../../domain/wae/milp.ts";
+import { toMatrix } from "../../domain/wae/problem.ts";
 import { poll } from "../support/poll.ts";
 import { VirtualClock } from "../support/virtual-clock.ts";
 
@@ -127,6 +130,15 @@ function writeSources(host: SimHost): void {
 
 interface DayFigures {
   hosts: number;
+  model: PopModel;
+  /** Requests in each period, all roles. */
+  volume: number[];
+  /** Periods in which some role's demand was more than the running layout could carry (true costs and host capacity). */
+  exceededLoop: number;
+  exceededStatic: number;
+  /** Each period's slack: the share of the running edges' capacity left unused. */
+  slackLoop: number[];
+  slackStatic: number[];
   loopContainers: number[];
   optimumContainers: number[];
   staticContainers: number;
@@ -174,7 +186,55 @@ function movedBetween(from: Layout, to: Layout): number {
   return transitions([from, to], [...new Set([...Object.keys(from), ...Object.keys(to)])]);
 }
 
-async function simulateDay(size: number): Promise<DayFigures> {
+/**
+ * How far a layout's edges are used in a period, by the simulation's truth (each role's requests
+ * split evenly among its edges, as the load balancer does; each host's edge capacity split evenly
+ * among its edges): the share of the edges' capacity left unused, and whether some role's demand
+ * exceeded what the layout could carry (an LP over the true costs, `carried`).
+ */
+function utilisation(hosts: readonly SimHost[], layout: Layout, demand: RoleCounts, solver: Awaited<ReturnType<typeof highsSolver>>): { slack: number; exceeded: boolean } {
+  const seconds = PERIOD_MS / 1000;
+  let unused = 0;
+  let containers = 0;
+  for (const host of hosts) {
+    const roles = layout[host.name] ?? [];
+    for (const role of roles) {
+      const edges = hosts.filter((other) => layout[other.name]?.includes(role)).length;
+      const rps = demand[role] / edges / seconds;
+      const cpuShare = (host.cores - host.backgroundCores) / roles.length;
+      const linkShare = host.linkMbps / roles.length;
+      const used = Math.max((rps * CPU_SECONDS[role]) / cpuShare, (rps * BYTES[role] * 8) / 1e6 / linkShare);
+      unused += 1 - Math.min(1, used);
+      containers++;
+    }
+  }
+  const capacity = {
+    needRps: Float64Array.from(ROLES, (role) => demand[role] / seconds),
+    cores: Float64Array.from(hosts, (host) => host.cores - host.backgroundCores),
+    mbps: Float64Array.from(hosts, (host) => host.linkMbps),
+    cpuCost: Float64Array.from(ROLES, (role) => CPU_SECONDS[role]),
+    mbitCost: Float64Array.from(ROLES, (role) => (BYTES[role] * 8) / 1e6),
+  };
+  const got = carried(solver, { weights: new Float64Array(hosts.length), demand: new Float64Array(ROLES.length), tolerance: DEFAULT_TOLERANCE, capacity }, toMatrix(hosts.map((host) => host.name), layout));
+  return { slack: containers === 0 ? 0 : unused / containers, exceeded: ROLES.some((_, r) => got[r]! < capacity.needRps[r]! * (1 - 1e-6)) };
+}
+
+/** Pearson's correlation of two series. */
+function correlation(a: readonly number[], b: readonly number[]): number {
+  const ma = mean(a);
+  const mb = mean(b);
+  let cov = 0;
+  let va = 0;
+  let vb = 0;
+  a.forEach((value, i) => {
+    cov += (value - ma) * (b[i]! - mb);
+    va += (value - ma) ** 2;
+    vb += (b[i]! - mb) ** 2;
+  });
+  return va === 0 || vb === 0 ? 0 : cov / Math.sqrt(va * vb);
+}
+
+async function simulateDay(size: number, model: PopModel): Promise<DayFigures> {
   const rng = xoroshiro128plus(SEED + size);
   const noise = () => 0.97 + uniformInt(rng, 0, 600) / 10_000;
   const dir = mkdtempSync(join(tmpdir(), `switch-pop-day-${size}-`));
@@ -228,6 +288,7 @@ async function simulateDay(size: number): Promise<DayFigures> {
         SWITCH_API_TOKENS: tokenEntry("ops", "admin", token),
         SWITCH_POPS: stackFile,
         SWITCH_POP_KEYS_FILE: keysFile,
+        ...(model === "paper" ? { SWITCH_POP_MODELS: `${popName}=paper` } : {}),
         SWITCH_LOG_LEVEL: "silent",
         HOST: "127.0.0.1",
         PORT: "0",
@@ -270,6 +331,12 @@ async function simulateDay(size: number): Promise<DayFigures> {
 
     const figures: DayFigures = {
       hosts: size,
+      model,
+      volume: [],
+      exceededLoop: 0,
+      exceededStatic: 0,
+      slackLoop: [],
+      slackStatic: [],
       loopContainers: [],
       optimumContainers: [],
       staticContainers: size * ROLES.length,
@@ -331,6 +398,13 @@ async function simulateDay(size: number): Promise<DayFigures> {
       }
       figures.withinStatic += within(staticLayout);
       figures.loopContainers.push(containersOf(running));
+      figures.volume.push(ROLES.reduce((sum, role) => sum + demand[role], 0));
+      const loopUse = utilisation(hosts, running, demand, solver);
+      const staticUse = utilisation(hosts, staticLayout, demand, solver);
+      figures.slackLoop.push(loopUse.slack);
+      figures.slackStatic.push(staticUse.slack);
+      figures.exceededLoop += loopUse.exceeded ? 1 : 0;
+      figures.exceededStatic += staticUse.exceeded ? 1 : 0;
       const optimum = computeLayout({ hosts: truth, requests: demand, current: {} }, solver);
       optimumLayouts.push(optimum.layout);
       figures.optimumContainers.push(optimum.containers);
@@ -397,23 +471,33 @@ const mean = (values: readonly number[]) => values.reduce((sum, value) => sum + 
 const hours = (containers: readonly number[]) => (containers.reduce((sum, value) => sum + value, 0) * PERIOD_MS) / 3_600_000;
 const percent = (count: number) => `${((100 * count) / PERIODS).toFixed(1)} %`;
 
-console.log(`a simulated day: ${PERIODS} periods of ${PERIOD_MS / 60_000} min, Fig. 1's mix, volume 2:1 (seed ${SEED}); loop: the service's defaults`);
+console.log(`a simulated day: ${PERIODS} periods of ${PERIOD_MS / 60_000} min, Fig. 1's mix, volume 2:1 (seed ${SEED}); the loop with the paper's model (mix alone) and with issue 19's (mix and volume), the static PoP beside both`);
+const MODELS = (process.env.POP_DAY_MODELS ?? "paper,volume").split(",") as PopModel[];
 for (const size of SIZES) {
-  const day = await simulateDay(size);
-  if (trace.length > 0) {
-    console.log(trace.splice(0).join("\n"));
+  const days: DayFigures[] = [];
+  for (const model of MODELS) {
+    days.push(await simulateDay(size, model));
+    if (trace.length > 0) {
+      console.log(trace.splice(0).join("\n"));
+    }
   }
   const slots = size * ROLES.length;
+  const first = days[0]!;
+  const staticHours = hours(Array(PERIODS).fill(first.staticContainers));
+  const columns = (label: string, staticValue: string, value: (day: DayFigures) => string) => console.log(`  ${label.padEnd(34)}${staticValue.padStart(14)}${days.map((day) => value(day).padStart(16)).join("")}`);
   console.log(`\n${size} hosts (${slots} edge slots):`);
-  console.log(`  edge containers per period   loop mean ${mean(day.loopContainers).toFixed(1)} (min ${Math.min(...day.loopContainers)}, max ${Math.max(...day.loopContainers)})   static ${day.staticContainers}   per-period optimum mean ${mean(day.optimumContainers).toFixed(1)}`);
-  console.log(
-    `  container-hours              loop ${hours(day.loopContainers).toFixed(0)}   static ${hours(Array(PERIODS).fill(day.staticContainers)).toFixed(0)} (loop/static ${(hours(day.loopContainers) / hours(Array(PERIODS).fill(day.staticContainers))).toFixed(2)}x)   optimum ${hours(day.optimumContainers).toFixed(0)} (loop/optimum ${(hours(day.loopContainers) / hours(day.optimumContainers)).toFixed(2)}x)`,
-  );
-  console.log(`  periods within ±${DEFAULT_TOLERANCE}       loop ${percent(day.withinLoop)} (goal ≥ 95 %)   static ${percent(day.withinStatic)}   optimum ${percent(day.withinOptimum)}`);
-  console.log(`  on/off transitions per slot  loop ${(day.transitionsLoop / slots).toFixed(2)} per day (goal ≤ 1)   optimum without stability rules ${(day.transitionsOptimum / slots).toFixed(2)}`);
-  console.log(`  edges moved per period       mean ${mean(day.moved).toFixed(2)}, max ${Math.max(...day.moved)}`);
-  console.log(`  re-ups per day               ${day.reUps} (${day.failedReUps} failed)`);
-  console.log(`  decision time                mean ${mean(day.decisionMs).toFixed(1)} ms, max ${Math.max(...day.decisionMs).toFixed(1)} ms`);
-  console.log(`  loop time per period         mean ${mean(day.loopMs).toFixed(0)} ms, max ${Math.max(...day.loopMs).toFixed(0)} ms (decision and re-up, offline engine)`);
-  console.log(`  reports refused              ${day.refusedReports}; agent complaints ${day.agentComplaints.length}${day.agentComplaints.length === 0 ? "" : `: ${day.agentComplaints.slice(0, 3).join(" | ")}`}`);
+  console.log(`  ${"".padEnd(34)}${"static PoP".padStart(14)}${days.map((day) => `loop, ${day.model}`.padStart(16)).join("")}`);
+  columns("edge containers per period, mean", String(first.staticContainers), (day) => `${mean(day.loopContainers).toFixed(1)} (${Math.min(...day.loopContainers)}-${Math.max(...day.loopContainers)})`);
+  columns("container-hours", staticHours.toFixed(0), (day) => `${hours(day.loopContainers).toFixed(0)} (${(hours(day.loopContainers) / staticHours).toFixed(2)}x)`);
+  columns("slack (unused, of container-hours)", `${(100 * mean(first.slackStatic)).toFixed(1)} %`, (day) => `${(100 * mean(day.slackLoop)).toFixed(1)} %`);
+  columns("containers ~ volume (correlation)", "0", (day) => correlation(day.loopContainers, day.volume).toFixed(2));
+  columns("periods demand > capacity", String(first.exceededStatic), (day) => String(day.exceededLoop));
+  columns(`periods within ±${DEFAULT_TOLERANCE}`, percent(first.withinStatic), (day) => percent(day.withinLoop));
+  columns("on/off transitions per slot per day", "0", (day) => (day.transitionsLoop / slots).toFixed(2));
+  columns("edges moved per period, mean (max)", "0", (day) => `${mean(day.moved).toFixed(2)} (${Math.max(...day.moved)})`);
+  columns("re-ups per day (failed)", "0", (day) => `${day.reUps} (${day.failedReUps})`);
+  columns("decision time, mean (max) ms", "-", (day) => `${mean(day.decisionMs).toFixed(0)} (${Math.max(...day.decisionMs).toFixed(0)})`);
+  columns("loop time per period, mean ms", "-", (day) => mean(day.loopMs).toFixed(0));
+  columns("reports refused; agent complaints", "-", (day) => `${day.refusedReports}; ${day.agentComplaints.length}`);
+  console.log(`  per-period optimum of the mix alone, no stability rules: ${mean(first.optimumContainers).toFixed(1)} edges, ${(first.transitionsOptimum / slots).toFixed(2)} transitions per slot, ${percent(first.withinOptimum)} within ±${DEFAULT_TOLERANCE}`);
 }
