@@ -3,7 +3,7 @@ import { SolverError } from "../errors.ts";
 import { expected, parseOrThrow } from "../validation.ts";
 import { DEFAULT_REQUEST_COSTS, type RequestCosts, hostCapacity } from "./capacity.ts";
 import { solvePaper } from "./heuristic.ts";
-import { type MilpSolver, aloneRate, carried, solveExact } from "./milp.ts";
+import { type MilpSolver, aloneRate, carried, solveExact, uncarriedShare } from "./milp.ts";
 import { type Host, type Layout, ROLES, type Role, type RoleCounts, demandShares, hostWeight, mapRoles } from "./model.ts";
 import { type Capacity, type Problem, evaluate, rolesOf, toMatrix } from "./problem.ts";
 import { MAX_LINK_MBPS, edgeRole, nonNegative, requestCounts } from "./schema.ts";
@@ -350,13 +350,9 @@ function nearlyAsGood(solver: MilpSolver, problem: Problem, running: Uint8Array,
   if (!runningEvaluation.covered || count(running) > count(target) + Math.floor(count(target) / 10)) {
     return false;
   }
-  const uncarried = (x: Uint8Array) => {
-    const got = carried(solver, { ...problem, capacity }, x);
-    return ROLES.reduce((sum, _, r) => sum + Math.max(0, capacity.needRps[r]! - got[r]!), 0) / Math.max(1e-9, capacity.needRps.reduce((a, b) => a + b, 0));
-  };
+  const uncarried = (x: Uint8Array) => uncarriedShare(capacity, carried(solver, { ...problem, capacity }, x));
   const runningShort = uncarried(running);
-  const targetShort = uncarried(target);
-  const carriesAsMuch = runningShort < 1e-6 || runningShort <= targetShort + 1e-6;
+  const carriesAsMuch = runningShort === 0 || runningShort <= uncarried(target) + 1e-6;
   const mixAsClose = runningEvaluation.worstError <= Math.max(problem.tolerance, evaluate(problem, target).worstError + margin);
   return carriesAsMuch && mixAsClose;
 }
@@ -505,9 +501,7 @@ function describe(
   let carriesNeed = true;
   if (capacity !== undefined) {
     const carriedRps = carried(solver, { ...problem, capacity }, x);
-    const need = capacity.needRps.reduce((sum, value) => sum + value, 0);
-    const uncarried = ROLES.reduce((sum, _, r) => sum + Math.max(0, capacity.needRps[r]! - carriedRps[r]!), 0);
-    const shortfall = need === 0 || uncarried / need < 1e-6 ? 0 : uncarried / need;
+    const shortfall = uncarriedShare(capacity, carriedRps);
     carriesNeed = shortfall === 0;
     volume = {
       volume: {

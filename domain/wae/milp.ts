@@ -115,7 +115,8 @@ export function solveExact(solver: MilpSolver, given: Problem, current: Uint8Arr
   const closestError = closest.objective > problem.tolerance ? closest.objective : undefined;
   const tolerance = closestError === undefined ? problem.tolerance : closestError + 1e-7;
   const fewest = solved("the fewest containers of the closest layouts", fewestContainersModel(problem, current, { tolerance, ...(shortfallCap === undefined ? {} : { shortfall: shortfallCap }) }));
-  const shortfall = capacity === undefined ? undefined : uncarriedShare(capacity, fewest.values);
+  // A solution's shortfall columns say what it leaves of each role's need.
+  const shortfall = capacity === undefined ? undefined : uncarriedShare(capacity, Float64Array.from(ROLES, (_, r) => capacity.needRps[r]! - (fewest.values[`s${r}`] ?? 0)));
   return layoutOf(fewest, { status: "infeasible", ...(closestError === undefined ? {} : { closestError }), ...(shortfall === undefined ? {} : { shortfall }) });
 }
 
@@ -124,10 +125,11 @@ function shortfallShare(capacity: Capacity, carriedRps: Float64Array): number {
   return ROLES.reduce((sum, _, r) => sum + (capacity.needRps[r]! === 0 ? 0 : (capacity.needRps[r]! - carriedRps[r]!) / capacity.needRps[r]!), 0);
 }
 
-/** The share of the whole need a solution's shortfall columns leave uncarried, solver noise (under 1e-6 of it) read as none. */
-function uncarriedShare(capacity: Capacity, values: Readonly<Record<string, number>>): number {
+/** The share of the whole need that `carriedRps` (per role) leaves uncarried, solver noise (under 1e-6 of it) read as none. */
+export function uncarriedShare(capacity: Capacity, carriedRps: ArrayLike<number>): number {
   const need = capacity.needRps.reduce((sum, value) => sum + value, 0);
-  const share = need === 0 ? 0 : ROLES.reduce((sum, _, r) => sum + (values[`s${r}`] ?? 0), 0) / need;
+  const left = ROLES.reduce((sum, _, r) => sum + Math.max(0, capacity.needRps[r]! - carriedRps[r]!), 0);
+  const share = need === 0 ? 0 : left / need;
   return share < 1e-6 ? 0 : share;
 }
 
